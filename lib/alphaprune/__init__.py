@@ -1,0 +1,35 @@
+"""alphaprune: α-schedule channel pruning of convolutional image autoencoders.
+
+Quick start::
+
+    import alphaprune as ap
+    model = ap.build_autoencoder("relu3_1")
+    ap.attach_gates(model, keep=0.5, target="encoder")
+    ap.set_alpha(model, 0.0)
+    small = ap.shrink(model)          # same function, fewer channels
+"""
+
+from .layers import AlphaGate, attach_gates, get_alpha, gates, restore_gates, set_alpha
+from .models import AutoEncoder, build_autoencoder, load_vgg_weights
+from .schedules import Schedule, make_schedule, schedule_from_dict
+from .shrink import count, shrink
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlphaGate",
+    "AutoEncoder",
+    "Schedule",
+    "attach_gates",
+    "build_autoencoder",
+    "count",
+    "gates",
+    "get_alpha",
+    "load_vgg_weights",
+    "make_schedule",
+    "restore_gates",
+    "schedule_from_dict",
+    "set_alpha",
+    "shrink",
+    "__version__",
+]

@@ -1,0 +1,119 @@
+"""VGG-19 encoder (torchvision's ``features.N`` layout) and a mirrored transposed-convolution decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["AutoEncoder", "build_autoencoder", "load_vgg_weights", "LAYERS", "VGG19_CFG"]
+
+#: torchvision's VGG-19 configuration: output channels per conv, "M" for max-pooling.
+VGG19_CFG: list[int | str] = [
+    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+    512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
+]  # fmt: skip
+#: Encoder depth for each supported layer: how many convolutions up to and including reluX_1.
+LAYERS: dict[str, int] = {"relu1_1": 1, "relu2_1": 3, "relu3_1": 5, "relu4_1": 9, "relu5_1": 13}
+
+
+def _encoder(num_convs: int, batch_norm: bool) -> nn.Sequential:
+    """The first ``num_convs`` convolutions of VGG-19 (with their pools), torchvision indices."""
+    layers: list[nn.Module] = []
+    in_channels, convs = 3, 0
+    for item in VGG19_CFG:
+        if item == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        if convs == num_convs:
+            break
+        layers.append(nn.Conv2d(in_channels, int(item), kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(int(item)))
+        layers.append(nn.ReLU(inplace=False))
+        in_channels, convs = int(item), convs + 1
+        if convs == num_convs:
+            break
+    return nn.Sequential(*layers)
+
+
+def _decoder(encoder: nn.Sequential, batch_norm: bool) -> nn.Sequential:
+    """Mirror ``encoder``: each conv (cin→cout) becomes conv (cout→cin), each max-pool a stride-2
+    ``ConvTranspose2d``; the first encoder conv (3→c) mirrors to c→c, then a 3-channel conv."""
+    layers: list[nn.Module] = []
+
+    def block(module: nn.Module, channels: int) -> None:
+        layers.append(module)
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(channels))
+        layers.append(nn.ReLU(inplace=False))
+
+    channels = None
+    for module in reversed(list(encoder)):
+        if isinstance(module, nn.Conv2d):
+            out = module.out_channels if module.in_channels == 3 else module.in_channels
+            block(nn.Conv2d(module.out_channels, out, kernel_size=3, padding=1), out)
+            channels = out
+        elif isinstance(module, nn.MaxPool2d):
+            block(nn.ConvTranspose2d(channels, channels, kernel_size=4, stride=2, padding=1), channels)
+    layers.append(nn.Conv2d(channels, 3, kernel_size=3, padding=1))
+    return nn.Sequential(*layers)
+
+
+class AutoEncoder(nn.Module):
+    """``decoder(encoder(x))``; a sequential chain as far as gating and shrinking are concerned."""
+
+    _alphaprune_sequential = True
+
+    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, layer: str, batch_norm: bool):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.layer = layer
+        self.batch_norm = batch_norm
+
+    @property
+    def downsampling(self) -> int:
+        """Factor by which the encoder shrinks height and width (inputs must be multiples)."""
+        return 2 ** sum(isinstance(m, nn.MaxPool2d) for m in self.encoder.modules())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.encoder(x))
+
+    def extra_repr(self) -> str:
+        return f"layer='{self.layer}', batch_norm={self.batch_norm}"
+
+
+def build_autoencoder(layer: str = "relu3_1", batch_norm: bool = False) -> AutoEncoder:
+    """Build a VGG-19 encoder up to ``layer`` (``relu1_1`` … ``relu5_1``) and its mirrored decoder.
+
+    The encoder's module names equal torchvision's ``vgg19().features`` (``vgg19_bn`` with
+    ``batch_norm=True``), so ImageNet weights load with :func:`load_vgg_weights`.
+    """
+    if layer not in LAYERS:
+        raise ValueError(f"layer must be one of {sorted(LAYERS)}, got {layer!r}")
+    encoder = _encoder(LAYERS[layer], batch_norm)
+    return AutoEncoder(encoder, _decoder(encoder, batch_norm), layer, batch_norm)
+
+
+def load_vgg_weights(model: AutoEncoder, state_dict: Mapping[str, Tensor]) -> list[str]:
+    """Load a torchvision-style VGG state dict (``features.N.weight`` …) into ``model.encoder``.
+
+    Keys beyond the encoder's depth and the classifier are ignored; every encoder parameter must
+    be present with the right shape. Returns the loaded keys.
+    """
+    own = model.encoder.state_dict()
+    loaded = {}
+    for key in own:
+        source = f"features.{key}"
+        if source not in state_dict:
+            raise KeyError(f"VGG state dict lacks '{source}' needed by encoder layer '{key}'")
+        value = torch.as_tensor(state_dict[source])
+        if value.shape != own[key].shape:
+            raise ValueError(
+                f"'{source}' has shape {tuple(value.shape)}, encoder expects {tuple(own[key].shape)}"
+            )
+        loaded[key] = value
+    model.encoder.load_state_dict(loaded, strict=True)
+    return [f"features.{k}" for k in loaded]
