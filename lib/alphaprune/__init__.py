@@ -9,7 +9,7 @@ Quick start::
     small = ap.shrink(model)          # same function, fewer channels
 """
 
-from .layers import AlphaGate, attach_gates, get_alpha, gates, restore_gates, set_alpha
+from .layers import AlphaGate, attach_gates, gates, get_alpha, restore_gates, set_alpha
 from .models import AutoEncoder, build_autoencoder, load_vgg_weights
 from .schedules import Schedule, make_schedule, schedule_from_dict
 from .shrink import count, shrink

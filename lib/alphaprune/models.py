@@ -56,7 +56,9 @@ def _decoder(encoder: nn.Sequential, batch_norm: bool) -> nn.Sequential:
             block(nn.Conv2d(module.out_channels, out, kernel_size=3, padding=1), out)
             channels = out
         elif isinstance(module, nn.MaxPool2d):
-            block(nn.ConvTranspose2d(channels, channels, kernel_size=4, stride=2, padding=1), channels)
+            block(
+                nn.ConvTranspose2d(channels, channels, kernel_size=4, stride=2, padding=1), channels
+            )
     layers.append(nn.Conv2d(channels, 3, kernel_size=3, padding=1))
     return nn.Sequential(*layers)
 
@@ -66,7 +68,9 @@ class AutoEncoder(nn.Module):
 
     _alphaprune_sequential = True
 
-    def __init__(self, encoder: nn.Sequential, decoder: nn.Sequential, layer: str, batch_norm: bool):
+    def __init__(
+        self, encoder: nn.Sequential, decoder: nn.Sequential, layer: str, batch_norm: bool
+    ):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder

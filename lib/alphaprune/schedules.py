@@ -135,7 +135,9 @@ class Step(Schedule):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.values, (list, tuple)) or not self.values:
-            raise ScheduleError(f"schedule key 'values' must be a non-empty list, got {self.values!r}")
+            raise ScheduleError(
+                f"schedule key 'values' must be a non-empty list, got {self.values!r}"
+            )
         for i, value in enumerate(self.values):
             _alpha_value(value, f"values[{i}]")
         object.__setattr__(self, "values", tuple(float(v) for v in self.values))

@@ -109,7 +109,9 @@ def _cut_norm(norm: nn.BatchNorm2d, index: Tensor) -> None:
 
 def _fold_into_consumer(consumer: nn.Module, scale: Tensor) -> None:
     weight = consumer.weight
-    factor = _broadcast(scale.to(weight.dtype).to(weight.device), input_axis(consumer), weight.dim())
+    factor = _broadcast(
+        scale.to(weight.dtype).to(weight.device), input_axis(consumer), weight.dim()
+    )
     with torch.no_grad():
         weight.mul_(factor)
 
@@ -165,9 +167,7 @@ def shrink(model: nn.Module) -> nn.Module:
     return new
 
 
-def count(
-    model: nn.Module, input_size: Sequence[int] = (1, 3, 128, 128)
-) -> dict[str, int]:
+def count(model: nn.Module, input_size: Sequence[int] = (1, 3, 128, 128)) -> dict[str, int]:
     """Parameters and forward FLOPs of ``model`` for one input of ``input_size``.
 
     FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2;
