@@ -1,0 +1,376 @@
+"""Images for training and validating the autoencoders: loading, splitting and cropping.
+
+Two sources, both offline:
+
+* ``"bundled"``: twelve real RGB photographs shipped inside installed packages (no download).
+  From ``skimage.data``: astronaut, chelsea, coffee, rocket, hubble_deep_field, retina,
+  immunohistochemistry, colorwheel and the two views of ``stereo_motorcycle()`` (named
+  motorcycle_left / motorcycle_right); from ``sklearn.datasets.load_sample_images()``: china,
+  flower. The fixed split keeps :data:`DEFAULT_VAL_IMAGES` (astronaut, chelsea) for validation and
+  trains on the other ten.
+* a folder: every ``*.jpg`` / ``*.jpeg`` / ``*.png`` below it (recursive, case-insensitive), keyed
+  by its path relative to the folder in posix form (``"cats/a.png"``), sorted by key.
+
+Images are ``uint8`` arrays of shape ``(H, W, 3)``; models see ``float32`` tensors ``(3, H, W)`` in
+``[0, 1]`` (:func:`to_tensor` / :func:`to_image`). :class:`RandomCropDataset` draws training crops
+whose position depends only on ``(seed, epoch, index)``, so runs are reproducible, resumable and
+independent of DataLoader workers; :class:`FixedCropDataset` gives fixed validation crops.
+Every problem with the data raises :class:`DataError` naming the file or image at fault.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import Dataset
+
+__all__ = [
+    "BUNDLED_IMAGES",
+    "DEFAULT_VAL_IMAGES",
+    "IMAGE_EXTENSIONS",
+    "DataError",
+    "FixedCropDataset",
+    "RandomCropDataset",
+    "load_bundled",
+    "load_folder",
+    "load_images",
+    "split_images",
+    "to_image",
+    "to_tensor",
+]
+
+
+class DataError(ValueError):
+    """A problem with the image data; the message names the file or image and the problem."""
+
+
+BUNDLED_IMAGES: tuple[str, ...] = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "retina",
+    "immunohistochemistry",
+    "colorwheel",
+    "motorcycle_left",
+    "motorcycle_right",
+    "china",
+    "flower",
+)
+DEFAULT_VAL_IMAGES: tuple[str, ...] = ("astronaut", "chelsea")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+
+
+# ---------------------------------------------------------------------------------------------
+# bundled images
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _stereo_motorcycle() -> tuple[np.ndarray, np.ndarray]:
+    from skimage import data as skdata
+
+    left, right, _disparity = skdata.stereo_motorcycle()
+    return left, right
+
+
+@functools.lru_cache(maxsize=1)
+def _sklearn_samples() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_sample_images
+
+    bunch = load_sample_images()
+    return {Path(f).stem: img for f, img in zip(bunch.filenames, bunch.images, strict=True)}
+
+
+def _skimage(name: str) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from skimage import data as skdata
+
+        return getattr(skdata, name)()
+
+    return load
+
+
+_BUNDLED_LOADERS: dict[str, Callable[[], np.ndarray]] = {
+    **{
+        name: _skimage(name)
+        for name in (
+            "astronaut",
+            "chelsea",
+            "coffee",
+            "rocket",
+            "hubble_deep_field",
+            "retina",
+            "immunohistochemistry",
+            "colorwheel",
+        )
+    },
+    "motorcycle_left": lambda: _stereo_motorcycle()[0],
+    "motorcycle_right": lambda: _stereo_motorcycle()[1],
+    "china": lambda: _sklearn_samples()["china"],
+    "flower": lambda: _sklearn_samples()["flower"],
+}
+
+
+@functools.cache  # an unbounded functools.lru_cache
+def _decode_bundled(name: str) -> np.ndarray:
+    """Decode one bundled image once; the cached array is read-only so callers cannot corrupt it."""
+    image = np.ascontiguousarray(_BUNDLED_LOADERS[name](), dtype=np.uint8)
+    _check_image(image, f"bundled image '{name}'")
+    image.setflags(write=False)
+    return image
+
+
+def load_bundled(names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The bundled photographs ``{name: uint8 (H, W, 3)}``, all of :data:`BUNDLED_IMAGES` by default.
+
+    Decoding is cached, so repeated calls are cheap; the returned arrays are shared and read-only
+    (copy one before modifying it).
+    """
+    selected = BUNDLED_IMAGES if names is None else tuple(names)
+    unknown = [n for n in selected if n not in _BUNDLED_LOADERS]
+    if unknown:
+        raise DataError(
+            f"unknown bundled image(s) {unknown}; available: {', '.join(BUNDLED_IMAGES)}"
+        )
+    return {name: _decode_bundled(name) for name in selected}
+
+
+# ---------------------------------------------------------------------------------------------
+# image files
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """Read one JPEG/PNG file as uint8 (H, W, 3); EXIF orientation is applied."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # inside the try: truncated files fail here, not later
+            mode = img.mode
+            if mode == "RGB":
+                img = ImageOps.exif_transpose(img)
+                array = np.asarray(img, dtype=np.uint8)
+    except Exception as exc:  # PIL raises many types (OSError, SyntaxError, struct.error, ...)
+        raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    if mode != "RGB":
+        raise DataError(
+            f"{path}: image mode is '{mode}' but RGB (8 bits per channel, 3 channels) is required; "
+            "convert it first, e.g. Image.open(p).convert('RGB').save(p)"
+        )
+    return np.ascontiguousarray(array)
+
+
+def load_folder(path: str | Path) -> dict[str, np.ndarray]:
+    """Every ``.jpg``/``.jpeg``/``.png`` file below ``path`` (recursive, case-insensitive).
+
+    Keys are the paths relative to ``path`` in posix form, sorted; values are uint8 (H, W, 3).
+    Raises :class:`DataError` if the folder is missing or holds no such file, or if a file is
+    unreadable or not 8-bit RGB.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise DataError(f"image folder '{root}' does not exist")
+    if not root.is_dir():
+        raise DataError(f"image folder '{root}' is not a directory")
+    files = {
+        p.relative_to(root).as_posix(): p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    }
+    if not files:
+        raise DataError(
+            f"image folder '{root}' has no image files (searched recursively for "
+            f"{', '.join('*' + e for e in IMAGE_EXTENSIONS)}, case-insensitive)"
+        )
+    return {key: _read_rgb(files[key]) for key in sorted(files)}
+
+
+def load_images(source: str | Path = "bundled") -> dict[str, np.ndarray]:
+    """Images from ``"bundled"`` (:func:`load_bundled`) or from a folder (:func:`load_folder`).
+
+    Only the string ``"bundled"`` selects the bundled set; pass ``Path("bundled")`` (or
+    ``"./bundled"``) for a folder of that name.
+    """
+    if isinstance(source, str) and source == "bundled":
+        return load_bundled()
+    return load_folder(source)
+
+
+def split_images(
+    images: dict[str, np.ndarray], val_names: Sequence[str] = DEFAULT_VAL_IMAGES
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Split ``images`` into ``(train, val)`` by name: ``val_names`` go to validation, the rest train.
+
+    Both keep the order of ``images``. Raises :class:`DataError` for a name not in ``images``
+    (listing the available ones) or if either side would be empty.
+    """
+    if isinstance(val_names, str):  # a bare string would be split into characters
+        val_names = (val_names,)
+    unknown = [n for n in val_names if n not in images]
+    if unknown:
+        raise DataError(
+            f"validation image(s) {unknown} not found; available: {', '.join(images) or '(none)'}"
+        )
+    wanted = set(val_names)
+    train = {k: v for k, v in images.items() if k not in wanted}
+    val = {k: v for k, v in images.items() if k in wanted}
+    if not val:
+        raise DataError("validation split is empty: give at least one name in val_names")
+    if not train:
+        raise DataError(
+            f"training split is empty: all {len(images)} image(s) are in val_names {list(val_names)}"
+        )
+    return train, val
+
+
+# ---------------------------------------------------------------------------------------------
+# tensors
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_image(image: np.ndarray, what: str) -> None:
+    if not isinstance(image, np.ndarray):
+        raise DataError(f"{what}: expected a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise DataError(
+            f"{what}: expected a uint8 array of shape (H, W, 3), got {image.dtype} {image.shape}"
+        )
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 ``(H, W, 3)`` image -> float32 ``(3, H, W)`` tensor in ``[0, 1]``."""
+    _check_image(image, "to_tensor")
+    # uint8 transpose first (cheap, also for flipped views), then one float pass; plain numpy keeps
+    # torch's intra-op thread pool out of the per-sample path
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1)).astype(np.float32)
+    chw /= np.float32(255.0)
+    return torch.from_numpy(chw)
+
+
+def to_image(tensor: torch.Tensor) -> np.ndarray:
+    """Float ``(3, H, W)`` tensor -> uint8 ``(H, W, 3)`` image; values are clamped to ``[0, 1]``."""
+    if tensor.ndim != 3 or tensor.shape[0] != 3:
+        raise DataError(
+            f"to_image: expected a tensor of shape (3, H, W), got {tuple(tensor.shape)}"
+        )
+    scaled = tensor.detach().to("cpu", torch.float32).clamp(0.0, 1.0).mul(255.0).round()
+    return scaled.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# datasets
+# ---------------------------------------------------------------------------------------------
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise DataError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _checked_images(images: dict[str, np.ndarray], crop: int) -> tuple[list[str], list[np.ndarray]]:
+    """Validate every image and that ``crop`` fits inside it; return names and arrays."""
+    if not images:
+        raise DataError("no images given: the image dict is empty")
+    for name, image in images.items():
+        _check_image(image, f"image '{name}'")
+        height, width = image.shape[:2]
+        if crop > height or crop > width:
+            raise DataError(
+                f"image '{name}' is {height}x{width} (HxW), smaller than the crop {crop}x{crop}; "
+                "use a smaller crop or drop the image"
+            )
+    return list(images), list(images.values())
+
+
+class RandomCropDataset(Dataset):
+    """Random square crops for training: ``samples_per_epoch`` items per epoch.
+
+    Item ``i`` of epoch ``e`` picks an image uniformly, a uniform crop position and a horizontal
+    flip with probability 1/2, all from a generator seeded with ``(seed, e, i)``. The result does
+    not depend on access order, worker process or global RNG state, so training is reproducible and
+    resumable. Call :meth:`set_epoch` before creating the DataLoader iterator of each epoch (with
+    ``persistent_workers=True`` the workers keep the epoch they were started with).
+    """
+
+    def __init__(
+        self, images: dict[str, np.ndarray], crop: int, samples_per_epoch: int, seed: int = 0
+    ) -> None:
+        self.crop = _positive_int(crop, "crop")
+        self.samples_per_epoch = _positive_int(samples_per_epoch, "samples_per_epoch")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise DataError(f"seed must be an integer >= 0, got {seed!r}")
+        self.seed = int(seed)
+        self.names, self._images = _checked_images(images, self.crop)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose crops ``__getitem__`` returns."""
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
+            raise DataError(f"epoch must be an integer >= 0, got {epoch!r}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def _params(self, i: int) -> tuple[int, int, int, bool]:
+        """(image index, top, left, flip) of item ``i`` in the current epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        k = int(rng.integers(len(self._images)))
+        height, width = self._images[k].shape[:2]
+        top = int(rng.integers(height - self.crop + 1))
+        left = int(rng.integers(width - self.crop + 1))
+        flip = bool(rng.random() < 0.5)
+        return k, top, left, flip
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        i = int(i)
+        if not 0 <= i < self.samples_per_epoch:
+            raise IndexError(f"index {i} out of range for {self.samples_per_epoch} samples")
+        k, top, left, flip = self._params(i)
+        patch = self._images[k][top : top + self.crop, left : left + self.crop]
+        if flip:
+            patch = patch[:, ::-1]
+        return to_tensor(patch)
+
+
+class FixedCropDataset(Dataset):
+    """Fixed square crops for validation: ``crops_per_image`` per image, image by image.
+
+    Crop positions, in order: 0 centre (top ``(H - crop) // 2``, left ``(W - crop) // 2``),
+    1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right. :attr:`names` labels each item
+    ``"<image>#<k>"`` for figures.
+    """
+
+    def __init__(self, images: dict[str, np.ndarray], crop: int, crops_per_image: int = 5) -> None:
+        self.crop = _positive_int(crop, "crop")
+        per_image = _positive_int(crops_per_image, "crops_per_image")
+        if per_image > 5:
+            raise DataError(f"crops_per_image must be in 1..5, got {crops_per_image!r}")
+        self.crops_per_image = per_image
+        image_names, self._images = _checked_images(images, self.crop)
+        self._boxes: list[tuple[int, int, int]] = []  # (image index, top, left)
+        self.names: list[str] = []
+        for k, (name, image) in enumerate(zip(image_names, self._images, strict=True)):
+            bottom, right = image.shape[0] - self.crop, image.shape[1] - self.crop
+            corners = [(bottom // 2, right // 2), (0, 0), (0, right), (bottom, 0), (bottom, right)]
+            for j, (top, left) in enumerate(corners[:per_image]):
+                self._boxes.append((k, top, left))
+                self.names.append(f"{name}#{j}")
+
+    def __len__(self) -> int:
+        return len(self._boxes)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        i = int(i)
+        if not 0 <= i < len(self._boxes):
+            raise IndexError(f"index {i} out of range for {len(self._boxes)} crops")
+        k, top, left = self._boxes[i]
+        return to_tensor(self._images[k][top : top + self.crop, left : left + self.crop])
