@@ -60,7 +60,11 @@ def flatten(model: nn.Module, leaf_types: tuple[type, ...] = ()) -> list[Leaf]:
     seen: dict[int, str] = {}
 
     def visit(module: nn.Module, prefix: str) -> None:
-        for key, child in module.named_children():
+        # Not ``named_children()``: it silently skips a module registered twice in one container,
+        # which would hide exactly the reuse refused below.
+        for key, child in module._modules.items():
+            if child is None:
+                continue
             name = f"{prefix}.{key}" if prefix else key
             if id(child) in seen:
                 raise UnsupportedModelError(

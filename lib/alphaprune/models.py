@@ -105,12 +105,18 @@ def load_vgg_weights(model: AutoEncoder, state_dict: Mapping[str, Tensor]) -> li
     """Load a torchvision-style VGG state dict (``features.N.weight`` …) into ``model.encoder``.
 
     Keys beyond the encoder's depth and the classifier are ignored; every encoder parameter must
-    be present with the right shape. Returns the loaded keys.
+    be present with the right shape (a missing BatchNorm ``num_batches_tracked`` counter keeps the
+    model's value). Returns the loaded keys.
     """
     own = model.encoder.state_dict()
     loaded = {}
     for key in own:
         source = f"features.{key}"
+        if source not in state_dict and key.endswith(".num_batches_tracked"):
+            # A BatchNorm step counter, not a weight; checkpoints saved before PyTorch 0.4 (such
+            # as torchvision's vgg19_bn) lack it, so the model keeps its own value.
+            loaded[key] = own[key]
+            continue
         if source not in state_dict:
             raise KeyError(f"VGG state dict lacks '{source}' needed by encoder layer '{key}'")
         value = torch.as_tensor(state_dict[source])
@@ -120,4 +126,4 @@ def load_vgg_weights(model: AutoEncoder, state_dict: Mapping[str, Tensor]) -> li
             )
         loaded[key] = value
     model.encoder.load_state_dict(loaded, strict=True)
-    return [f"features.{k}" for k in loaded]
+    return [f"features.{k}" for k in loaded if f"features.{k}" in state_dict]
