@@ -56,6 +56,9 @@ def check_alpha(alpha: float, what: str = "alpha") -> float:
 class AlphaGate(nn.Module):
     """Multiply kept channels by 1 and pruned channels by α (buffers ``mask`` and ``alpha``).
 
+    α is kept in float64 so the value read back (``get_alpha``, checkpoints) is exactly the value
+    set (0.1 stays 0.1); the multiplication happens in the input's dtype.
+
     Args:
         mask: boolean vector, True for channels that are kept.
         alpha: factor applied to the pruned channels, in [0, 1].
@@ -68,7 +71,7 @@ class AlphaGate(nn.Module):
         if mask.numel() == 0:
             raise ValueError("AlphaGate needs at least one channel")
         self.register_buffer("mask", mask)
-        self.register_buffer("alpha", torch.tensor(check_alpha(alpha), dtype=torch.float32))
+        self.register_buffer("alpha", torch.tensor(check_alpha(alpha), dtype=torch.float64))
         self.producer = producer
 
     @property
