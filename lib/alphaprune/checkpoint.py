@@ -1,0 +1,243 @@
+"""Checkpoints that carry their α: atomic writes, safe loads, and models rebuilt at the stored α.
+
+A checkpoint is a plain dict of tensors and primitives (loadable with ``weights_only=True``):
+``format``, ``version``, ``kind`` (baseline / prune / shrunk), ``epoch`` (finished epochs),
+``alpha`` (α of the gates when saved, None for an ungated model), ``model`` (state dict with the
+gates' masks and α), ``optimizer``, ``rng``, ``config``, ``schedule`` and ``metrics`` (the rows
+of finished epochs).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import gates, get_alpha, restore_gates, set_alpha
+from .models import build_autoencoder
+
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "read_checkpoint",
+    "checkpoint_info",
+    "load_model",
+    "milestone_path",
+    "last_path",
+    "atomic_write_bytes",
+]
+
+FORMAT = "alphaprune-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupted, or asked for at the wrong α."""
+
+
+def last_path(run_dir: str | Path) -> Path:
+    """The checkpoint written after every epoch."""
+    return Path(run_dir) / "checkpoints" / "last.pt"
+
+
+def milestone_path(run_dir: str | Path, alpha: float) -> Path:
+    """The checkpoint of the last epoch run at ``alpha``."""
+    return Path(run_dir) / "checkpoints" / f"alpha_{alpha:.4f}.pt"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Atomically save a checkpoint dict (``format`` and ``version`` are added)."""
+    from . import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"format": FORMAT, "version": __version__, **payload}, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict with ``torch.load(weights_only=True)``; clear errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile, KeyError, AttributeError) as exc:  # fmt: skip
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: cannot read checkpoint (truncated or corrupted?): {reason[:200]}"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an alphaprune checkpoint (no '{FORMAT}' marker)")
+    for key in ("model", "config", "epoch", "alpha", "kind"):
+        if key not in data:
+            raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    return data
+
+
+def checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """α, epoch, kind, version, config and kept/total channels per gate, without building a model."""
+    data = read_checkpoint(path)
+    state = data["model"]
+    masks = {k[: -len(".mask")]: v for k, v in state.items() if k.endswith("_gate.mask")}
+    return {
+        "path": str(path),
+        "alpha": data["alpha"],
+        "epoch": data["epoch"],
+        "kind": data["kind"],
+        "version": data.get("version"),
+        "config": data["config"],
+        "gates": {name: (int(m.sum()), int(m.numel())) for name, m in masks.items()},
+    }
+
+
+def _resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Give every conv/BatchNorm of ``model`` the (smaller) shapes found in ``state``."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            weight = state.get(f"{name}.weight")
+            if weight is None or weight.shape == module.weight.shape:
+                continue
+            module.weight = nn.Parameter(torch.empty_like(weight))
+            transposed = isinstance(module, nn.ConvTranspose2d)
+            module.in_channels = weight.shape[0] if transposed else weight.shape[1]
+            module.out_channels = weight.shape[1] if transposed else weight.shape[0]
+            if module.bias is not None:
+                module.bias = nn.Parameter(torch.empty(module.out_channels))
+        elif isinstance(module, nn.BatchNorm2d):
+            weight = state.get(f"{name}.running_mean")
+            if weight is None or weight.shape == module.running_mean.shape:
+                continue
+            n = weight.shape[0]
+            module.num_features = n
+            if module.affine:
+                module.weight = nn.Parameter(torch.empty(n))
+                module.bias = nn.Parameter(torch.empty(n))
+            module.running_mean = torch.empty(n)
+            module.running_var = torch.empty(n)
+
+
+def model_from_state(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Build the autoencoder described by ``model_cfg`` and load ``state`` (gated or shrunk)."""
+    model = build_autoencoder(model_cfg.get("layer", "relu3_1"), model_cfg.get("batch_norm", False))
+    restore_gates(model, state)
+    _resize_to_state(model, state)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_model(
+    path: str | Path,
+    alpha: float | None = None,
+    override_alpha: bool = False,
+    device: str | torch.device = "cpu",
+    verbose: bool = True,
+) -> nn.Module:
+    """Rebuild the model saved in ``path`` at the α it was saved with, in eval mode.
+
+    The returned module has ``checkpoint_alpha`` (the stored α: None for an ungated original; for
+    a shrunk model, the α of the gated model it was shrunk from),
+    ``checkpoint_epoch`` and ``checkpoint_path``. Asking for another ``alpha`` is an error unless
+    ``override_alpha=True`` (then the gates are set to it and ``checkpoint_alpha`` still tells the
+    stored value, ``alpha_overridden`` is True).
+    """
+    data = read_checkpoint(path)
+    try:
+        model = model_from_state(data["config"].get("model", {}), data["model"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: model state does not fit its config: {exc}") from None
+    stored = data["alpha"]
+    gated = bool(gates(model))
+    if gated and (stored is None or abs(get_alpha(model) - stored) > 1e-12):
+        raise CheckpointError(f"{path}: gates say α={get_alpha(model)} but checkpoint says {stored}")
+    overridden = False
+    if alpha is not None and (stored is None or float(alpha) != float(stored)):
+        if not gated:
+            what = "an ungated model" if stored is None else f"a shrunk model fixed at α={stored:g}"
+            raise CheckpointError(f"{path} holds {what}; it cannot be evaluated at α={alpha:g}")
+        if not override_alpha:
+            raise CheckpointError(
+                f"{path} was saved at α={stored:g}; asked for α={alpha:g}. Pass "
+                "override_alpha=True (CLI: --override-alpha) to use another α on purpose"
+            )
+        set_alpha(model, alpha)
+        overridden = True
+    model.to(device).eval()
+    model.checkpoint_alpha = stored
+    model.checkpoint_epoch = data["epoch"]
+    model.checkpoint_path = str(path)
+    model.alpha_overridden = overridden
+    if verbose:
+        shown = "no gates" if stored is None else f"α={stored:g}"
+        extra = f", evaluated at α={alpha:g} (override)" if overridden else ""
+        print(f"loaded {path} ({data['kind']}, epoch {data['epoch']}, {shown}{extra})")
+    return model
+
+
+def shrink_checkpoint(
+    path: str | Path, out: str | Path, image_size: int = 64, seed: int = 0
+) -> dict[str, Any]:
+    """Shrink the gated model in ``path``, verify it against the gated model, save it to ``out``.
+
+    Returns parameters/FLOPs before and after and the max |difference| of the outputs on a random
+    ``image_size`` batch. The saved checkpoint (kind ``shrunk``) loads with :func:`load_model`.
+    """
+    from .shrink import count, shrink
+
+    data = read_checkpoint(path)
+    model = load_model(path, verbose=False)
+    if not gates(model):
+        raise CheckpointError(f"{path}: model has no α gates; nothing to shrink")
+    small = shrink(model)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 3, image_size, image_size, generator=generator)
+    with torch.no_grad():
+        diff = float((model(x) - small(x)).abs().max())
+    size = (1, 3, image_size, image_size)
+    before, after = count(model, size), count(small, size)
+    payload = {
+        "kind": "shrunk",
+        "epoch": data["epoch"],
+        "alpha": data["alpha"],
+        "model": small.state_dict(),
+        "config": data["config"],
+        "source": str(path),
+    }
+    save_checkpoint(out, payload)
+    return {
+        "source": str(path), "out": str(out), "alpha": data["alpha"], "max_abs_diff": diff,
+        "params_before": before["params"], "params_after": after["params"],
+        "flops_before": before["flops"], "flops_after": after["flops"],
+    }  # fmt: skip

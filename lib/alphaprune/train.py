@@ -1,0 +1,302 @@
+"""Baseline training and α-schedule pruning runs, with per-epoch checkpoints and resume.
+
+One loop serves both: a baseline run trains the ungated autoencoder at a constant learning rate;
+a pruning run loads an original (or a gated checkpoint to restart from), attaches gates and lets
+the schedule set α and the learning rate every epoch. After every epoch the run folder gets:
+
+- ``metrics.csv``: epoch, alpha, lr, train_loss, val_loss, val_psnr, val_ssim, seconds
+- ``checkpoints/last.pt`` and, for pruning, ``checkpoints/alpha_<α>.pt`` (last epoch at that α)
+
+Rerunning the same config continues from ``last.pt``: finished epochs are not redone and their
+metrics rows are kept exactly once. Works under ``torchrun`` (DDP, rank 0 writes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from . import distributed
+from .checkpoint import (
+    CheckpointError,
+    atomic_write_bytes,
+    last_path,
+    load_model,
+    milestone_path,
+    model_from_state,
+    read_checkpoint,
+    save_checkpoint,
+)
+from .config import ExperimentConfig
+from .data import FixedCropDataset, RandomCropDataset, load_images, split_images
+from .evaluate import evaluate
+from .layers import attach_gates, gates, get_alpha, set_alpha
+from .models import build_autoencoder, load_vgg_weights
+from .schedules import Schedule
+
+__all__ = ["RunResult", "train_baseline", "prune", "make_datasets", "METRIC_COLUMNS"]
+
+METRIC_COLUMNS = [
+    "epoch",
+    "alpha",
+    "lr",
+    "train_loss",
+    "val_loss",
+    "val_psnr",
+    "val_ssim",
+    "seconds",
+]
+#: Config keys that may change between a run and its resumption.
+_RESUME_FREE_KEYS = {"device", "output_dir"}
+
+
+@dataclass
+class RunResult:
+    """What a run leaves behind: its folder, last checkpoint, metrics table and config."""
+
+    run_dir: Path
+    checkpoint: Path
+    metrics: pd.DataFrame
+    config: ExperimentConfig
+
+
+def make_datasets(
+    cfg: ExperimentConfig, world_size: int = 1
+) -> tuple[RandomCropDataset, FixedCropDataset]:
+    """Training (random crops) and validation (fixed crops) datasets of ``cfg.data``.
+
+    With ``steps_per_epoch`` set, an epoch holds exactly ``steps × batch_size × world_size``
+    distinct random crops (instead of ``samples_per_epoch``).
+    """
+    images = load_images(cfg.data.source)
+    train_images, val_images = split_images(images, cfg.data.val_images)
+    samples = cfg.data.samples_per_epoch
+    if cfg.steps_per_epoch:
+        samples = cfg.steps_per_epoch * cfg.data.batch_size * world_size
+    train = RandomCropDataset(train_images, cfg.data.crop, samples, seed=cfg.seed)
+    val = FixedCropDataset(val_images, cfg.data.crop, crops_per_image=cfg.data.val_crops)
+    return train, val
+
+
+def _optimizer(cfg: ExperimentConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = cfg.optimizer
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=opt.weight_decay)
+
+
+class _Loss(nn.Module):
+    """Pixel MSE plus, optionally, MSE between features of a frozen encoder."""
+
+    def __init__(self, cfg: ExperimentConfig, feature_encoder: nn.Module | None) -> None:
+        super().__init__()
+        self.pixel = cfg.loss.pixel
+        self.feature = cfg.loss.vgg_feature
+        self.encoder = None
+        if feature_encoder is not None:
+            self.encoder = feature_encoder.eval().requires_grad_(False)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.pixel * F.mse_loss(output, target) if self.pixel else output.new_zeros(())
+        if self.encoder is not None:
+            loss = loss + self.feature * F.mse_loss(self.encoder(output), self.encoder(target))
+        return loss
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _RESUME_FREE_KEYS}
+
+
+def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    atomic_write_bytes(run_dir / "metrics.csv", frame.to_csv(index=False).encode())
+
+
+def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    model = build_autoencoder(cfg.model.layer, cfg.model.batch_norm)
+    if cfg.model.vgg_weights:
+        state = torch.load(cfg.model.vgg_weights, map_location="cpu", weights_only=True)
+        load_vgg_weights(model, state)
+    return model
+
+
+def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
+    """The model to prune: the original with gates attached, or a gated checkpoint as it is."""
+    model = load_model(original, verbose=False)
+    if not gates(model):
+        attach_gates(
+            model, keep=cfg.pruning.keep, criterion=cfg.pruning.criterion, target=cfg.pruning.target
+        )
+    return model
+
+
+def _feature_encoder(cfg: ExperimentConfig, kind: str, original: Path | None) -> nn.Module | None:
+    """The frozen encoder of the feature loss: the run's starting encoder, rebuilt the same way
+    on resume (baseline: the seeded initial/VGG encoder; pruning: the original's encoder)."""
+    if cfg.loss.vgg_feature == 0:
+        return None
+    if kind == "baseline" or original is None:
+        return _fresh_baseline(cfg).encoder
+    return load_model(original, verbose=False).encoder
+
+
+def _run(
+    cfg: ExperimentConfig,
+    kind: str,
+    schedule: Schedule | None,
+    original: Path | None,
+    progress: bool,
+) -> RunResult:
+    ctx = distributed.setup(cfg.device)
+    try:
+        return _loop(cfg, kind, schedule, original, progress, ctx)
+    finally:
+        distributed.teardown(ctx)
+
+
+def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C901
+    run_dir = cfg.run_dir
+    ckpt_path = last_path(run_dir)
+    rows: list[dict[str, Any]] = []
+    optimizer_state = None
+    start_epoch = 0
+    if ckpt_path.exists():
+        saved = read_checkpoint(ckpt_path)
+        if saved["kind"] != kind or _comparable(saved["config"]) != _comparable(cfg.to_dict()):
+            raise CheckpointError(
+                f"{ckpt_path} belongs to a different run (kind '{saved['kind']}' or another "
+                "config); choose another name/output_dir or delete the folder to start over"
+            )
+        model = model_from_state(saved["config"]["model"], saved["model"])
+        optimizer_state = saved.get("optimizer")
+        rows = list(saved.get("metrics", []))
+        start_epoch = int(saved["epoch"])
+        if original is None and saved.get("original"):
+            original = Path(saved["original"])
+        if "rng" in saved:
+            torch.set_rng_state(saved["rng"]["torch"])
+        if ctx.is_main and start_epoch < cfg.epochs:
+            print(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
+    elif kind == "baseline":
+        model = _fresh_baseline(cfg)
+    else:
+        model = _fresh_pruned(cfg, original)
+
+    model.to(ctx.device)
+    train_ds, val_ds = make_datasets(cfg, ctx.world_size)
+    sampler = (
+        DistributedSampler(train_ds, ctx.world_size, ctx.rank, shuffle=False)
+        if ctx.enabled
+        else None
+    )
+    loader = DataLoader(
+        train_ds, batch_size=cfg.data.batch_size, sampler=sampler, shuffle=False,
+        num_workers=cfg.data.num_workers, drop_last=False,
+    )  # fmt: skip
+    first_lr = schedule.lr_for(start_epoch) if schedule else cfg.optimizer.lr
+    optimizer = _optimizer(cfg, model, first_lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    loss_fn = _Loss(cfg, _feature_encoder(cfg, kind, original)).to(ctx.device)
+    net = DistributedDataParallel(model) if ctx.enabled else model
+
+    steps = cfg.steps_per_epoch or len(loader)
+    epochs = tqdm(
+        range(start_epoch, cfg.epochs), desc=f"{kind} {cfg.name}", unit="epoch",
+        initial=start_epoch, total=cfg.epochs, disable=not (progress and ctx.is_main),
+    )  # fmt: skip
+    for epoch in epochs:
+        began = time.perf_counter()
+        alpha = None
+        lr = cfg.optimizer.lr
+        if schedule is not None:
+            alpha, lr = schedule(epoch)
+            set_alpha(model, alpha)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_ds.set_epoch(epoch)
+        model.train()
+        total, seen = 0.0, 0
+        batches = itertools.islice(loader, steps)
+        for batch in tqdm(batches, total=steps, leave=False, desc=f"epoch {epoch}",
+                          disable=not (progress and ctx.is_main)):  # fmt: skip
+            batch = batch.to(ctx.device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(batch), batch)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * batch.shape[0]
+            seen += batch.shape[0]
+        train_loss = distributed.all_reduce_mean(ctx, total / max(seen, 1), weight=seen)
+        scores = evaluate(model, val_ds, device=ctx.device, batch_size=cfg.data.batch_size)
+        row = {
+            "epoch": epoch, "alpha": alpha, "lr": lr, "train_loss": train_loss,
+            "val_loss": scores["loss"], "val_psnr": scores["psnr"], "val_ssim": scores["ssim"],
+            "seconds": time.perf_counter() - began,
+        }  # fmt: skip
+        rows.append(row)
+        epochs.set_postfix(alpha=alpha, val_psnr=f"{scores['psnr']:.2f}")
+        if ctx.is_main:
+            _save(cfg, kind, model, optimizer, schedule, rows, epoch + 1, alpha, original)
+        distributed.barrier(ctx)
+
+    if ctx.is_main and not ckpt_path.exists():  # zero epochs: still leave a loadable checkpoint
+        alpha = get_alpha(model) if gates(model) else None
+        _save(cfg, kind, model, optimizer, schedule, rows, 0, alpha, original)
+    distributed.barrier(ctx)
+    return RunResult(run_dir, ckpt_path, pd.DataFrame(rows, columns=METRIC_COLUMNS), cfg)
+
+
+def _save(cfg, kind, model, optimizer, schedule, rows, epoch, alpha, original) -> None:
+    payload = {
+        "kind": kind,
+        "epoch": epoch,
+        "alpha": alpha,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+        "config": cfg.to_dict(),
+        "schedule": schedule.to_dict() if schedule else None,
+        "metrics": rows,
+        "original": str(original) if original else None,
+    }
+    run_dir = cfg.run_dir
+    _write_metrics(run_dir, rows)
+    save_checkpoint(last_path(run_dir), payload)
+    if alpha is not None:
+        save_checkpoint(milestone_path(run_dir, alpha), payload)
+
+
+def train_baseline(cfg: ExperimentConfig, progress: bool = True) -> RunResult:
+    """Train the original (ungated) autoencoder for ``cfg.epochs`` at ``cfg.optimizer.lr``."""
+    return _run(cfg, "baseline", None, None, progress)
+
+
+def prune(
+    cfg: ExperimentConfig, original: str | Path | None = None, progress: bool = True
+) -> RunResult:
+    """Prune with the config's α schedule, starting from ``original`` (or ``cfg.init_from``).
+
+    ``original`` is a baseline checkpoint (gates are attached from ``cfg.pruning``) or a gated
+    checkpoint (its masks are kept: a restart, e.g. from the milestone at α = 0.1).
+    """
+    source = original if original is not None else cfg.init_from
+    if source is None and not last_path(cfg.run_dir).exists():
+        raise ValueError(
+            f"prune '{cfg.name}': no original model; set init_from in the config or pass original="
+        )
+    return _run(cfg, "prune", cfg.build_schedule(), Path(source) if source else None, progress)

@@ -1,0 +1,288 @@
+"""Training/pruning engine: config validation, checkpoints carrying α, resume, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import alphaprune as ap
+import pandas as pd
+import pytest
+import torch
+import yaml
+from alphaprune.checkpoint import (
+    CheckpointError,
+    checkpoint_info,
+    last_path,
+    load_model,
+    milestone_path,
+    read_checkpoint,
+    shrink_checkpoint,
+)
+from alphaprune.config import ConfigError, config_from_dict, load_config
+from alphaprune.evaluate import evaluate
+from alphaprune.train import METRIC_COLUMNS, make_datasets, prune, train_baseline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(tmp_path: Path, **changes) -> dict:
+    data = {
+        "name": "base",
+        "output_dir": str(tmp_path / "runs"),
+        "seed": 0,
+        "device": "cpu",
+        "epochs": 2,
+        "steps_per_epoch": 2,
+        "model": {"layer": "relu1_1"},
+        "data": {"crop": 16, "batch_size": 2, "samples_per_epoch": 4, "val_crops": 1},
+        "pruning": {"keep": 0.5, "target": "both"},
+        "schedule": {"kind": "linear", "start": 1.0, "end": 0.0, "epochs": 2},
+        "optimizer": {"lr": 0.001},
+    }
+    for key, value in changes.items():
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return data
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pruned_run(tmp_path_factory):
+    """A baseline and a 4-epoch pruning run (linear α 1 → 0 over 2 epochs, then 2 at α = 0)."""
+    tmp = tmp_path_factory.mktemp("engine")
+    base = train_baseline(config_from_dict(tiny(tmp)), progress=False)
+    cfg = config_from_dict(
+        tiny(tmp, name="pruned", epochs=4, **{"schedule.lr_at_zero": 0.01}), source="t"
+    )
+    return base, prune(cfg, original=base.checkpoint, progress=False)
+
+
+# --- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "needle"),
+    [
+        ({"optimizer.lr": -1.0}, "optimizer.lr", "-1"),
+        ({"epochs": -2}, "epochs", "-2"),
+        ({"pruning.keep": 1.5}, "pruning.keep", "1.5"),
+        ({"pruning.keep": 0.0}, "pruning.keep", "0"),
+        ({"schedule": {"kind": "constant", "alpha": 1.7}}, "schedule", "1.7"),
+        ({"schedule": {"kind": "wobbly"}}, "schedule", "wobbly"),
+        ({"model.layer": "relu9_1"}, "model.layer", "relu9_1"),
+        ({"data.batch_size": "eight"}, "data.batch_size", "eight"),
+        ({"optimizer.lr_typo": 0.1}, "optimizer.lr_typo", "unknown key"),
+    ],
+)
+def test_bad_config_names_file_key_and_value(tmp_path, change, key, needle):
+    path = write_yaml(tmp_path / "bad.yaml", tiny(tmp_path, **change))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message and key in message and needle in message
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("epochs: [1, 2\nname: x")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="nope.yaml: no such file"):
+        load_config(tmp_path / "nope.yaml")
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(listing)
+
+
+def test_overrides_and_schedule_lr_default(tmp_path):
+    path = write_yaml(tmp_path / "ok.yaml", tiny(tmp_path))
+    cfg = load_config(path, ["optimizer.lr=0.05", "pruning.target=encoder",
+                             "schedule={kind: exponential, start: 1.0, rate: 0.3}"])  # fmt: skip
+    assert cfg.optimizer.lr == 0.05 and cfg.pruning.target == "encoder"
+    schedule = cfg.build_schedule()
+    assert schedule.lr_for(0) == 0.05 and schedule.alpha(1) == pytest.approx(0.7408, abs=1e-4)
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+# --- training, checkpoints, α ---------------------------------------------------------------
+
+
+def test_runs_write_metrics_and_checkpoints(pruned_run):
+    base, run = pruned_run
+    assert list(base.metrics.columns) == METRIC_COLUMNS and len(base.metrics) == 2
+    assert base.metrics["alpha"].isna().all()
+    metrics = pd.read_csv(run.run_dir / "metrics.csv")
+    assert metrics["epoch"].tolist() == [0, 1, 2, 3]
+    assert metrics["alpha"].tolist() == [1.0, 0.5, 0.0, 0.0]
+    assert metrics["lr"].tolist() == [0.001, 0.001, 0.01, 0.01]
+    assert (metrics["val_psnr"] > 0).all() and metrics["val_ssim"].between(-1, 1).all()
+    for alpha in (1.0, 0.5, 0.0):
+        assert checkpoint_info(milestone_path(run.run_dir, alpha))["alpha"] == alpha
+    assert checkpoint_info(milestone_path(run.run_dir, 0.5))["epoch"] == 2
+
+
+def test_checkpoint_alpha_matches_metrics_and_is_enforced(pruned_run):
+    _, run = pruned_run
+    metrics = pd.read_csv(run.run_dir / "metrics.csv")
+    model = load_model(run.checkpoint, verbose=False)
+    assert model.checkpoint_alpha == metrics["alpha"].iloc[-1] == ap.get_alpha(model) == 0.0
+    half = load_model(milestone_path(run.run_dir, 0.5), verbose=False)
+    assert ap.get_alpha(half) == 0.5
+    with pytest.raises(CheckpointError, match="saved at α=0; asked for α=0.1"):
+        load_model(run.checkpoint, alpha=0.1)
+    forced = load_model(run.checkpoint, alpha=0.1, override_alpha=True, verbose=False)
+    assert ap.get_alpha(forced) == 0.1 and forced.checkpoint_alpha == 0.0
+
+
+def test_shrunk_checkpoint_evaluates_like_gated(pruned_run, tmp_path):
+    _, run = pruned_run
+    summary = shrink_checkpoint(run.checkpoint, tmp_path / "small.pt", image_size=16)
+    assert summary["max_abs_diff"] < 1e-5 and summary["params_after"] < summary["params_before"]
+    gated = load_model(run.checkpoint, verbose=False)
+    small = load_model(tmp_path / "small.pt", verbose=False)
+    assert small.checkpoint_alpha == 0.0 and not ap.gates(small)
+    val = make_datasets(run.config)[1]
+    a, b = evaluate(gated, val), evaluate(small, val)
+    for key in ("loss", "psnr", "ssim"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6)
+    with pytest.raises(CheckpointError, match="shrunk model fixed at α=0"):
+        load_model(tmp_path / "small.pt", alpha=0.5, override_alpha=True)
+
+
+def test_restart_from_milestone_keeps_masks(pruned_run, tmp_path):
+    _, run = pruned_run
+    start = milestone_path(run.run_dir, 0.5)
+    cfg = config_from_dict(tiny(tmp_path, name="restart", epochs=2,
+                                schedule={"kind": "restart", "alpha": 0.1, "rate": 0.3}))  # fmt: skip
+    result = prune(cfg, original=start, progress=False)
+    assert result.metrics["alpha"].iloc[0] == pytest.approx(0.1)
+    before, after = read_checkpoint(start)["model"], read_checkpoint(result.checkpoint)["model"]
+    masks = [k for k in before if k.endswith("_gate.mask")]
+    assert masks and all(torch.equal(before[k], after[k]) for k in masks)
+
+
+def test_same_seed_same_metrics(tmp_path):
+    runs = [
+        train_baseline(config_from_dict(tiny(tmp_path / str(i))), progress=False) for i in (1, 2)
+    ]
+    columns = [c for c in METRIC_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(runs[0].metrics[columns], runs[1].metrics[columns])
+
+
+def test_damaged_checkpoints_give_clear_errors(pruned_run, tmp_path):
+    _, run = pruned_run
+    blob = run.checkpoint.read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(blob[: len(blob) // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(4096))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    for path, needle in [(truncated, "truncated or corrupted"), (garbage, "truncated or corrupted"),
+                         (foreign, "not an alphaprune checkpoint"),
+                         (tmp_path / "missing.pt", "not found")]:  # fmt: skip
+        with pytest.raises(CheckpointError) as err:
+            load_model(path)
+        assert str(path) in str(err.value) and needle in str(err.value)
+
+
+def test_other_config_in_run_folder_is_refused(pruned_run):
+    _, run = pruned_run
+    changed = run.config.model_copy(update={"seed": 99})
+    with pytest.raises(CheckpointError, match="belongs to a different run"):
+        prune(changed, progress=False)
+
+
+def test_weight_analysis(pruned_run):
+    from alphaprune.analysis import plot_weight_ratios, weight_comparison
+
+    base, run = pruned_run
+    frame = weight_comparison(load_model(run.checkpoint, verbose=False),
+                              load_model(base.checkpoint, verbose=False))  # fmt: skip
+    assert {"layer", "l2_ratio", "max_ratio", "mean_ratio", "kept_out"} <= set(frame.columns)
+    first = frame.iloc[0]
+    assert first["kept_out"] == first["out_channels"] // 2
+    assert (frame["l2_ratio"] > 0).all()
+    assert plot_weight_ratios(frame).axes
+
+
+# --- processes: CLI, kill and resume, torchrun ----------------------------------------------
+
+
+def cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "alphaprune", *args], cwd=cwd, timeout=timeout,
+                          capture_output=True, text=True)  # fmt: skip
+
+
+def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
+    path = write_yaml(tmp_path / "bad.yaml", tiny(tmp_path, **{"optimizer.lr": 0}))
+    result = cli("train", str(path), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "optimizer.lr" in lines[0]
+    assert cli("train", str(tmp_path / "none.yaml"), cwd=tmp_path).returncode == 2
+    assert "train" in cli("--help", cwd=tmp_path).stdout
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    data = tiny(tmp_path, epochs=5, steps_per_epoch=3, **{"model.layer": "relu2_1"})
+    killed_cfg = write_yaml(tmp_path / "killed.yaml", {**data, "name": "killed"})
+    clean_cfg = write_yaml(tmp_path / "clean.yaml", {**data, "name": "clean"})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "alphaprune", "train", str(killed_cfg),
+                             "--no-progress"], cwd=tmp_path, env=env)  # fmt: skip
+    metrics = tmp_path / "runs" / "killed" / "metrics.csv"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:  # 2 epochs done
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(pd.read_csv(metrics))
+    assert 2 <= done < 5
+    resumed = cli("train", str(killed_cfg), "--no-progress", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    assert cli("train", str(clean_cfg), "--no-progress", cwd=tmp_path).returncode == 0
+    columns = [c for c in METRIC_COLUMNS if c != "seconds"]
+    a = pd.read_csv(metrics)
+    b = pd.read_csv(tmp_path / "runs" / "clean" / "metrics.csv")
+    assert a["epoch"].tolist() == [0, 1, 2, 3, 4]
+    pd.testing.assert_frame_equal(a[columns], b[columns])
+    wa = read_checkpoint(last_path(tmp_path / "runs" / "killed"))["model"]
+    wb = read_checkpoint(last_path(tmp_path / "runs" / "clean"))["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wb)
+    leftovers = list((tmp_path / "runs" / "killed" / "checkpoints").glob("*.tmp"))
+    assert all(p.name.startswith(".") for p in leftovers)  # temp files never replace a checkpoint
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    path = write_yaml(tmp_path / "ddp.yaml", tiny(tmp_path, name="ddp", epochs=1))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "alphaprune", "train", str(path), "--no-progress"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = load_model(last_path(tmp_path / "runs" / "ddp"), verbose=False)
+    cfg = load_config(path)
+    scores = evaluate(model, make_datasets(cfg)[1])
+    metrics = pd.read_csv(tmp_path / "runs" / "ddp" / "metrics.csv")
+    assert len(metrics) == 1
+    assert scores["loss"] == pytest.approx(metrics["val_loss"].iloc[0], rel=1e-5)
