@@ -286,3 +286,20 @@ def test_torchrun_two_processes_gloo(tmp_path):
     metrics = pd.read_csv(tmp_path / "runs" / "ddp" / "metrics.csv")
     assert len(metrics) == 1
     assert scores["loss"] == pytest.approx(metrics["val_loss"].iloc[0], rel=1e-5)
+
+
+def test_feature_loss_with_local_vgg_weights(tmp_path):
+    """A torchvision-style state dict on disk initialises the encoder and drives the feature loss."""
+    reference = ap.build_autoencoder("relu1_1")
+    state = {f"features.{k}": torch.randn_like(v) for k, v in reference.encoder.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)
+    weights = tmp_path / "vgg.pth"
+    torch.save(state, weights)
+    data = tiny(tmp_path, epochs=1, **{"model.vgg_weights": str(weights), "loss.vgg_feature": 0.5})
+    base = train_baseline(config_from_dict(data), progress=False)
+    assert base.metrics["train_loss"].iloc[0] > 0
+    start = ap.build_autoencoder("relu1_1")
+    ap.load_vgg_weights(start, state)
+    assert torch.equal(start.encoder[0].weight, state["features.0.weight"])
+    pruned = prune(config_from_dict({**data, "name": "p"}), original=base.checkpoint, progress=False)
+    assert pruned.metrics["alpha"].tolist() == [1.0]
