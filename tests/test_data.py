@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from alphaprune.data import (
     BUNDLED_IMAGES,
     DEFAULT_VAL_IMAGES,
@@ -21,7 +23,6 @@ from alphaprune.data import (
     to_image,
     to_tensor,
 )
-from PIL import Image
 
 
 def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-import alphaprune as ap
 import pandas as pd
 import pytest
 import torch
 import yaml
+
+import alphaprune as ap
 from alphaprune.checkpoint import (
     CheckpointError,
     checkpoint_info,
