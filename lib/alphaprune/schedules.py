@@ -149,13 +149,15 @@ class Step(Schedule):
 @dataclass(frozen=True)
 class Exponential(Schedule):
     kind: ClassVar[str] = "exponential"
+    #: name of ``start`` in the schedule dict (error messages must use the user's key).
+    start_key: ClassVar[str] = "start"
     start: float = 1.0
     rate: float = 0.3
     floor: float = 0.01
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _alpha_value(self.start, "start")
+        _alpha_value(self.start, self.start_key)
         _positive(self.rate, "rate")
         _alpha_value(self.floor, "floor")
 
@@ -169,6 +171,7 @@ class Restart(Exponential):
     """Exponential decay that restarts from α = ``alpha`` (e.g. from a checkpoint at that α)."""
 
     kind: ClassVar[str] = "restart"
+    start_key: ClassVar[str] = "alpha"
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
