@@ -176,15 +176,19 @@ def count(model: nn.Module, input_size: Sequence[int] = (1, 3, 128, 128)) -> dic
     """
     params = sum(p.numel() for p in model.parameters())
     try:
-        device = next(model.parameters()).device
+        first = next(model.parameters())
+        device, dtype = first.device, first.dtype
     except StopIteration:
-        device = torch.device("cpu")
-    x = torch.zeros(*input_size, device=device)
-    was_training = model.training
+        device, dtype = torch.device("cpu"), torch.get_default_dtype()
+    x = torch.zeros(*input_size, device=device, dtype=dtype)
+    # Restore each module's own mode: ``model.train(flag)`` would also flip, e.g., BatchNorms
+    # that a training loop deliberately keeps in eval mode.
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     return {"params": int(params), "flops": int(counter.get_total_flops())}
