@@ -458,3 +458,11 @@ def test_gate_at_zero_everywhere_raises_on_shrink() -> None:
     attach_gates(model, masks={"0": torch.zeros(6, dtype=torch.bool)}, target="both", alpha=0.0)
     with pytest.raises(UnsupportedModelError, match="every channel"):
         shrink(model)
+
+
+def test_boolean_keep_is_refused():
+    import alphaprune as ap
+
+    model = ap.build_autoencoder("relu1_1")
+    with pytest.raises(ValueError, match="keep must be a number"):
+        ap.attach_gates(model, keep=True)

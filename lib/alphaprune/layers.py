@@ -169,7 +169,11 @@ def _in_target(name: str, target: str, model: nn.Module) -> bool:
 
 
 def prunable_layers(model: nn.Module, target: str = "both") -> dict[str, int]:
-    """Names and output-channel counts of the convolutions that ``attach_gates`` would gate."""
+    """Names and output-channel counts of the convolutions ``attach_gates`` can gate in ``target``.
+
+    Convolutions whose gate could not be folded exactly (e.g. a BatchNorm between the gate and
+    the next convolution) are left out; ``attach_gates`` refuses them with the reason.
+    """
     _check_target(target)
     return {
         s.producer.name: s.producer.module.out_channels
@@ -209,6 +213,8 @@ def _keep_mask(scores: Tensor, keep: float) -> Tensor:
 
 
 def _check_keep(keep: float, what: str) -> float:
+    if isinstance(keep, bool):
+        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}")
     try:
         value = float(keep)
     except (TypeError, ValueError):
