@@ -2,7 +2,8 @@
 
 On the bundled images: train the original, then prune keep = 0.5 of the encoder (a) with a linear
 α decay followed by fine-tuning at α = 0 and (b) one-shot (α = 0 from the first epoch), with the
-same total number of fine-tuning epochs, steps and seed. Prints validation PSNR/SSIM of each in
+same total number of fine-tuning epochs, steps and seed; the original trained on for the same
+number of epochs is listed too. Prints validation PSNR/SSIM of each in
 one table and writes it to CSV.
 
     python benchmarks/quality.py --out reports/bench/quality.csv
@@ -11,6 +12,7 @@ one table and writes it to CSV.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -53,7 +55,19 @@ def main() -> None:
         "α-decay": {"kind": "linear", "start": 1.0, "end": 0.0, "epochs": args.decay_epochs},
         "one-shot": {"kind": "constant", "alpha": 0.0},
     }
-    runs = {"original": base.checkpoint}
+    # The original, trained on for the same fine-tuning budget: separates "more training" from
+    # "pruning" when the original is not converged.
+    longer = Path(args.workdir) / "original-longer"
+    if not longer.exists():
+        shutil.copytree(base.run_dir, longer)
+    total = args.baseline_epochs + args.prune_epochs
+    extended = train_baseline(
+        config_from_dict({**common, "name": "original-longer", "epochs": total})
+    )
+    runs = {
+        "original": base.checkpoint,
+        f"original +{args.prune_epochs} epochs": extended.checkpoint,
+    }
     for label, schedule in schedules.items():
         name = "alpha-decay" if label == "α-decay" else "one-shot"
         cfg = config_from_dict(

@@ -58,8 +58,9 @@ METRIC_COLUMNS = [
     "val_ssim",
     "seconds",
 ]
-#: Config keys that may change between a run and its resumption.
-_RESUME_FREE_KEYS = {"device", "output_dir"}
+#: Config keys that may change between a run and its resumption: where the run lives, what it
+#: runs on, and how many epochs it has (raise ``epochs`` to extend a finished run).
+_RESUME_FREE_KEYS = {"name", "output_dir", "device", "epochs"}
 
 
 @dataclass
