@@ -1,0 +1,302 @@
+"""Run the weekly report: execute the notebooks in order with papermill, then export HTML + PDF.
+
+``run_report("params/week09.yaml")`` executes ``notebooks/01_prune.ipynb`` … ``05_report.ipynb``
+into the report folder (``reports/week09/``; the folder is each notebook's working directory),
+where they write ``figures/*.png`` and ``tables/*.csv``; the executed ``05_report`` notebook is
+exported to ``report.html`` and ``report.pdf``.
+
+A stage is skipped when its content hash (the notebook's cells, its parameters, the hashes of
+the stages before it and the library's source) equals the one recorded in ``.stages.json`` and its executed notebook and
+output files are still there; once a stage runs, every later stage runs too. ``force=True`` reruns
+all (and retrains: see :func:`run_report`). When a notebook fails, the runner stops, keeps the
+failed executed notebook (the error is in it), prints the failing cell's error and raises
+:class:`StageFailed`; earlier results are kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from . import __version__, export
+from .report_params import RUNS_DIR, load_report_params, stage_parameters
+
+__all__ = [
+    "Stage",
+    "StageRecord",
+    "ReportError",
+    "StageFailed",
+    "run_report",
+    "run_stages",
+    "stage_hash",
+    "STATE_FILE",
+]
+
+STATE_FILE = ".stages.json"
+#: Sub-folders whose files count as a stage's outputs.
+OUTPUT_DIRS = ("figures", "tables")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class ReportError(RuntimeError):
+    """The report could not be built (missing notebook, failed stage, failed export)."""
+
+
+class StageFailed(ReportError):
+    """A notebook raised; ``notebook`` is the kept executed notebook holding the error."""
+
+    def __init__(self, stage: str, notebook: Path, cell: int | None, error: str, detail: str = ""):
+        self.stage, self.notebook, self.cell, self.error, self.detail = (
+            stage,
+            notebook,
+            cell,
+            error,
+            detail,
+        )
+        where = f"cell {cell}" if cell is not None else "start-up"
+        super().__init__(
+            f"stage '{stage}' failed at {where}: {error} (executed notebook kept at {notebook})"
+        )
+
+
+@dataclass
+class Stage:
+    """One notebook to execute with its papermill parameters."""
+
+    name: str
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageRecord:
+    """What happened to a stage: ``ran`` (else skipped), seconds taken, files it wrote."""
+
+    name: str
+    hash: str
+    ran: bool
+    seconds: float
+    notebook: Path
+    outputs: list[str]
+
+
+def _notebook_digest(path: Path) -> str:
+    """Hash of a notebook's cell types and sources (outputs and metadata do not count)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [[cell.cell_type, cell.source] for cell in nb.cells]
+    return hashlib.sha256(json.dumps(cells).encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def library_digest() -> str:
+    """Hash of the ``alphaprune`` package's source: the notebooks' code lives there, so a change
+    to it reruns the stages (finished training runs are still reused, see ``report_runs``)."""
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def stage_hash(stage: Stage, previous: Sequence[str] = ()) -> str:
+    """Content hash of ``stage``: its notebook's cells, its parameters, the earlier stages' hashes
+    and the library's source."""
+    payload = {
+        "notebook": _notebook_digest(stage.notebook),
+        "parameters": stage.parameters,
+        "previous": list(previous),
+        "library": library_digest(),
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _load_state(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return state.get("stages", {}) if isinstance(state, dict) else {}
+
+
+def _save_state(out_dir: Path, stages: dict[str, Any]) -> None:
+    text = json.dumps({"version": 1, "stages": stages}, indent=2, sort_keys=True)
+    export._atomic_write(out_dir / STATE_FILE, text.encode("utf-8"))
+
+
+def _snapshot(out_dir: Path) -> dict[str, tuple[float, int]]:
+    files = {}
+    for sub in OUTPUT_DIRS:
+        for path in (out_dir / sub).glob("**/*"):
+            if path.is_file():
+                stat = path.stat()
+                files[path.relative_to(out_dir).as_posix()] = (stat.st_mtime, stat.st_size)
+    return files
+
+
+def _up_to_date(record: dict[str, Any] | None, digest: str, out_dir: Path, executed: Path) -> bool:
+    if not record or record.get("hash") != digest or not executed.is_file():
+        return False
+    return all((out_dir / name).is_file() for name in record.get("outputs", []))
+
+
+def _say(progress: bool, line: str) -> None:
+    if progress:
+        print(line, flush=True)
+
+
+def _failure(stage: Stage, executed: Path, exc: Exception) -> StageFailed:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        trace = _ANSI.sub("", "\n".join(exc.traceback or []))
+        source = exc.source if len(exc.source) < 2000 else exc.source[:2000] + "\n…"
+        detail = (
+            f"--- cell {exc.cell_index} (In [{exc.exec_count}]) of {stage.name} ---\n{source}\n"
+            f"--- error ---\n{trace}"
+        )
+        return StageFailed(
+            stage.name, executed, exc.cell_index, f"{exc.ename}: {exc.evalue}", detail
+        )
+    text = _ANSI.sub("", str(exc)).strip().splitlines()
+    return StageFailed(
+        stage.name, executed, None, f"{type(exc).__name__}: {text[-1] if text else ''}"
+    )
+
+
+def run_stages(
+    stages: Sequence[Stage],
+    out_dir: str | Path,
+    force: bool = False,
+    progress: bool = True,
+    kernel_name: str = "python3",
+) -> list[StageRecord]:
+    """Execute ``stages`` in order into ``out_dir`` (their cwd), skipping unchanged ones.
+
+    Raises:
+        ReportError: a notebook file is missing.
+        StageFailed: a notebook raised; earlier stages' results and records are kept.
+    """
+    import papermill
+
+    out_dir = Path(out_dir).resolve()
+    missing = [str(s.notebook) for s in stages if not Path(s.notebook).is_file()]
+    if missing:
+        raise ReportError(f"notebook(s) not found: {', '.join(missing)}")
+    for sub in OUTPUT_DIRS:
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    state = _load_state(out_dir)
+    records: list[StageRecord] = []
+    hashes: list[str] = []
+    dirty = force
+    for index, stage in enumerate(stages, start=1):
+        executed = out_dir / f"{stage.name}.ipynb"
+        digest = stage_hash(stage, hashes)
+        hashes.append(digest)
+        label = f"[{index}/{len(stages)}] {stage.name}"
+        if not dirty and _up_to_date(state.get(stage.name), digest, out_dir, executed):
+            record = state[stage.name]
+            records.append(
+                StageRecord(stage.name, digest, False, 0.0, executed, record.get("outputs", []))
+            )
+            _say(progress, f"{label}: skipped (unchanged)")
+            continue
+        dirty = True  # every later stage depends on this one's outputs
+        for name in [s.name for s in stages[index - 1 :]]:
+            state.pop(name, None)
+        _save_state(out_dir, state)
+        before = _snapshot(out_dir)
+        _say(progress, f"{label}: running …")
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(stage.notebook),
+                str(executed),
+                parameters=stage.parameters,
+                kernel_name=kernel_name,
+                progress_bar=False,
+                log_output=False,
+                cwd=str(out_dir),
+                # quiet the kernel's start-up log ("running over TCP without encryption")
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
+        except Exception as exc:
+            failure = _failure(stage, executed, exc)
+            seconds = time.perf_counter() - start
+            _say(progress, f"{label}: FAILED after {seconds:.1f} s")
+            print(failure.detail or str(failure), file=sys.stderr)
+            print(f"executed notebook (with the error) kept at {executed}", file=sys.stderr)
+            raise failure from None
+        seconds = time.perf_counter() - start
+        after = _snapshot(out_dir)
+        outputs = sorted(name for name, meta in after.items() if before.get(name) != meta)
+        state[stage.name] = {
+            "hash": digest,
+            "seconds": round(seconds, 2),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "notebook": executed.name,
+            "outputs": outputs,
+        }
+        _save_state(out_dir, state)
+        records.append(StageRecord(stage.name, digest, True, seconds, executed, outputs))
+        _say(progress, f"{label}: ran in {seconds:.1f} s ({len(outputs)} files written)")
+    return records
+
+
+def run_report(
+    params_path: str | Path,
+    force: bool = False,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Build the report of ``params_path``; returns the report folder.
+
+    Writes the executed notebooks, ``figures/``, ``tables/``, ``report.html`` and (with Chromium)
+    ``report.pdf`` into ``out_dir`` (default: the params' ``output_dir``, e.g. ``reports/week09``).
+    Unchanged stages are skipped, and unchanged training runs in ``runs/`` are reused;
+    ``force=True`` starts from scratch: it deletes ``runs/`` (retraining every model) and reruns
+    every stage.
+
+    Raises:
+        ReportParamsError: the params file is missing or invalid (names the file and key).
+        StageFailed: a notebook failed (names the stage, cell, error and the kept notebook).
+        ReportError: a notebook is missing or the export failed.
+    """
+    params = load_report_params(params_path)
+    folder = Path(out_dir).resolve() if out_dir is not None else params.report_dir()
+    notebooks = params.notebooks()
+    stages = [
+        Stage(name, notebooks / f"{name}.ipynb", parameters)
+        for name, parameters in stage_parameters(params).items()
+    ]
+    if progress:
+        print(f"{params.report_title}: {len(stages)} stages into {folder}")
+    if force and (folder / RUNS_DIR).is_dir():
+        shutil.rmtree(folder / RUNS_DIR)
+    records = run_stages(stages, folder, force=force, progress=progress)
+    html, pdf = folder / "report.html", folder / "report.pdf"
+    stale = records[-1].ran or not html.is_file()
+    if stale or (not pdf.is_file() and export.find_chromium() is not None):
+        try:
+            result = export.export_report(records[-1].notebook, folder, title=params.report_title)
+        except export.ExportError as exc:
+            raise ReportError(f"export of {records[-1].notebook} failed: {exc}") from None
+        message = result.message
+    elif pdf.is_file():
+        message = f"{html} and {pdf.name} up to date"
+    else:
+        message = f"{html} up to date; no Chromium found: {export.PDF_HINT}"
+    if progress:
+        print(message)
+    return folder

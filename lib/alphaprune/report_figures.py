@@ -1,0 +1,328 @@
+"""Figures, tables and HTML pieces of the weekly report notebooks (thin notebooks, logic here).
+
+Stage notebooks call :func:`enter` (make and enter the report folder), plot with the ``plot_*``
+functions and save with :func:`save_figure` / :func:`save_table` into ``figures/*.png`` and
+``tables/*.csv``. The report notebook assembles them with a :class:`ReportBuilder`, which numbers
+figures and tables and renders captions; all text uses Unicode (α), so no MathJax is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "enter",
+    "save_figure",
+    "save_table",
+    "plot_training",
+    "plot_reconstruction",
+    "plot_benchmark",
+    "plot_weight_ratios_by_run",
+    "load_image",
+    "alpha_text",
+    "channel_table",
+    "ReportBuilder",
+]
+
+
+def enter(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` (with ``figures/`` and ``tables/``), make it the cwd, return it.
+
+    Every path a report notebook uses (``runs/…``, ``figures/…``) is relative to this folder, so
+    a notebook behaves the same under papermill (cwd = report folder, ``out_dir="."``) and in
+    JupyterLab (cwd = ``notebooks/``, ``out_dir="../reports/interactive"``).
+    """
+    folder = Path(out_dir).expanduser()
+    for sub in ("figures", "tables"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
+    return Path.cwd()
+
+
+def save_figure(fig, name: str, dpi: int = 150) -> Path:
+    """Save ``fig`` as ``figures/<name>.png`` (tight bounding box); returns the path."""
+    path = Path("figures") / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def save_table(df: pd.DataFrame, name: str) -> Path:
+    """Save ``df`` as ``tables/<name>.csv`` (no index); returns the path."""
+    path = Path("tables") / f"{name}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return path
+
+
+def channel_table(before, after) -> pd.DataFrame:
+    """Output channels of every convolution of ``before`` and of the same layer in ``after``
+    (None where ``after`` has no such layer)."""
+    from .graph import CONVS
+
+    def channels(model) -> dict[str, int]:
+        return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, CONVS)}
+
+    old, new = channels(before), channels(after)
+    return pd.DataFrame(
+        {
+            "layer": list(old),
+            "channels_before": list(old.values()),
+            "channels_after": [new.get(name) for name in old],
+        }
+    )
+
+
+def alpha_text(alpha: float | None) -> str:
+    """``α = 0.1`` for a gated model, ``no gates`` for the original (None)."""
+    if alpha is None or (isinstance(alpha, float) and math.isnan(alpha)):
+        return "no gates"
+    return f"α = {float(alpha):g}"
+
+
+def plot_training(metrics: Mapping[str, pd.DataFrame], labels: Mapping[str, str] | None = None):
+    """Validation loss (log scale) and α per epoch of each run, side by side; returns the Figure.
+
+    ``metrics``: run name -> the run's metrics table (``epoch``, ``alpha``, ``val_loss``, …).
+    Runs without α (the baseline) appear only in the loss panel. The loss axis stops at 30 times
+    the median of the runs' lowest losses, so that one diverged run does not hide the others
+    (its legend entry says how high it went).
+    """
+    import matplotlib.pyplot as plt
+
+    labels = labels or {}
+    fig, (ax_loss, ax_alpha) = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    lowest = [f["val_loss"].min() for f in metrics.values() if not f.empty]
+    top = 30 * float(pd.Series(lowest).median()) if lowest else None  # a diverged run is clipped
+    for name, frame in metrics.items():
+        if frame.empty:
+            continue
+        label = labels.get(name, name)
+        if top is not None and frame["val_loss"].max() > top:
+            label += f" (up to {frame['val_loss'].max():.2g}, clipped)"
+        (line,) = ax_loss.plot(frame["epoch"], frame["val_loss"], marker="o", ms=3, label=label)
+        alpha = pd.to_numeric(frame["alpha"], errors="coerce")
+        if alpha.notna().any():
+            ax_alpha.plot(frame["epoch"], alpha, marker="o", ms=3, color=line.get_color())
+    ax_loss.set_yscale("log")
+    if top is not None:
+        ax_loss.set_ylim(top=top)
+    ax_loss.set_xlabel("epoch (of each run)")
+    ax_loss.set_ylabel("validation loss (MSE)")
+    ax_loss.set_title("(a) validation loss")
+    ax_alpha.set_xlabel("epoch (of each run)")
+    ax_alpha.set_ylabel("α")
+    ax_alpha.set_ylim(-0.05, 1.05)
+    ax_alpha.set_title("(b) α of the pruned channels")
+    for ax in (ax_loss, ax_alpha):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.legend(*ax_loss.get_legend_handles_labels(), loc="upper center", ncols=3, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+    return fig
+
+
+def plot_reconstruction(panels: Sequence[Mapping[str, Any]]):
+    """One row of image panels; each panel: ``title``, ``image`` ((3, H, W) tensor in [0, 1]) and
+    optionally ``psnr``/``ssim``, written under it. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from .data import to_image
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        ax.imshow(to_image(panel["image"]))
+        ax.set_title(panel["title"], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if panel.get("psnr") is not None:
+            ax.set_xlabel(f"PSNR {panel['psnr']:.2f} dB\nSSIM {panel['ssim']:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_benchmark(table: pd.DataFrame, device_label: str):
+    """Per-batch time (and GPU utilisation when measured) of each model; returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    util = "gpu_util_pct_mean" in table and table["gpu_util_pct_mean"].notna().any()
+    fig, axes = plt.subplots(1, 2 if util else 1, figsize=(8.5 if util else 4.8, 3.2),
+                             squeeze=False)  # fmt: skip
+    ax = axes[0][0]
+    err = [
+        table["latency_ms_median"] - table["latency_ms_p10"],
+        table["latency_ms_p90"] - table["latency_ms_median"],
+    ]
+    ax.bar(table["model"], table["latency_ms_median"], yerr=err, capsize=3, color="#4c72b0")
+    ax.set_ylabel("time per batch (ms)")
+    ax.set_title(f"time per batch ({device_label})", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    if util:
+        ax = axes[0][1]
+        ax.bar(table["model"], table["gpu_util_pct_mean"], color="#dd8452")
+        ax.set_ylabel("GPU utilisation (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"GPU utilisation ({device_label})", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+class ReportBuilder:
+    """HTML pieces of the report with automatic figure and table numbers.
+
+    Each method returns an ``IPython.display.HTML`` object (display it, or let it be the cell's
+    value); :meth:`markdown` returns ``IPython.display.Markdown``. Images are embedded as base64
+    PNG, so the exported HTML is self-contained.
+    """
+
+    def __init__(self) -> None:
+        self.figures = 0
+        self.tables = 0
+
+    @staticmethod
+    def _html(text: str):
+        from IPython.display import HTML
+
+        return HTML(text)
+
+    def title(self, title: str, byline: str = ""):
+        """The report's title (``<h1>``) and an optional byline (author, date)."""
+        text = f"<h1>{html.escape(title)}</h1>"
+        if byline:
+            text += f'<p class="report-byline">{html.escape(byline)}</p>'
+        return self._html(text)
+
+    def section(self, title: str, level: int = 2):
+        """A section heading (``<h2>`` by default)."""
+        return self._html(f"<h{level}>{html.escape(title)}</h{level}>")
+
+    @staticmethod
+    def markdown(text: str):
+        """Prose in Markdown (from the params file); empty text shows nothing."""
+        from IPython.display import Markdown
+
+        return Markdown(text or "")
+
+    def group(self, *parts):
+        """Several pieces (HTML or Markdown objects) as one block that a page break avoids
+        splitting, e.g. a heading, its prose and its figure."""
+        from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+        pieces = []
+        for part in parts:
+            if part is None:
+                continue
+            if type(part).__name__ == "Markdown":
+                pieces.append(markdown2html_mistune(part.data or ""))
+            else:
+                pieces.append(part.data if hasattr(part, "data") else str(part))
+        return self._html('<div class="report-keep">' + "".join(pieces) + "</div>")
+
+    def figure(self, path: str | Path, caption: str, width: str = "100%"):
+        """``<figure>`` with the PNG at ``path`` embedded and "Figure N. caption" under it."""
+        self.figures += 1
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        return self._html(
+            f'<figure class="report-figure" id="figure-{self.figures}">'
+            f'<img src="data:image/png;base64,{data}" style="width:{width}" '
+            f'alt="Figure {self.figures}"/>'
+            f"<figcaption><b>Figure {self.figures}.</b> {html.escape(caption)}</figcaption>"
+            "</figure>"
+        )
+
+    def table(
+        self,
+        df: pd.DataFrame,
+        caption: str,
+        formats: Mapping[str, str] | None = None,
+        columns: Mapping[str, str] | None = None,
+    ):
+        """A booktabs-style table with "Table N. caption" above it.
+
+        ``formats``: column -> format spec (``".3g"``); ``columns``: column -> header shown
+        (only those columns, in that order, when given).
+        """
+        self.tables += 1
+        frame = df.copy()
+        for column, spec in (formats or {}).items():
+            if column in frame:
+                frame[column] = frame[column].map(lambda v, s=spec: _fmt(v, s))
+        if columns:
+            frame = frame[[c for c in columns if c in frame]].rename(columns=dict(columns))
+        body = frame.to_html(index=False, border=0, classes="report-table", na_rep="—",
+                             escape=True)  # fmt: skip
+        caption_html = (
+            f'<caption style="caption-side: top"><b>Table {self.tables}.</b> '
+            f"{html.escape(caption)}</caption>"
+        )
+        body = body.replace(">\n  <thead>", ">\n" + caption_html + "\n  <thead>", 1)
+        return self._html(body)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def load_image(name: str, size: int, source: str = "bundled"):
+    """Image ``name`` of ``source``, centre-cropped to a square and resized to ``size`` pixels,
+    as a ``(3, size, size)`` tensor in [0, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import load_images, to_tensor
+
+    images = load_images(source)
+    if name not in images:
+        raise KeyError(f"image '{name}' not found in {source!r}; available: {', '.join(images)}")
+    array = images[name]
+    height, width = array.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = Image.fromarray(array[top : top + side, left : left + side])
+    resized = square.resize((size, size), Image.Resampling.LANCZOS)
+    return to_tensor(np.asarray(resized, dtype=np.uint8).copy())
+
+
+def plot_weight_ratios_by_run(
+    table: pd.DataFrame, column: str = "l2_ratio", labels: Mapping[str, str] | None = None
+):
+    """Bars of ``column`` (pruned / original, kept weights) per layer, one colour per run.
+
+    ``table`` is :func:`alphaprune.analysis.weight_comparison` rows with a ``run`` column.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = labels or {}
+    runs = list(dict.fromkeys(table["run"]))
+    layers = list(dict.fromkeys(table["layer"]))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(layers) + 2.5), 3.3))
+    width = 0.8 / max(len(runs), 1)
+    x = np.arange(len(layers))
+    for i, run in enumerate(runs):
+        rows = table[table["run"] == run].set_index("layer").reindex(layers)
+        offset = (i - (len(runs) - 1) / 2) * width
+        ax.bar(x + offset, rows[column], width, label=labels.get(run, run))
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xticks(x)
+    ax.set_xticklabels(layers, rotation=30, ha="right")
+    ax.set_ylabel(f"{column.replace('_ratio', '')} pruned / original")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(frameon=False, fontsize=8, ncols=min(len(runs), 4), loc="lower center",
+              bbox_to_anchor=(0.5, 1.0))  # fmt: skip
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,418 @@
+"""The weekly report's params file (YAML): schema, validation and the parameters of each stage.
+
+One file per week describes the runs (a baseline and the pruning experiments), what each
+notebook shows, and the report's prose. Relative paths in it are relative to the file's folder.
+Every run config is the engine's :class:`alphaprune.config.ExperimentConfig` written as a dict:
+``defaults`` is merged under each run's own ``config``. Example (abridged)::
+
+    week: 9
+    defaults: {model: {layer: relu2_1}, data: {crop: 64}}
+    baseline: {epochs: 4}
+    experiments:
+      - name: lr0.01
+        label: "α = 0, lr 0.01"
+        start: baseline
+        config: {epochs: 3, schedule: {kind: constant, alpha: 0.0, lr: 0.01}}
+    reconstruct: {experiment: lr0.01}
+    shrink: {experiment: lr0.01}
+    gpu: {experiment: lr0.01}
+    notes: {progress: "...", plan: "..."}
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+__all__ = [
+    "ReportParams",
+    "ReportParamsError",
+    "Experiment",
+    "RunStart",
+    "load_report_params",
+    "report_params_from_dict",
+    "stage_parameters",
+    "run_checkpoint",
+    "STAGES",
+    "RUNS_DIR",
+]
+
+#: The notebooks, in the order they run. Each name is also the executed notebook's file name.
+STAGES: tuple[str, ...] = (
+    "01_prune",
+    "02_reconstruct",
+    "03_shrink",
+    "04_gpu_addendum",
+    "05_report",
+)
+#: Folder (inside the report folder) holding the training runs.
+RUNS_DIR = "runs"
+#: Run name reserved for the unpruned model.
+BASELINE = "baseline"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class ReportParamsError(ValueError):
+    """A params file is missing, is not valid YAML, or has an unknown key or a bad value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunStart(_Strict):
+    """Where a pruning run starts: the last checkpoint of ``run``, or its milestone at ``alpha``.
+
+    With ``shrink: true`` the checkpoint is first shrunk (its α = 0 channels cut out), so the run
+    prunes the smaller model (week 10: prune the decoder on top of the shrunk encoder).
+    """
+
+    run: str = BASELINE
+    alpha: float | None = Field(default=None, ge=0.0, le=1.0)
+    shrink: bool = False
+
+
+class Experiment(_Strict):
+    """One pruning run of the week."""
+
+    name: str
+    label: str = ""
+    start: RunStart = Field(default_factory=RunStart)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value) or value == BASELINE:
+            raise ValueError(
+                f"'{value}' is not a usable run name (letters, digits, '_', '.', '-'; "
+                f"not '{BASELINE}')"
+            )
+        return value
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start_shorthand(cls, value: Any) -> Any:
+        return {"run": value} if isinstance(value, str) else value
+
+    @field_validator("config")
+    @classmethod
+    def _no_reserved(cls, value: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted({"name", "output_dir", "init_from"} & set(value))
+        if reserved:
+            raise ValueError(
+                f"{reserved} are set by the report runner (use the experiment's 'name' and "
+                "'start' instead)"
+            )
+        return value
+
+
+class ReconstructParams(_Strict):
+    """Figure "reconstruction": (a) image, (b) original model, (c) pruned model, (d) shrunk."""
+
+    experiment: str
+    image: str = "astronaut"
+    size: int = Field(default=128, gt=0)
+
+
+class ShrinkParams(_Strict):
+    """Multiply the weights of ``experiment``'s final model and compare with it."""
+
+    experiment: str
+    image_size: int = Field(default=128, gt=0)
+    tolerance: float = Field(default=1e-4, gt=0)
+
+
+class GpuParams(_Strict):
+    """Per-batch time (and GPU utilisation on CUDA) of original, masked and shrunk models."""
+
+    experiment: str
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=8, gt=0)
+    image_size: int = Field(default=128, gt=0)
+    warmup: int = Field(default=3, ge=0)
+    repeats: int = Field(default=10, gt=0)
+    #: on a GPU, time each model for at least this many seconds (more batches than ``repeats``
+    #: when needed), so that NVML's utilisation counter gets sampled
+    gpu_seconds: float = Field(default=2.0, ge=0)
+
+
+class Notes(_Strict):
+    """The report's prose, in Markdown (write α as the Unicode character)."""
+
+    progress: str = ""
+    weights: str = ""
+    reconstruction: str = ""
+    shrink: str = ""
+    gpu: str = ""
+    plan: str = ""
+
+
+class ReportParams(_Strict):
+    """A validated params file."""
+
+    week: int | None = Field(default=None, ge=0)
+    name: str | None = None
+    title: str | None = None
+    author: str = ""
+    date: str = ""
+    output_dir: str | None = None
+    notebooks_dir: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    seed: int = 0
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    baseline: dict[str, Any] = Field(default_factory=dict)
+    experiments: list[Experiment] = Field(min_length=1)
+    reconstruct: ReconstructParams
+    shrink: ShrinkParams
+    gpu: GpuParams
+    notes: Notes = Field(default_factory=Notes)
+    #: set by the loader: the params file (for error messages and relative paths)
+    _source: Path = PrivateAttr(default=Path("<dict>"))
+
+    @property
+    def source(self) -> Path:
+        """The params file this was read from (``<dict>`` when built from a mapping)."""
+        return self._source
+
+    @property
+    def report_name(self) -> str:
+        """``name`` if given, else ``weekNN``."""
+        if self.name:
+            return self.name
+        return f"week{self.week:02d}"
+
+    @property
+    def report_title(self) -> str:
+        """``title`` if given, else "Model Pruning: Weekly Report N"."""
+        if self.title:
+            return self.title
+        if self.week is not None:
+            return f"Model Pruning: Weekly Report {self.week}"
+        return f"Model Pruning: {self.report_name}"
+
+    def base_dir(self) -> Path:
+        """Folder that relative paths in the file are relative to."""
+        return self.source.parent if self.source.name != "<dict>" else Path.cwd()
+
+    def resolve(self, path: str) -> Path:
+        """``path`` relative to the params file's folder (absolute paths unchanged)."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir() / candidate).resolve()
+
+    def report_dir(self) -> Path:
+        """The report folder: ``output_dir``, else ``reports/<name>`` in the project folder (the
+        one holding ``notebooks/``)."""
+        if self.output_dir:
+            return self.resolve(self.output_dir)
+        return self.notebooks().parent / "reports" / self.report_name
+
+    def notebooks(self) -> Path:
+        """The notebooks folder: ``notebooks_dir``, else ``../notebooks`` next to the params file
+        (``params/week09.yaml``) when it exists, else the checkout's that holds this package."""
+        if self.notebooks_dir:
+            return self.resolve(self.notebooks_dir)
+        beside = self.resolve("../notebooks")
+        return beside if beside.is_dir() else Path(__file__).resolve().parents[2] / "notebooks"
+
+    def experiment(self, name: str) -> Experiment:
+        for experiment in self.experiments:
+            if experiment.name == name:
+                return experiment
+        raise KeyError(name)
+
+    def run_config(self, name: str) -> dict[str, Any]:
+        """The full engine config dict of run ``name`` (``baseline`` or an experiment)."""
+        if name == BASELINE:
+            own, init_from = self.baseline, None
+        else:
+            experiment = self.experiment(name)
+            own, init_from = experiment.config, start_checkpoint(experiment.start)
+        config = _merge(
+            {"seed": self.seed, "device": self.device},
+            _merge(copy.deepcopy(self.defaults), copy.deepcopy(own)),
+        )
+        config.update(name=name, output_dir=RUNS_DIR)
+        if init_from is not None:
+            config["init_from"] = init_from
+        return config
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: ``override`` wins; nested dicts are merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def run_checkpoint(run: str, alpha: float | None = None) -> str:
+    """Checkpoint path of ``run`` (relative to the report folder): last epoch, or milestone at α."""
+    from .checkpoint import last_path, milestone_path
+
+    run_dir = Path(RUNS_DIR) / run
+    path = last_path(run_dir) if alpha is None else milestone_path(run_dir, alpha)
+    return path.as_posix()
+
+
+def start_checkpoint(start: RunStart) -> str:
+    """The checkpoint a run starts from (the shrunk copy's path when ``start.shrink``)."""
+    path = run_checkpoint(start.run, start.alpha)
+    if start.shrink:
+        return path[: -len(".pt")] + "_shrunk.pt"
+    return path
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _check_references(params: ReportParams) -> None:
+    seen = {BASELINE}
+    for i, experiment in enumerate(params.experiments):
+        if experiment.name in seen:
+            raise ReportParamsError(
+                f"{params.source}: experiments[{i}].name: run name '{experiment.name}' is used twice"
+            )
+        if experiment.start.run not in seen:
+            raise ReportParamsError(
+                f"{params.source}: experiments[{i}].start.run: '{experiment.start.run}' is not "
+                f"'{BASELINE}' or an experiment listed before it ({sorted(seen)})"
+            )
+        start = experiment.start
+        if start.run == BASELINE and (start.alpha is not None or start.shrink):
+            raise ReportParamsError(
+                f"{params.source}: experiments[{i}].start: the baseline has no α milestones and "
+                "nothing to shrink; give 'alpha'/'shrink' only for a pruning run"
+            )
+        seen.add(experiment.name)
+    for section in ("reconstruct", "shrink", "gpu"):
+        name = getattr(params, section).experiment
+        if name not in seen - {BASELINE}:
+            raise ReportParamsError(
+                f"{params.source}: {section}.experiment: '{name}' is not one of the experiments "
+                f"{sorted(seen - {BASELINE})}"
+            )
+    if params.week is None and not params.name:
+        raise ReportParamsError(f"{params.source}: give 'week' (a number) or 'name'")
+
+
+def _check_run_configs(params: ReportParams) -> None:
+    """Validate every run's merged config with the engine (if it is installed)."""
+    try:
+        from .config import config_from_dict
+    except ImportError:  # pragma: no cover - the engine is part of the package
+        return
+    names = [BASELINE] + [e.name for e in params.experiments]
+    for i, name in enumerate(names):
+        where = f"experiments[{i - 1}].config" if i else "baseline"
+        where += " (or defaults)"
+        try:
+            config_from_dict(params.run_config(name), source=f"{params.source}: {where}")
+        except ValueError as exc:  # ConfigError: every line already names file and key
+            text = str(exc)
+            prefix = f"{params.source}: {where}"
+            raise ReportParamsError(
+                text if text.startswith(prefix) else f"{prefix}: {text}"
+            ) from None
+
+
+def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportParams:
+    """Validate a params mapping; errors name ``source`` and the offending key."""
+    if not isinstance(data, dict):
+        raise ReportParamsError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        params = ReportParams.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = _location(error["loc"]) or "<top level>"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"{where}: unknown key")
+            else:
+                problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+        raise ReportParamsError(f"{source}: " + "; ".join(problems)) from None
+    params._source = Path(source)
+    _check_references(params)
+    _check_run_configs(params)
+    return params
+
+
+def load_report_params(path: str | Path) -> ReportParams:
+    """Read and validate a params YAML file (``yaml.safe_load``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportParamsError(f"params file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ReportParamsError(f"{path}: not valid YAML: {exc}") from None
+    return report_params_from_dict(data, source=path.resolve())
+
+
+def stage_parameters(params: ReportParams) -> dict[str, dict[str, Any]]:
+    """The papermill parameters of every stage (paths relative to the report folder, its cwd)."""
+    experiments = [
+        {
+            "name": e.name,
+            "label": e.label or e.name,
+            "start": e.start.model_dump(),
+            "config": params.run_config(e.name),
+        }
+        for e in params.experiments
+    ]
+    labels = {e["name"]: e["label"] for e in experiments}
+    recon, shrink, gpu = params.reconstruct, params.shrink, params.gpu
+    return {
+        "01_prune": {
+            "out_dir": ".",
+            "baseline": params.run_config(BASELINE),
+            "experiments": experiments,
+            "progress": False,
+        },
+        "02_reconstruct": {
+            "out_dir": ".",
+            "original_checkpoint": run_checkpoint(BASELINE),
+            "pruned_checkpoint": run_checkpoint(recon.experiment),
+            "pruned_label": labels[recon.experiment],
+            "image": recon.image,
+            "size": recon.size,
+        },
+        "03_shrink": {
+            "out_dir": ".",
+            "original_checkpoint": run_checkpoint(BASELINE),
+            "pruned_checkpoint": run_checkpoint(shrink.experiment),
+            "image_size": shrink.image_size,
+            "tolerance": shrink.tolerance,
+        },
+        "04_gpu_addendum": {
+            "out_dir": ".",
+            "original_checkpoint": run_checkpoint(BASELINE),
+            "pruned_checkpoint": run_checkpoint(gpu.experiment),
+            "device": gpu.device,
+            "batch_size": gpu.batch_size,
+            "image_size": gpu.image_size,
+            "warmup": gpu.warmup,
+            "repeats": gpu.repeats,
+            "gpu_seconds": gpu.gpu_seconds,
+        },
+        "05_report": {
+            "out_dir": ".",
+            "title": params.report_title,
+            "author": params.author,
+            "date": params.date,
+            "notes": params.notes.model_dump(),
+            "experiments": [{"name": e["name"], "label": e["label"]} for e in experiments],
+        },
+    }

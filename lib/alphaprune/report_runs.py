@@ -1,0 +1,154 @@
+"""The training runs of a weekly report: the baseline and each pruning experiment, in order.
+
+Used by ``notebooks/01_prune.ipynb``. Every run lives in ``<output_dir>/<name>`` (``runs/`` of the
+report folder) and is reused when its inputs are unchanged: a run's *fingerprint* hashes its
+config (minus ``device``/``output_dir``), where it starts and the fingerprint of the run it starts
+from. A run whose fingerprint changed is deleted and trained again; an unchanged one resumes
+(a finished one returns at once). A start with ``shrink: true`` first shrinks the source
+checkpoint (:func:`alphaprune.checkpoint.shrink_checkpoint`) into the path given as ``init_from``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .checkpoint import last_path, milestone_path, shrink_checkpoint
+from .config import ExperimentConfig, config_from_dict
+from .train import RunResult, prune, train_baseline
+
+__all__ = ["run_all", "run_fingerprint", "summary_table", "FINGERPRINT_FILE"]
+
+FINGERPRINT_FILE = "report_fingerprint.json"
+_FREE_KEYS = ("device", "output_dir")
+
+
+def run_fingerprint(cfg: ExperimentConfig, start: Mapping[str, Any] | None, source: str) -> str:
+    """Hash of what a run's result depends on: its config, its start and its source's fingerprint."""
+    config = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_KEYS}
+    payload = {"config": config, "start": dict(start or {}), "source": source}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _prepare(cfg: ExperimentConfig, fingerprint: str) -> bool:
+    """Make ``cfg.run_dir`` hold a run with ``fingerprint``; True if it was (re)started empty."""
+    run_dir = cfg.run_dir
+    marker = run_dir / FINGERPRINT_FILE
+    try:
+        recorded = json.loads(marker.read_text())["fingerprint"]
+    except (FileNotFoundError, KeyError, ValueError):
+        recorded = None
+    if recorded == fingerprint and last_path(run_dir).exists():
+        return False
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    marker.write_text(json.dumps({"fingerprint": fingerprint, "name": cfg.name}))
+    return True
+
+
+def _source_checkpoint(output_dir: str, start: Mapping[str, Any]) -> Path:
+    run_dir = Path(output_dir) / start["run"]
+    alpha = start.get("alpha")
+    return last_path(run_dir) if alpha is None else milestone_path(run_dir, float(alpha))
+
+
+def run_all(
+    baseline: Mapping[str, Any],
+    experiments: Sequence[Mapping[str, Any]],
+    progress: bool = True,
+) -> dict[str, RunResult]:
+    """Train ``baseline`` then every experiment, in order; returns results by run name.
+
+    ``baseline`` is an engine config dict; each experiment is ``{"name", "label", "start":
+    {"run", "alpha", "shrink"}, "config"}`` whose ``config`` (an engine config dict) has
+    ``init_from`` set to the start checkpoint (see :func:`alphaprune.report_params.stage_parameters`).
+    """
+    results: dict[str, RunResult] = {}
+    fingerprints: dict[str, str] = {}
+    cfg = config_from_dict(baseline, source="baseline")
+    fingerprints[cfg.name] = run_fingerprint(cfg, None, "")
+    _prepare(cfg, fingerprints[cfg.name])
+    results[cfg.name] = train_baseline(cfg, progress=progress)
+    for experiment in experiments:
+        name = experiment["name"]
+        cfg = config_from_dict(experiment["config"], source=f"experiment '{name}'")
+        start = dict(experiment.get("start") or {"run": "baseline"})
+        if start["run"] not in fingerprints:
+            raise ValueError(
+                f"experiment '{name}' starts from run '{start['run']}', which has not run before it"
+            )
+        fingerprints[name] = run_fingerprint(cfg, start, fingerprints[start["run"]])
+        fresh = _prepare(cfg, fingerprints[name])
+        source = _source_checkpoint(cfg.output_dir, start)
+        if not source.exists():
+            raise FileNotFoundError(
+                f"experiment '{name}' starts from {source}, which run '{start['run']}' did not "
+                "write (is there an epoch at that α in its schedule?)"
+            )
+        if start.get("shrink"):
+            if cfg.init_from is None:
+                raise ValueError(f"experiment '{name}': start.shrink needs init_from (the target)")
+            if fresh or not Path(cfg.init_from).exists():
+                shrink_checkpoint(source, cfg.init_from, image_size=cfg.data.crop)
+        results[name] = prune(cfg, original=cfg.init_from or source, progress=progress)
+    return results
+
+
+def summary_table(
+    results: Mapping[str, RunResult], labels: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """One row per run: settings and the final epoch's α, validation loss, PSNR and SSIM."""
+    labels = labels or {}
+    rows = []
+    for name, result in results.items():
+        cfg = result.config
+        metrics = result.metrics
+        last = metrics.iloc[-1] if len(metrics) else None
+        schedule = dict(cfg.schedule) if name != "baseline" else {}
+        rows.append(
+            {
+                "run": name,
+                "label": labels.get(name, name),
+                "schedule": _describe(schedule) if schedule else "—",
+                "lr": schedule.get("lr", cfg.optimizer.lr) if schedule else cfg.optimizer.lr,
+                "weight_decay": cfg.optimizer.weight_decay,
+                "epochs": cfg.epochs,
+                "target": cfg.pruning.target if name != "baseline" else "—",
+                "final_alpha": _final_alpha(last),
+                "val_loss": float(last["val_loss"]) if last is not None else float("nan"),
+                "val_psnr": float(last["val_psnr"]) if last is not None else float("nan"),
+                "val_ssim": float(last["val_ssim"]) if last is not None else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _final_alpha(last: pd.Series | None) -> float | None:
+    if last is None or last["alpha"] is None or pd.isna(last["alpha"]):
+        return None
+    return float(last["alpha"])
+
+
+def _describe(schedule: Mapping[str, Any]) -> str:
+    """Short text for a schedule dict, e.g. ``restart α=0.1, rate 0.3``."""
+    kind = schedule.get("kind", "?")
+    if kind == "constant":
+        return f"constant α = {schedule.get('alpha', 1.0):g}"
+    if kind in ("exponential", "restart"):
+        start = schedule.get("alpha", schedule.get("start", 1.0))
+        return f"{kind} from α = {start:g}, rate {schedule.get('rate', 0.3):g}"
+    if kind == "linear":
+        return (
+            f"linear α {schedule.get('start', 1.0):g} → {schedule.get('end', 0.0):g} "
+            f"over {schedule.get('epochs', 10)} epochs"
+        )
+    if kind == "step":
+        return "step α " + " → ".join(f"{v:g}" for v in schedule.get("values", []))
+    return str(kind)
