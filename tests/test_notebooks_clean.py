@@ -1,0 +1,73 @@
+"""Notebooks are committed without outputs, with one parameters cell matching what the runner
+passes, and thin code (the logic lives in lib/alphaprune)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from alphaprune.report_params import STAGES, load_report_params, stage_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+STAGE_NOTEBOOKS = [ROOT / "notebooks" / f"{stage}.ipynb" for stage in STAGES]
+
+
+def code(cell) -> str:
+    """Cell source without IPython magics, parseable as Python."""
+    return "\n".join(
+        "" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines()
+    )
+
+
+def test_every_stage_has_a_notebook() -> None:
+    assert set(STAGE_NOTEBOOKS) <= set(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_has_no_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.execution_count is None, f"{path.name} cell {index}: execution_count"
+            assert cell.outputs == [], f"{path.name} cell {index}: has outputs"
+        assert "papermill" not in cell.metadata, f"{path.name} cell {index}: papermill metadata"
+    assert "papermill" not in nb.metadata, f"{path.name}: executed by papermill, not clean"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", STAGE_NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_parameters_cell(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    tagged = [c for c in code_cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: needs exactly one 'parameters' cell"
+    assert code_cells[0] is tagged[0], f"{path.name}: the parameters cell must come first"
+    names = {
+        target.id
+        for node in ast.parse(tagged[0].source).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+    }
+    # the runner passes exactly these names, and the defaults run as they are (CI sizes)
+    expected = stage_parameters(load_report_params(ROOT / "params" / "ci.yaml"))[path.stem]
+    assert names == set(expected), f"{path.name}: parameters differ from what the runner passes"
+    assert "out_dir = '../reports/interactive'" in tagged[0].source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_code_is_thin(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    sources = [code(c) for c in nb.cells if c.cell_type == "code"]
+    for source in sources:
+        tree = ast.parse(source)  # every cell is valid Python (magics aside)
+        defined = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+        assert not defined, f"{path.name}: defines {defined}; put logic in lib/alphaprune"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    if re.search(r"\bplt\.|\.plot\b|save_figure", text):
+        assert "%matplotlib inline" in text, f"{path.name}: plots without %matplotlib inline"
