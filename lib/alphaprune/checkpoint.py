@@ -9,9 +9,7 @@ of finished epochs).
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_target
 from .layers import gates, get_alpha, restore_gates, set_alpha
 from .models import build_autoencoder
 
@@ -31,7 +30,6 @@ __all__ = [
     "load_model",
     "milestone_path",
     "last_path",
-    "atomic_write_bytes",
 ]
 
 FORMAT = "alphaprune-checkpoint/1"
@@ -51,38 +49,12 @@ def milestone_path(run_dir: str | Path, alpha: float) -> Path:
     return Path(run_dir) / "checkpoints" / f"alpha_{alpha:.4f}.pt"
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     """Atomically save a checkpoint dict (``format`` and ``version`` are added)."""
     from . import __version__
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         torch.save({"format": FORMAT, "version": __version__, **payload}, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -181,7 +153,9 @@ def load_model(
     stored = data["alpha"]
     gated = bool(gates(model))
     if gated and (stored is None or abs(get_alpha(model) - stored) > 1e-12):
-        raise CheckpointError(f"{path}: gates say α={get_alpha(model)} but checkpoint says {stored}")
+        raise CheckpointError(
+            f"{path}: gates say α={get_alpha(model)} but checkpoint says {stored}"
+        )
     overridden = False
     if alpha is not None and (stored is None or float(alpha) != float(stored)):
         if not gated:

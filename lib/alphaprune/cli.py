@@ -45,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="run the weekly report notebooks and export HTML/PDF")
     p.add_argument("params", help="weekly report YAML, e.g. params/week09.yaml")
-    p.add_argument("--force", action="store_true", help="rerun every stage even if unchanged")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rerun every stage and retrain every run, even if unchanged",
+    )
     return parser
 
 

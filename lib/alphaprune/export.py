@@ -9,7 +9,6 @@ get the PDF. Both files are written atomically (temporary file + ``os.replace``)
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import jinja2
 import nbformat
+
+from .atomic import atomic_target, atomic_write_bytes
 
 __all__ = [
     "ExportResult",
@@ -120,26 +121,6 @@ def local_mathjax_url() -> str:
     return script.as_uri() + "?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 
-def _readable(path: Path) -> None:
-    """Give a ``mkstemp`` file (mode 0600) the usual permissions (0666 minus the umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        _readable(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def to_html(notebook: str | Path, html: str | Path, title: str | None = None) -> Path:
     """Write the executed ``notebook`` as report HTML (no code, images embedded) to ``html``."""
     from nbconvert import HTMLExporter
@@ -160,7 +141,7 @@ def to_html(notebook: str | Path, html: str | Path, title: str | None = None) ->
     )
     resources = {"report_css": REPORT_CSS, "metadata": {"name": title or notebook.stem}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
-    _atomic_write(html, body.encode("utf-8"))
+    atomic_write_bytes(html, body.encode("utf-8"))
     return html
 
 
@@ -177,9 +158,10 @@ def html_to_pdf(html: str | Path, pdf: str | Path, chromium: str, timeout: float
     """Print ``html`` to ``pdf`` with headless ``chromium`` (atomically); ExportError on failure."""
     html, pdf = Path(html).resolve(), Path(pdf)
     pdf.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{pdf.name}.", suffix=".tmp.pdf", dir=pdf.parent)
-    os.close(fd)
-    with tempfile.TemporaryDirectory(prefix="alphaprune-chromium-") as profile:
+    with (
+        atomic_target(pdf, suffix=".tmp.pdf") as tmp,
+        tempfile.TemporaryDirectory(prefix="alphaprune-chromium-") as profile,
+    ):
         command = [
             chromium,
             "--headless",
@@ -201,19 +183,14 @@ def html_to_pdf(html: str | Path, pdf: str | Path, chromium: str, timeout: float
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            Path(tmp).unlink(missing_ok=True)
             raise ExportError(
                 f"{chromium} did not finish printing {html} within {timeout:.0f} s"
             ) from None
-    tmp_path = Path(tmp)
-    if done.returncode != 0 or not tmp_path.is_file() or tmp_path.stat().st_size == 0:
-        tmp_path.unlink(missing_ok=True)
-        tail = "\n".join((done.stderr or "").strip().splitlines()[-5:])
-        raise ExportError(
-            f"{chromium} failed to print {html} to PDF (exit code {done.returncode}): {tail}"
-        )
-    _readable(tmp_path)
-    os.replace(tmp_path, pdf)
+        if done.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+            tail = "\n".join((done.stderr or "").strip().splitlines()[-5:])
+            raise ExportError(
+                f"{chromium} failed to print {html} to PDF (exit code {done.returncode}): {tail}"
+            )
     return pdf
 
 

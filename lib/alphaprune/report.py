@@ -30,6 +30,7 @@ from typing import Any
 import nbformat
 
 from . import __version__, export
+from .atomic import atomic_write_text
 from .report_params import RUNS_DIR, load_report_params, stage_parameters
 
 __all__ = [
@@ -132,7 +133,7 @@ def _load_state(out_dir: Path) -> dict[str, Any]:
 
 def _save_state(out_dir: Path, stages: dict[str, Any]) -> None:
     text = json.dumps({"version": 1, "stages": stages}, indent=2, sort_keys=True)
-    export._atomic_write(out_dir / STATE_FILE, text.encode("utf-8"))
+    atomic_write_text(out_dir / STATE_FILE, text)
 
 
 def _snapshot(out_dir: Path) -> dict[str, tuple[float, int]]:

@@ -29,9 +29,9 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from . import distributed
+from .atomic import atomic_write_bytes
 from .checkpoint import (
     CheckpointError,
-    atomic_write_bytes,
     last_path,
     load_model,
     milestone_path,
