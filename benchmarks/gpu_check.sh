@@ -61,5 +61,38 @@ echo "== training step: gate overhead, relu3_1, batch 32, 256x256"
 timeout "$LIMIT" "$PY" benchmarks/gate_overhead.py --device cuda --layer relu3_1 --batch 32 \
     --size 256 --steps 30 --warmup 5 --no-progress --out "$OUT_DIR/gate_overhead_cuda.csv"
 
+echo "== inference at the report's small size: relu3_1, batch 8, 128x128 (utilisation < 100 %)"
+timeout "$LIMIT" "$PY" benchmarks/shrink_speed.py --device cuda --layer relu3_1 \
+    --batch 8 --size 128 --keeps 0.5 --targets both --repeats 2000 --warmup 20 \
+    --min-block-s 0.5 --sample-interval 0.05 --no-progress \
+    --out "$OUT_DIR/shrink_speed_relu3_1_b8_128.csv"
+
+# Engine on CUDA (needs pydantic and pytorch-msssim; carry them as wheels if missing):
+# tiny baseline + α-decay pruning + evaluation at the stored α + verified shrink, via the CLI.
+if "$PY" -c "import pydantic, pytorch_msssim" 2>/dev/null; then
+    echo "== engine on CUDA: train, prune, evaluate, shrink (relu2_1, crop 64)"
+    RUNS="$(mktemp -d)"
+    cat > "$RUNS/cuda.yaml" <<YAML
+name: base
+output_dir: $RUNS/runs
+device: cuda
+epochs: 2
+steps_per_epoch: 5
+model: {layer: relu2_1}
+data: {crop: 64, batch_size: 8, val_crops: 2}
+pruning: {keep: 0.5, target: both}
+schedule: {kind: linear, start: 1.0, end: 0.0, epochs: 1}
+YAML
+    timeout "$LIMIT" "$PY" -m alphaprune train "$RUNS/cuda.yaml" --no-progress
+    timeout "$LIMIT" "$PY" -m alphaprune prune "$RUNS/cuda.yaml" --set name=pruned \
+        --set init_from="$RUNS/runs/base/checkpoints/last.pt" --no-progress
+    cat "$RUNS/runs/pruned/metrics.csv"
+    timeout "$LIMIT" "$PY" -m alphaprune evaluate "$RUNS/cuda.yaml" --set name=pruned
+    timeout "$LIMIT" "$PY" -m alphaprune shrink "$RUNS/cuda.yaml" --set name=pruned
+    cp "$RUNS/runs/pruned/metrics.csv" "$OUT_DIR/engine_cuda_metrics.csv"
+else
+    echo "== engine on CUDA: SKIPPED (pydantic / pytorch-msssim not importable; carry wheels)"
+fi
+
 echo "== done; CSVs in $OUT_DIR"
 ls -l "$OUT_DIR"
