@@ -9,7 +9,7 @@ PARAMS ?= params/week09.yaml
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.alphaprune-installed
 
-.PHONY: report test lint venv pdf-engine bench clean-reports
+.PHONY: report test lint venv pdf-engine bench lab clean-reports
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/shrink_speed.py
 	$(PY) benchmarks/gate_overhead.py
+
+# JupyterLab on the notebooks (as root it needs --allow-root, added here automatically).
+lab: $(STAMP)
+	@$(VENV)/bin/jupyter-lab --version >/dev/null 2>&1 || $(PY) -m pip install --quiet -e '.[dev,compare,lab]'
+	$(VENV)/bin/jupyter lab --notebook-dir=. $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean-reports:
 	rm -rf reports/week*/ reports/ci/
