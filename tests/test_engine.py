@@ -304,3 +304,21 @@ def test_feature_loss_with_local_vgg_weights(tmp_path):
     assert torch.equal(start.encoder[0].weight, state["features.0.weight"])
     pruned = prune(config_from_dict({**data, "name": "p"}), original=base.checkpoint, progress=False)
     assert pruned.metrics["alpha"].tolist() == [1.0]
+
+
+def test_shrunk_model_gated_again_round_trips_through_a_checkpoint(tmp_path):
+    """Week 10: shrink the pruned encoder, then prune again (here: the encoder once more)."""
+    from alphaprune.checkpoint import model_from_state
+
+    torch.manual_seed(0)
+    model = ap.build_autoencoder("relu2_1")
+    ap.attach_gates(model, keep=0.5, target="encoder")
+    ap.set_alpha(model, 0.0)
+    small = ap.shrink(model)
+    ap.attach_gates(small, keep=0.5, target="both")
+    ap.set_alpha(small, 0.3)
+    rebuilt = model_from_state({"layer": "relu2_1"}, small.state_dict()).eval()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), small.eval()(x))
+    assert ap.get_alpha(rebuilt) == 0.3 and rebuilt.encoder[0].out_channels == 32

@@ -124,8 +124,8 @@ def _resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
 def model_from_state(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
     """Build the autoencoder described by ``model_cfg`` and load ``state`` (gated or shrunk)."""
     model = build_autoencoder(model_cfg.get("layer", "relu3_1"), model_cfg.get("batch_norm", False))
+    _resize_to_state(model, state)  # first: a shrunk model may be gated again
     restore_gates(model, state)
-    _resize_to_state(model, state)
     model.load_state_dict(state, strict=True)
     return model
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from .atomic import atomic_write_text
 from .checkpoint import last_path, milestone_path, shrink_checkpoint
 from .config import ExperimentConfig, config_from_dict
 from .train import RunResult, prune, train_baseline
@@ -49,7 +50,7 @@ def _prepare(cfg: ExperimentConfig, fingerprint: str) -> bool:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    marker.write_text(json.dumps({"fingerprint": fingerprint, "name": cfg.name}))
+    atomic_write_text(marker, json.dumps({"fingerprint": fingerprint, "name": cfg.name}))
     return True
 
 
