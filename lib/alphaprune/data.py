@@ -98,25 +98,22 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
     return load
 
 
+#: RGB photographs of ``skimage.data`` that ship inside the package (no download).
+_SKIMAGE_NAMES = (
+    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
+    "immunohistochemistry", "colorwheel",
+)  # fmt: skip
 _BUNDLED_LOADERS: dict[str, Callable[[], np.ndarray]] = {
-    **{
-        name: _skimage(name)
-        for name in (
-            "astronaut",
-            "chelsea",
-            "coffee",
-            "rocket",
-            "hubble_deep_field",
-            "retina",
-            "immunohistochemistry",
-            "colorwheel",
-        )
-    },
+    **{name: _skimage(name) for name in _SKIMAGE_NAMES},
     "motorcycle_left": lambda: _stereo_motorcycle()[0],
     "motorcycle_right": lambda: _stereo_motorcycle()[1],
     "china": lambda: _sklearn_samples()["china"],
     "flower": lambda: _sklearn_samples()["flower"],
 }
+
+
+#: The bundled default data set, in a fixed order.
+BUNDLED_IMAGES: tuple[str, ...] = tuple(_BUNDLED_LOADERS)
 
 
 @functools.cache  # an unbounded functools.lru_cache
