@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
 
 import pandas as pd
 import torch
 
 from alphaprune import attach_gates, build_autoencoder
-from alphaprune.bench import train_step_benchmark
+from alphaprune.bench import train_step_benchmark, write_csv
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     overhead = float(table.loc[table["model"] == "gates", "overhead_pct"].iloc[0])
     print(f"gate overhead per training step: {overhead:+.2f} % (target <= 5 %)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    print(f"wrote {out}")
+    write_csv(table, args.out)
     return 0
 
 

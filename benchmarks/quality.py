@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alphaprune.bench import write_csv
 from alphaprune.checkpoint import load_model
 from alphaprune.config import config_from_dict
 from alphaprune.evaluate import evaluate
@@ -89,10 +90,7 @@ def main() -> None:
           f"{args.baseline_epochs} prune_epochs={args.prune_epochs} steps={args.steps} "
           f"seed={args.seed}  ({time.perf_counter() - began:.0f} s)")  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    print(f"written {out}")
+    write_csv(table, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from alphaprune import build_autoencoder
-from alphaprune.bench import compare_pruned
+from alphaprune.bench import compare_pruned, write_csv
 
 SHOWN = [
     "model",
@@ -133,9 +133,7 @@ def write_samples(tables: list[pd.DataFrame], path: Path) -> None:
         samples.insert(0, "target", table["target"].iloc[0])
         samples.insert(0, "run", run)
         parts.append(samples)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.concat(parts, ignore_index=True).to_csv(path, index=False)
-    print(f"wrote {path}")
+    write_csv(pd.concat(parts, ignore_index=True), path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table[["layer"] + shown].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for _target, part in table.groupby("target", sort=False):
         print("\n".join(summary(part)))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    print(f"wrote {out}")
+    write_csv(table, args.out)
     return 0
 
 

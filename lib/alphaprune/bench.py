@@ -14,6 +14,7 @@ import math
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .atomic import atomic_write_text
 from .layers import attach_gates
 from .monitor import (
     MIB,
@@ -43,6 +45,7 @@ __all__ = [
     "torch_pruning_model",
     "train_step_benchmark",
     "device_name",
+    "write_csv",
 ]
 
 #: On CUDA the automatic block size leaves each model at least this many turns.
@@ -583,3 +586,11 @@ def train_step_benchmark(
     ref = float(table.loc[table["model"] == reference, "step_ms_median"].iloc[0])
     table["overhead_pct"] = 100.0 * (table["step_ms_median"] / ref - 1.0)
     return table[TRAIN_COLUMNS]
+
+
+def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a benchmark table to CSV atomically (folders created) and say where."""
+    path = Path(path)
+    atomic_write_text(path, table.to_csv(index=False))
+    print(f"wrote {path}")
+    return path
