@@ -238,6 +238,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     assert "train" in cli("--help", cwd=tmp_path).stdout
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(tmp_path):
     data = tiny(tmp_path, epochs=5, steps_per_epoch=3, **{"model.layer": "relu2_1"})
     killed_cfg = write_yaml(tmp_path / "killed.yaml", {**data, "name": "killed"})

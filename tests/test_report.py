@@ -194,6 +194,7 @@ def stages(tmp_path: Path) -> list[Stage]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_rerun_skips_unchanged_stages(stages: list[Stage], tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     first = run_stages(stages, out)
@@ -309,6 +310,7 @@ def ci_report(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_ci_report_writes_everything(ci_report: Path) -> None:
     for name in FIGURES:
         path = ci_report / "figures" / f"{name}.png"
@@ -386,6 +388,7 @@ def test_reconstruct_notebook_at_alpha_point_one(ci_report: Path, tmp_path: Path
     assert "α = 0.1 (read from the checkpoint)" in printed
 
 
+@pytest.mark.slow
 def test_ci_rerun_skips_and_notes_rerun_only_report(ci_report: Path, tmp_path: Path, capsys):
     run_report(CI_PARAMS, out_dir=ci_report)
     out = capsys.readouterr().out
