@@ -293,7 +293,9 @@ def test_torchrun_two_processes_gloo(tmp_path):
 def test_feature_loss_with_local_vgg_weights(tmp_path):
     """A torchvision-style state dict on disk initialises the encoder and drives the feature loss."""
     reference = ap.build_autoencoder("relu1_1")
-    state = {f"features.{k}": torch.randn_like(v) for k, v in reference.encoder.state_dict().items()}
+    state = {
+        f"features.{k}": torch.randn_like(v) for k, v in reference.encoder.state_dict().items()
+    }
     state["classifier.0.weight"] = torch.zeros(2, 2)
     weights = tmp_path / "vgg.pth"
     torch.save(state, weights)
@@ -303,7 +305,9 @@ def test_feature_loss_with_local_vgg_weights(tmp_path):
     start = ap.build_autoencoder("relu1_1")
     ap.load_vgg_weights(start, state)
     assert torch.equal(start.encoder[0].weight, state["features.0.weight"])
-    pruned = prune(config_from_dict({**data, "name": "p"}), original=base.checkpoint, progress=False)
+    pruned = prune(
+        config_from_dict({**data, "name": "p"}), original=base.checkpoint, progress=False
+    )
     assert pruned.metrics["alpha"].tolist() == [1.0]
 
 
@@ -323,3 +327,64 @@ def test_shrunk_model_gated_again_round_trips_through_a_checkpoint(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), small.eval()(x))
     assert ap.get_alpha(rebuilt) == 0.3 and rebuilt.encoder[0].out_channels == 32
+
+
+def test_kill_between_milestone_and_last_checkpoint_loses_nothing(tmp_path, monkeypatch):
+    """A crash after the α milestone but before last.pt redoes that epoch, milestone included,
+    and metrics.csv never holds a row that last.pt lacks."""
+    import alphaprune.train as train_module
+
+    base = train_baseline(config_from_dict(tiny(tmp_path, epochs=1)), progress=False)
+    cfg = config_from_dict(tiny(tmp_path, name="p", epochs=3,
+                                schedule={"kind": "step", "values": [1.0, 0.1, 0.0]}))  # fmt: skip
+    real_save = train_module.save_checkpoint
+
+    def crash_before_last(path, payload):
+        if Path(path).name == "last.pt" and payload["epoch"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return real_save(path, payload)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", crash_before_last)
+    with pytest.raises(KeyboardInterrupt):
+        prune(cfg, original=base.checkpoint, progress=False)
+    metrics = pd.read_csv(cfg.run_dir / "metrics.csv")
+    assert metrics["alpha"].tolist() == [1.0]  # the interrupted epoch left no row
+    assert checkpoint_info(last_path(cfg.run_dir))["alpha"] == metrics["alpha"].iloc[-1]
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    result = prune(cfg, original=base.checkpoint, progress=False)
+    assert result.metrics["alpha"].tolist() == [1.0, 0.1, 0.0]
+    for alpha in (1.0, 0.1, 0.0):
+        assert checkpoint_info(milestone_path(cfg.run_dir, alpha))["alpha"] == alpha
+
+
+def test_milestone_names_keep_alpha_exactly(tmp_path):
+    tiny_alpha = 6.737946999085467e-06
+    assert milestone_path(tmp_path, tiny_alpha) != milestone_path(tmp_path, 0.0)
+    assert milestone_path(tmp_path, 0.1).name == "alpha_0.1.pt"
+    assert milestone_path(tmp_path, 0.10000001) != milestone_path(tmp_path, 0.1)
+
+
+def test_flipped_bytes_inside_a_checkpoint_are_detected(pruned_run, tmp_path):
+    import zipfile
+
+    _, run = pruned_run
+    damaged = tmp_path / "flipped.pt"
+    damaged.write_bytes(run.checkpoint.read_bytes())
+    with zipfile.ZipFile(damaged) as archive:
+        member = next(i for i in archive.infolist() if i.filename.endswith("/data/0"))
+    blob = bytearray(damaged.read_bytes())
+    start = member.header_offset + 30 + len(member.filename.encode()) + len(member.extra)
+    blob[start + member.compress_size // 2] ^= 0x40
+    damaged.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="flipped.pt: checkpoint is corrupted"):
+        load_model(damaged)
+
+
+def test_cli_bad_output_folder_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    path = write_yaml(tmp_path / "x.yaml", tiny(tmp_path, output_dir=str(blocker / "runs")))
+    result = cli("train", str(path), "--no-progress", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:")

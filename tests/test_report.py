@@ -149,8 +149,18 @@ def test_run_config_merges_defaults_and_sets_start(tmp_path: Path) -> None:
     config = params.run_config("restart")
     assert config["model"]["layer"] == "relu2_1"  # from defaults
     assert config["optimizer"] == {"name": "adam", "lr": 0.001, "weight_decay": 1.0e-4}
-    assert config["init_from"] == "runs/decay/checkpoints/alpha_0.1000.pt"
+    assert config["init_from"] == "runs/decay/checkpoints/alpha_0.1.pt"
     assert config["output_dir"] == "runs" and config["name"] == "restart"
+
+
+def test_data_paths_are_relative_to_the_params_file(tmp_path: Path) -> None:
+    data = ci_data()
+    data["defaults"]["data"]["source"] = "photos"
+    data["defaults"]["model"]["vgg_weights"] = "weights/vgg.pth"
+    params = load_report_params(write_params(tmp_path, data, name="week.yaml"))
+    config = params.run_config("baseline")
+    assert config["data"]["source"] == str((tmp_path / "photos").resolve())
+    assert config["model"]["vgg_weights"] == str((tmp_path / "weights" / "vgg.pth").resolve())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +371,7 @@ def test_reconstruction_uses_alpha_zero_models(ci_report: Path) -> None:
 def test_reconstruct_notebook_at_alpha_point_one(ci_report: Path, tmp_path: Path) -> None:
     import papermill
 
-    milestone = ci_report / "runs" / "decay" / "checkpoints" / "alpha_0.1000.pt"
+    milestone = ci_report / "runs" / "decay" / "checkpoints" / "alpha_0.1.pt"
     assert milestone.is_file()
     out = tmp_path / "recon"
     papermill.execute_notebook(

@@ -45,8 +45,9 @@ def last_path(run_dir: str | Path) -> Path:
 
 
 def milestone_path(run_dir: str | Path, alpha: float) -> Path:
-    """The checkpoint of the last epoch run at ``alpha``."""
-    return Path(run_dir) / "checkpoints" / f"alpha_{alpha:.4f}.pt"
+    """The checkpoint of the last epoch run at ``alpha``; the name holds α exactly (``repr``), so
+    two different α never share a file and a tiny non-zero α is never filed as 0."""
+    return Path(run_dir) / "checkpoints" / f"alpha_{float(alpha)!r}.pt"
 
 
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
@@ -64,6 +65,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
+        with zipfile.ZipFile(path) as archive:  # torch.load does not check the CRCs itself
+            broken = archive.testzip()
+        if broken is not None:
+            raise CheckpointError(f"{path}: checkpoint is corrupted (CRC mismatch in {broken})")
         data = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
             zipfile.BadZipFile, KeyError, AttributeError) as exc:  # fmt: skip
@@ -76,6 +81,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("model", "config", "epoch", "alpha", "kind"):
         if key not in data:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    alpha = data["alpha"]
+    if not isinstance(data["model"], dict) or not isinstance(data["config"], dict):
+        raise CheckpointError(f"{path}: checkpoint's 'model' or 'config' is not a mapping")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))):
+        raise CheckpointError(f"{path}: checkpoint's 'alpha' is not a number: {alpha!r}")
     return data
 
 
@@ -152,10 +162,10 @@ def load_model(
         raise CheckpointError(f"{path}: model state does not fit its config: {exc}") from None
     stored = data["alpha"]
     gated = bool(gates(model))
-    if gated and (stored is None or abs(get_alpha(model) - stored) > 1e-12):
-        raise CheckpointError(
-            f"{path}: gates say α={get_alpha(model)} but checkpoint says {stored}"
-        )
+    if gated:
+        held = get_alpha(model, per_gate=True)
+        if stored is None or any(abs(value - stored) > 1e-12 for value in held.values()):
+            raise CheckpointError(f"{path}: gates hold α={held} but the checkpoint says {stored}")
     overridden = False
     if alpha is not None and (stored is None or float(alpha) != float(stored)):
         if not gated:

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, RuntimeError, OSError, KeyError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         message = "; ".join(lines) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)

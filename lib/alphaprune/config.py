@@ -49,6 +49,14 @@ class PruningConfig(_Section):
     criterion: Literal["l1", "bn"] = "l1"
     target: Literal["encoder", "decoder", "both"] = "encoder"
 
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        values = value.values() if isinstance(value, dict) else [value]
+        if any(isinstance(v, bool) for v in values):
+            raise ValueError(f"keep must be a number in (0, 1], got {value!r}")
+        return value
+
     @field_validator("keep")
     @classmethod
     def _keep_range(cls, value: float | dict[str, float]) -> float | dict[str, float]:
@@ -82,7 +90,7 @@ class ExperimentConfig(_Section):
 
     name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     output_dir: str = "runs"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     epochs: int = Field(10, ge=0)
     steps_per_epoch: int | None = Field(None, ge=1)
@@ -171,6 +179,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -238,6 +238,13 @@ class ReportParams(_Strict):
             _merge(copy.deepcopy(self.defaults), copy.deepcopy(own)),
         )
         config.update(name=name, output_dir=RUNS_DIR)
+        # paths in the params file are relative to its folder, not to the report folder (cwd)
+        data = config.get("data")
+        if isinstance(data, dict) and data.get("source", "bundled") != "bundled":
+            data["source"] = str(self.resolve(str(data["source"])))
+        model = config.get("model")
+        if isinstance(model, dict) and model.get("vgg_weights"):
+            model["vgg_weights"] = str(self.resolve(str(model["vgg_weights"])))
         if init_from is not None:
             config["init_from"] = init_from
         return config

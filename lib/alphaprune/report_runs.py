@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from .atomic import atomic_write_text
-from .checkpoint import last_path, milestone_path, shrink_checkpoint
+from .checkpoint import checkpoint_info, last_path, milestone_path, shrink_checkpoint
 from .config import ExperimentConfig, config_from_dict
 from .train import RunResult, prune, train_baseline
 
@@ -33,7 +33,10 @@ _FREE_KEYS = ("device", "output_dir")
 def run_fingerprint(cfg: ExperimentConfig, start: Mapping[str, Any] | None, source: str) -> str:
     """Hash of what a run's result depends on: its config, its start and its source's fingerprint."""
     config = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_KEYS}
-    payload = {"config": config, "start": dict(start or {}), "source": source}
+    payload = {
+        "config": config, "start": dict(start or {}), "source": source,
+        "inputs": _input_manifest(cfg),
+    }  # fmt: skip
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -57,7 +60,29 @@ def _prepare(cfg: ExperimentConfig, fingerprint: str) -> bool:
 def _source_checkpoint(output_dir: str, start: Mapping[str, Any]) -> Path:
     run_dir = Path(output_dir) / start["run"]
     alpha = start.get("alpha")
-    return last_path(run_dir) if alpha is None else milestone_path(run_dir, float(alpha))
+    path = last_path(run_dir) if alpha is None else milestone_path(run_dir, float(alpha))
+    if alpha is not None and path.exists():
+        stored = checkpoint_info(path)["alpha"]
+        if stored is None or float(stored) != float(alpha):
+            raise ValueError(f"{path} holds a model at α={stored}, not the α={alpha} asked for")
+    return path
+
+
+def _input_manifest(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What a run reads from disk besides its config: the image folder and the VGG weights file
+    (names, sizes, modification times), so that replacing them retrains instead of reusing."""
+    manifest: dict[str, Any] = {}
+    if cfg.data.source != "bundled":
+        folder = Path(cfg.data.source)
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        manifest["data"] = [
+            (p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in files
+        ]
+    if cfg.model.vgg_weights and Path(cfg.model.vgg_weights).is_file():
+        stat = Path(cfg.model.vgg_weights).stat()
+        manifest["vgg_weights"] = (stat.st_size, stat.st_mtime_ns)
+    return manifest
 
 
 def run_all(

@@ -171,6 +171,8 @@ def _run(
 
 def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C901
     run_dir = cfg.run_dir
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)  # fail on a bad output_dir before any work
     ckpt_path = last_path(run_dir)
     rows: list[dict[str, Any]] = []
     optimizer_state = None
@@ -190,8 +192,10 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
             original = Path(saved["original"])
         if "rng" in saved:
             torch.set_rng_state(saved["rng"]["torch"])
-        if ctx.is_main and start_epoch < cfg.epochs:
-            print(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
+        if ctx.is_main:
+            _write_metrics(run_dir, rows)  # exactly the checkpoint's finished epochs
+            if start_epoch < cfg.epochs:
+                print(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
     elif kind == "baseline":
         model = _fresh_baseline(cfg)
     else:
@@ -276,10 +280,13 @@ def _save(cfg, kind, model, optimizer, schedule, rows, epoch, alpha, original) -
         "original": str(original) if original else None,
     }
     run_dir = cfg.run_dir
-    _write_metrics(run_dir, rows)
-    save_checkpoint(last_path(run_dir), payload)
+    # last.pt is the commit point: the milestone is written before it (a kill in between redoes
+    # the epoch, milestone included) and metrics.csv right after it (resume rewrites it from the
+    # checkpoint's rows, so it never keeps a row the checkpoint lacks).
     if alpha is not None:
         save_checkpoint(milestone_path(run_dir, alpha), payload)
+    save_checkpoint(last_path(run_dir), payload)
+    _write_metrics(run_dir, rows)
 
 
 def train_baseline(cfg: ExperimentConfig, progress: bool = True) -> RunResult:
