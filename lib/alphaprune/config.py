@@ -170,8 +170,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return result
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """``yaml.safe_load`` a mapping from ``path`` with errors that name the file."""
+def read_yaml(path: str | Path, mapping_only: bool = True) -> Any:
+    """``yaml.safe_load`` ``path`` (a mapping unless ``mapping_only=False``); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
@@ -183,7 +183,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     if data is None:
         return {}
-    if not isinstance(data, dict):
+    if mapping_only and not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data
 

@@ -26,8 +26,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .config import ConfigError, read_yaml
 
 __all__ = [
     "ReportParams",
@@ -362,9 +363,9 @@ def load_report_params(path: str | Path) -> ReportParams:
     if not path.is_file():
         raise ReportParamsError(f"params file '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ReportParamsError(f"{path}: not valid YAML: {exc}") from None
+        data = read_yaml(path, mapping_only=False)
+    except ConfigError as exc:
+        raise ReportParamsError(str(exc)) from None
     return report_params_from_dict(data, source=path.resolve())
 
 
