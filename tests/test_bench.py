@@ -251,6 +251,7 @@ def test_standard_models_masked_equals_shrunk():
 
 def test_torch_pruning_peer_has_our_channels_and_our_function():
     import torch_pruning  # noqa: F401  (the test environment installs the 'compare' extra)
+
     torch.manual_seed(2)
     models = standard_models(build_autoencoder("relu2_1"), keep=0.5, target="both")
     ours, peer = models["shrunk"], models["torch-pruning"]
@@ -262,6 +263,7 @@ def test_torch_pruning_peer_has_our_channels_and_our_function():
 
 def test_torch_pruning_model_uses_the_given_channel_indices():
     import torch_pruning  # noqa: F401  (the test environment installs the 'compare' extra)
+
     original = build_autoencoder("relu1_1")
     mask = torch.zeros(64, dtype=torch.bool)
     mask[[1, 5, 7]] = True

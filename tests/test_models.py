@@ -11,14 +11,7 @@ from torch import nn
 
 from alphaprune import build_autoencoder, load_vgg_weights
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one intra-op thread is as fast, and far faster on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: torchvision's vgg19 "E" configuration, written out here independently of the library.
