@@ -171,7 +171,7 @@ def test_restart_from_milestone_keeps_masks(pruned_run, tmp_path):
     result = prune(cfg, original=start, progress=False)
     assert result.metrics["alpha"].iloc[0] == pytest.approx(0.1)
     before, after = read_checkpoint(start)["model"], read_checkpoint(result.checkpoint)["model"]
-    masks = [k for k in before if k.endswith("_gate.mask")]
+    masks = [k for k in before if k.endswith(".gate_mask")]
     assert masks and all(torch.equal(before[k], after[k]) for k in masks)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 from collections import OrderedDict
 
@@ -45,46 +46,60 @@ def outer_weight(shape: tuple[int, ...], dim0: list[float], dim1: list[float]) -
 
 
 # ---------------------------------------------------------------------------------------------
-# AlphaGate
+# Gated layers: the consumer's weight is scaled along its input axis
 # ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.25, 1.0])
-def test_gate_scales_kept_by_one_and_pruned_by_alpha(alpha) -> None:
-    mask = torch.tensor([True, False, True, False, False])
-    gate = AlphaGate(mask, alpha=alpha)
-    x = torch.randn(2, 5, 3, 4)
-    y = gate(x)
-    assert y.shape == x.shape
-    assert torch.equal(y[:, mask], x[:, mask])
-    assert torch.allclose(y[:, ~mask], alpha * x[:, ~mask], rtol=0, atol=0)
-    assert gate.num_channels == 5 and gate.num_kept == 2
-    assert gate.mask.dtype == torch.bool
-    assert gate.get_alpha() == alpha
+def test_gate_scales_kept_inputs_by_one_and_pruned_by_alpha(alpha) -> None:
+    model = small_chain()
+    x = torch.randn(2, 3, 8, 8)
+    mask = torch.tensor([True, False, True, False, False, True])
+    plan = attach_gates(model, masks={"0": mask}, alpha=alpha)
+    consumer = model[2]
+    assert isinstance(consumer, AlphaGate) and isinstance(consumer, nn.Conv2d)
+    assert plan.gates == {"2": consumer}
+    assert consumer.mask.tolist() == mask.tolist() and consumer.num_kept == 3
+    hidden = model[1](model[0](x))
+    expected = nn.functional.conv2d(
+        hidden * torch.where(mask, 1.0, alpha).view(1, -1, 1, 1),
+        consumer.weight,
+        consumer.bias,
+        padding=1,
+    )
+    torch.testing.assert_close(consumer(hidden), expected)
+    assert consumer.get_alpha() == alpha
 
 
-def test_gate_stores_alpha_exactly_and_multiplies_in_input_dtype() -> None:
-    gate = AlphaGate(torch.tensor([True, False]), alpha=0.1)
-    assert gate.get_alpha() == 0.1  # float64 buffer: the value set is the value read back
-    for dtype in (torch.float32, torch.float64):
-        x = torch.ones(1, 2, 1, 1, dtype=dtype)
-        y = gate(x)
-        assert y.dtype == dtype
-        assert y[0, 1, 0, 0].item() == torch.tensor(0.1, dtype=dtype).item()
+def test_gate_keeps_state_dict_keys_and_stores_alpha_exactly() -> None:
+    model = small_chain()
+    keys = list(model.state_dict())
+    attach_gates(model, keep=0.5, alpha=0.1)
+    gated_keys = list(model.state_dict())
+    assert [k for k in gated_keys if "gate_" not in k] == keys  # original names unchanged
+    assert {k for k in gated_keys if "gate_" in k} == {
+        "2.gate_mask", "2.gate_alpha", "5.gate_mask", "5.gate_alpha"
+    }  # fmt: skip
+    assert get_alpha(model) == 0.1  # float64 buffer: the value set is the value read back
+    for dtype in (torch.float16, torch.bfloat16):
+        copy_ = small_chain()
+        attach_gates(copy_, keep=0.5, alpha=0.1)
+        copy_.to(dtype)
+        assert get_alpha(copy_) == 0.1, f"{dtype} must not round α"
+        assert all(g.gate_alpha.dtype == torch.float64 for g in gates(copy_).values())
+        assert copy_[2].weight.dtype == dtype
 
 
-def test_gate_refuses_wrong_channel_count_and_bad_alpha() -> None:
-    gate = AlphaGate(torch.tensor([True, False, True]), alpha=0.5, producer="encoder.0")
-    with pytest.raises(RuntimeError, match="encoder.0"):
-        gate(torch.randn(1, 4, 2, 2))
-    for bad in (-0.1, 1.5, float("nan"), float("inf"), "half"):
-        with pytest.raises(ValueError, match="alpha"):
-            AlphaGate(torch.tensor([True]), alpha=bad)
+def test_gate_refuses_bad_alpha_and_keeps_the_old_one() -> None:
+    model = small_chain()
+    attach_gates(model, keep=0.5, alpha=0.5)
+    gate = model[2]
+    for bad in (-0.1, 1.5, float("nan"), float("inf"), "half", True):
         with pytest.raises(ValueError, match="alpha"):
             gate.set_alpha(bad)
+        with pytest.raises(ValueError, match="alpha"):
+            attach_gates(small_chain(), keep=0.5, alpha=bad)
     assert gate.get_alpha() == 0.5, "a refused set_alpha must leave α unchanged"
-    with pytest.raises(ValueError):
-        AlphaGate(torch.tensor([], dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,9 +120,9 @@ def test_mask_and_alpha_round_trip_through_state_dict() -> None:
     restored = restore_gates(fresh, saved)
     fresh.load_state_dict(saved)
 
-    assert set(restored) == set(created) == {"encoder.0", "decoder.2"}
-    assert set(gates(fresh)) == set(gates(model))
-    for name, gate in created.items():
+    assert set(created) == {"encoder.0", "decoder.2"}
+    assert set(restored) == set(gates(model)) == {"encoder.2", "decoder.4"}  # the consumers
+    for name, gate in gates(model).items():
         again = restored[name]
         assert again.mask.dtype == torch.bool
         assert torch.equal(again.mask, gate.mask)
@@ -153,17 +168,17 @@ def test_set_alpha_sets_every_gate_and_needs_gates() -> None:
         get_alpha(model)
     attach_gates(model, keep=0.5, target="both")
     set_alpha(model, 0.0)
-    assert get_alpha(model, per_gate=True) == {"1_gate": 0.0, "3_gate": 0.0}
+    assert get_alpha(model, per_gate=True) == {"2": 0.0, "5": 0.0}
     assert get_alpha(model) == 0.0
 
 
 def test_get_alpha_raises_when_gates_disagree() -> None:
     model = small_chain()
     created = attach_gates(model, keep=0.5, target="both", alpha=1.0)
-    created["2"].set_alpha(0.5)
+    created.gates["5"].set_alpha(0.5)
     with pytest.raises(ValueError, match="disagree"):
         get_alpha(model)
-    assert get_alpha(model, per_gate=True) == {"1_gate": 1.0, "3_gate": 0.5}
+    assert get_alpha(model, per_gate=True) == {"2": 1.0, "5": 0.5}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,11 +192,8 @@ def test_keep_mapping_gates_only_the_named_convolutions() -> None:
     assert set(created) == {"encoder.2", "encoder.7"}
     assert created["encoder.2"].num_channels == 64 and created["encoder.2"].num_kept == 16
     assert created["encoder.7"].num_channels == 128 and created["encoder.7"].num_kept == 64
-    # the gate sits right after the activation of its convolution
-    assert set(gates(model)) == {"encoder.3_gate", "encoder.8_gate"}
-    keys = list(model.encoder._modules)
-    assert keys.index("3_gate") == keys.index("3") + 1
-    assert keys.index("8_gate") == keys.index("8") + 1
+    # the gates live in the consumers: the next convolution of each
+    assert set(gates(model)) == {"encoder.5", "encoder.10"}
 
 
 def test_unknown_convolution_name_raises_naming_it() -> None:
@@ -259,15 +271,15 @@ def test_bn_criterion_keeps_largest_absolute_gamma() -> None:
     with torch.no_grad():
         model[0].weight.copy_(outer_weight((4, 3, 3, 3), [10, 1, 1, 10], [1, 1, 1]))  # l1: 0, 3
         model[1].weight.copy_(torch.tensor([0.1, -5.0, 2.0, 0.3]))
-    l1 = attach_gates(nn.Sequential(*[m for m in model]), keep=0.5, criterion="l1", target="both")
+    l1 = attach_gates(copy.deepcopy(model), keep=0.5, criterion="l1", target="both")
     assert l1["0"].mask.tolist() == [True, False, False, True]
-    model_bn = nn.Sequential(*[m for m in model])
+    model_bn = copy.deepcopy(model)
     bn = attach_gates(model_bn, keep=0.5, criterion="bn", target="both")
     assert bn["0"].mask.tolist() == [False, True, True, False]
 
 
 def test_bn_criterion_needs_a_batchnorm_and_criterion_must_be_known() -> None:
-    with pytest.raises(ValueError, match="BatchNorm2d after '0'"):
+    with pytest.raises(ValueError, match="BatchNorm in group '0'"):
         attach_gates(small_chain(), keep=0.5, criterion="bn", target="both")
     with pytest.raises(ValueError, match="criterion"):
         attach_gates(small_chain(), keep=0.5, criterion="l2", target="both")
@@ -297,7 +309,7 @@ def test_image_input_and_output_layer_are_never_gated() -> None:
     flat = [m for m in model.modules() if not isinstance(m, (nn.Sequential, type(model)))]
     assert not isinstance(flat[0], AlphaGate), "no gate in front of the image input"
     assert isinstance(flat[-1], nn.Conv2d) and flat[-1].out_channels == 3  # no gate after it
-    assert all(g.producer != "decoder.8" for g in gates(model).values())
+    assert "encoder.0" not in gates(model), "the image input is never gated"
     small = shrink(model)
     assert small.encoder[0].in_channels == 3
     assert small.encoder[0].weight.shape[1] == 3
@@ -313,14 +325,16 @@ def test_gating_twice_raises() -> None:
 
 
 def test_bad_target_raises() -> None:
-    with pytest.raises(ValueError, match="target"):
+    with pytest.raises(ValueError, match="target 'middle'"):
         attach_gates(small_chain(), keep=0.5, target="middle")
+    with pytest.raises(ValueError, match="target"):
+        attach_gates(small_chain(), keep=0.5, target=[1])
     with pytest.raises(ValueError, match="encoder"):  # a plain Sequential has no .encoder
         attach_gates(small_chain(), keep=0.5, target="encoder")
 
 
 # ---------------------------------------------------------------------------------------------
-# Structures we refuse, with the layer named
+# Structures beyond a chain (the zoo in test_zoo.py covers many more)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -328,136 +342,104 @@ def named_chain(**layers: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-@pytest.mark.parametrize("where", ["producer", "consumer"])
-def test_grouped_convolution_raises_naming_it(where) -> None:
-    grouped = nn.Conv2d(4, 4, 3, padding=1, groups=2)
+def test_target_patterns_and_plain_sequential_default() -> None:
+    model = build_autoencoder("relu3_1")
+    created = attach_gates(model, keep=0.5, target=["encoder.[05]", "decoder.1?"])
+    assert sorted(created) == ["decoder.10", "decoder.12", "encoder.0", "encoder.5"]
+    assert sorted(attach_gates(small_chain(), keep=0.5)) == ["0", "2"]  # default target "all"
+
+
+def test_depthwise_and_grouped_convolutions_prune_whole_blocks_exactly() -> None:
+    torch.manual_seed(0)
     model = named_chain(
-        stem=nn.Conv2d(3, 4, 3, padding=1),
+        stem=nn.Conv2d(3, 8, 3, padding=1),
         act=nn.ReLU(),
-        grouped=grouped,
+        depthwise=nn.Conv2d(8, 8, 3, padding=1, groups=8),
         act2=nn.ReLU(),
-        head=nn.Conv2d(4, 3, 1),
-    )
-    keep = {"grouped": 0.5} if where == "producer" else {"stem": 0.5}
-    with pytest.raises(UnsupportedModelError, match=r"'grouped'.*groups=2"):
-        attach_gates(model, keep=keep, target="both")
-    assert gates(model) == {}
+        grouped=nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1, groups=4),
+        act3=nn.ReLU(),
+        head=nn.Conv2d(8, 3, 1),
+    ).eval()
+    plan = attach_gates(model, keep=0.5, alpha=0.0)
+    # stem's channels run through the depthwise conv and the grouped ConvTranspose2d: one group
+    # whose units are the grouped layer's blocks of two channels
+    assert list(plan) == ["stem"]
+    assert plan["stem"].units == 4 and plan["stem"].kept == 2
+    x = torch.randn(2, 3, 8, 8)
+    small = shrink(model)
+    torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
+    assert small.grouped.groups == 2 and small.grouped.weight.shape == (4, 2, 4, 4)
+    assert small.depthwise.groups == 4 and small.stem.out_channels == 4
 
 
-def test_shrink_refuses_grouped_consumer_of_hand_placed_gate() -> None:
-    model = named_chain(
-        stem=nn.Conv2d(3, 4, 3, padding=1),
-        gate=AlphaGate(torch.tensor([True, False, True, True]), alpha=0.0),
-        grouped=nn.Conv2d(4, 4, 3, padding=1, groups=4),
-        head=nn.Conv2d(4, 3, 1),
-    )
-    with pytest.raises(UnsupportedModelError, match="'grouped'"):
-        shrink(model)
-
-
-def test_module_used_twice_raises_naming_both() -> None:
+def test_module_used_twice_shares_its_channels() -> None:
     shared = nn.Conv2d(4, 4, 3, padding=1)
-    nested = nn.Sequential(
+    model = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1),
         nn.ReLU(),
         nn.Sequential(shared, nn.ReLU()),
         nn.Sequential(shared, nn.ReLU()),
         nn.Conv2d(4, 3, 1),
-    )
-    with pytest.raises(UnsupportedModelError, match=r"'3\.0'.*'2\.0'"):
-        attach_gates(nested, keep=0.5, target="both")
-    # the same object twice in one container (nn.Module.named_children would hide the repeat)
-    flat = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), shared, shared, nn.Conv2d(4, 3, 1)
-    )
-    with pytest.raises(UnsupportedModelError, match=r"'3'.*'2'"):
-        attach_gates(flat, keep=0.5, target="both")
-    flat_gated = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), AlphaGate(torch.ones(4, dtype=torch.bool)), shared, shared
-    )
-    with pytest.raises(UnsupportedModelError, match="same module"):
-        shrink(flat_gated)
+    ).eval()
+    plan = attach_gates(model, keep=0.5, alpha=0.0)
+    # the shared conv reads its own output: input and output channels are the same units
+    assert sorted(plan) == ["0"]
+    x = torch.randn(1, 3, 8, 8)
+    torch.testing.assert_close(shrink(model)(x), model(x), rtol=1e-5, atol=1e-6)
 
 
-def test_unsupported_module_type_raises_naming_it() -> None:
-    model = named_chain(
-        stem=nn.Conv2d(3, 4, 3, padding=1),
-        squash=nn.Sigmoid(),
-        head=nn.Conv2d(4, 3, 1),
-    )
-    with pytest.raises(UnsupportedModelError, match=r"'squash' \(Sigmoid\)"):
-        attach_gates(model, keep=0.5, target="both")
+def test_unknown_layer_leaves_its_group_whole_and_strict_names_it() -> None:
+    class Shuffle(nn.Module):  # mixes channels in a way the graph does not know
+        def forward(self, x):
+            return torch.roll(x, 1, dims=1)
 
-    class Branchy(nn.Module):  # has children but is not a sequential chain
-        def __init__(self) -> None:
+    def build() -> nn.Sequential:
+        return named_chain(
+            stem=nn.Conv2d(3, 4, 3, padding=1),
+            shuffle=Shuffle(),
+            mid=nn.Conv2d(4, 4, 3, padding=1),
+            act=nn.ReLU(),
+            head=nn.Conv2d(4, 3, 1),
+        )
+
+    plan = attach_gates(build(), keep=0.5)
+    assert list(plan) == ["mid"]
+    skipped = {g.name: g.skip for g in plan.groups if g.skip}
+    assert "roll" in skipped["stem"]
+    assert "left whole" in str(plan) and "roll" in str(plan)
+    with pytest.raises(UnsupportedModelError, match="'stem'.*roll"):
+        attach_gates(build(), keep=0.5, strict=True)
+
+
+def test_untraceable_model_says_so() -> None:
+    class Branchy(nn.Module):
+        def __init__(self):
             super().__init__()
-            self.a = nn.Conv2d(4, 4, 1)
+            self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 3, 1)
 
         def forward(self, x):
-            return x + self.a(x)
+            if x.sum() > 0:
+                return self.b(self.a(x))
+            return x
 
-    model = named_chain(stem=nn.Conv2d(3, 4, 1), block=Branchy(), head=nn.Conv2d(4, 3, 1))
-    with pytest.raises(UnsupportedModelError, match=r"'block' \(Branchy\)"):
-        attach_gates(model, keep=0.5, target="both")
-
-
-def test_gate_without_consumer_raises_on_shrink() -> None:
-    model = named_chain(
-        stem=nn.Conv2d(3, 4, 3, padding=1),
-        act=nn.ReLU(),
-        head=nn.Conv2d(4, 3, 1),
-        late=AlphaGate(torch.tensor([True, False, True]), alpha=0.0),
-    )
-    with pytest.raises(UnsupportedModelError, match=r"'late'.*no consumer"):
-        shrink(model)
+    with pytest.raises(UnsupportedModelError, match="cannot be traced by torch.fx"):
+        attach_gates(Branchy(), keep=0.5)
 
 
-def test_gate_without_producer_raises_on_shrink() -> None:
-    model = named_chain(
-        early=AlphaGate(torch.tensor([True, False, True]), alpha=0.0),
-        head=nn.Conv2d(3, 3, 1),
-    )
-    with pytest.raises(UnsupportedModelError, match=r"'early'.*no producing"):
-        shrink(model)
+def test_checkpoint_state_from_before_the_graph_core_migrates() -> None:
+    """A state dict with the old ``<anchor>_gate.mask`` modules loads into consumer gates."""
+    from alphaprune.layers import migrate_state_dict
 
-
-def test_batchnorm_between_gate_and_consumer_raises() -> None:
-    model = named_chain(
-        stem=nn.Conv2d(3, 4, 3, padding=1),
-        act=nn.ReLU(),
-        pool=nn.MaxPool2d(2),
-        norm=nn.BatchNorm2d(4),
-        head=nn.Conv2d(4, 3, 1),
-    )
-    assert prunable_layers(model, "both") == {}
-    with pytest.raises(UnsupportedModelError, match=r"'norm' \(BatchNorm2d\)"):
-        attach_gates(model, keep=0.5, target="both")
-    by_hand = named_chain(
-        stem=nn.Conv2d(3, 4, 3, padding=1),
-        act=nn.ReLU(),
-        gate=AlphaGate(torch.tensor([True, False, True, True]), alpha=0.5),
-        norm=nn.BatchNorm2d(4),
-        head=nn.Conv2d(4, 3, 1),
-    )
-    with pytest.raises(UnsupportedModelError, match=r"'gate'.*'norm' \(BatchNorm2d\)"):
-        shrink(by_hand)
-
-
-def test_gate_with_wrong_channel_count_raises_on_shrink() -> None:
-    model = named_chain(
-        stem=nn.Conv2d(3, 4, 3, padding=1),
-        gate=AlphaGate(torch.tensor([True, False, True]), alpha=0.0),
-        head=nn.Conv2d(4, 3, 1),
-    )
-    with pytest.raises(UnsupportedModelError, match=r"'gate' has 3 channels.*'stem' has 4"):
-        shrink(model)
-
-
-def test_gate_at_zero_everywhere_raises_on_shrink() -> None:
-    model = small_chain()
-    attach_gates(model, masks={"0": torch.zeros(6, dtype=torch.bool)}, target="both", alpha=0.0)
-    with pytest.raises(UnsupportedModelError, match="every channel"):
-        shrink(model)
+    model = build_autoencoder("relu1_1")
+    state = model.state_dict()
+    state["encoder.1_gate.mask"] = torch.tensor([True, False] * 32)
+    state["encoder.1_gate.alpha"] = torch.tensor(0.25, dtype=torch.float64)
+    fresh = build_autoencoder("relu1_1")
+    restored = restore_gates(fresh, state)
+    fresh.load_state_dict(migrate_state_dict(fresh, state))
+    assert list(restored) == ["decoder.0"]
+    assert get_alpha(fresh) == 0.25
+    assert fresh.decoder[0].num_kept == 32
 
 
 def test_boolean_keep_is_refused():

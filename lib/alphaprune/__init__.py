@@ -1,4 +1,4 @@
-"""alphaprune: α-schedule channel pruning of convolutional image autoencoders.
+"""alphaprune: α-schedule channel pruning of convolutional networks (any graph torch.fx traces).
 
 Quick start::
 
@@ -9,7 +9,17 @@ Quick start::
     small = ap.shrink(model)          # same function, fewer channels
 """
 
-from .layers import AlphaGate, attach_gates, gates, get_alpha, restore_gates, set_alpha
+from .graph import UnsupportedModelError, analyze
+from .layers import (
+    AlphaGate,
+    GatingPlan,
+    attach_gates,
+    explain,
+    gates,
+    get_alpha,
+    restore_gates,
+    set_alpha,
+)
 from .models import AutoEncoder, build_autoencoder, load_vgg_weights
 from .schedules import Schedule, make_schedule, schedule_from_dict
 from .shrink import count, shrink
@@ -19,6 +29,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AlphaGate",
     "AutoEncoder",
+    "GatingPlan",
+    "UnsupportedModelError",
+    "analyze",
+    "explain",
     "Schedule",
     "attach_gates",
     "build_autoencoder",

@@ -9,9 +9,9 @@ import torch
 from pytorch_msssim import ssim as _ms_ssim
 from torch import Tensor, nn
 
-from .graph import CONVS
-from .layers import AlphaGate
-from .shrink import input_axis, output_axis
+from .graph import analyze
+from .layer_rules import MixingRule, rule_for
+from .layers import AlphaGate, gated_units, gates
 
 __all__ = ["psnr", "ssim", "weight_comparison", "plot_weight_ratios"]
 
@@ -33,20 +33,19 @@ def ssim(output: Tensor, target: Tensor, data_range: float = 1.0) -> Tensor:
     )  # fmt: skip
 
 
-def _kept_channels(model: nn.Module) -> dict[str, tuple[Tensor | None, Tensor | None]]:
-    """For each conv: (kept output indices, kept input indices) from the gates around it."""
-    order = [(n, m) for n, m in model.named_modules() if isinstance(m, CONVS + (AlphaGate,))]
-    kept: dict[str, list[Tensor | None]] = {}
-    last_gate: Tensor | None = None
-    for name, module in order:
-        if isinstance(module, AlphaGate):
-            index = torch.nonzero(module.mask).flatten()
-            kept[module.producer][0] = index
-            last_gate = index
-        else:
-            kept[name] = [None, last_gate]
-            last_gate = None
-    return {name: (out, inp) for name, (out, inp) in kept.items()}
+def _kept_channels(model: nn.Module) -> dict[str, tuple[Tensor, Tensor]]:
+    """For each mixing layer: (kept output indices, kept input indices) under the gates.
+
+    A channel counts as pruned where the gates scale it (the units they mark, in every layer of
+    their group), whatever α is now.
+    """
+    graph = analyze(model)
+    pruned = gated_units(graph)
+    kept = {}
+    for name, (keep_in, keep_out) in graph.keep_masks(pruned).items():
+        if isinstance(graph.layers[name].rule, MixingRule):
+            kept[name] = (torch.nonzero(keep_out).flatten(), torch.nonzero(keep_in).flatten())
+    return kept
 
 
 def _stats(weight: Tensor) -> tuple[float, float, float]:
@@ -61,22 +60,26 @@ def weight_comparison(pruned: nn.Module, original: nn.Module) -> pd.DataFrame:
     ``pruned`` is a gated model (its masks say which channels are kept); the original is the
     ungated model it was pruned from (same layer names and shapes).
     """
+    if not gates(pruned):
+        raise ValueError("weight_comparison needs the gated model (its gates say what is kept)")
     originals = dict(original.named_modules())
+    modules = dict(pruned.named_modules())
     rows = []
     for name, (out_idx, in_idx) in _kept_channels(pruned).items():
-        conv = dict(pruned.named_modules())[name]
+        conv = modules[name]
+        rule = rule_for(conv)
         if name not in originals or originals[name].weight.shape != conv.weight.shape:
             raise ValueError(f"layer '{name}' is missing or has another shape in the original")
         weights = [conv.weight, originals[name].weight]
-        for axis, index in ((output_axis(conv), out_idx), (input_axis(conv), in_idx)):
-            if index is not None:
+        if rule.groups(conv) == 1:
+            for axis, index in ((rule.out_axis, out_idx), (rule.in_axis, in_idx)):
                 weights = [w.index_select(axis, index) for w in weights]
         (l2_p, max_p, mean_p), (l2_o, max_o, mean_o) = (_stats(w) for w in weights)
         rows.append({
             "layer": name,
-            "type": type(conv).__name__,
-            "kept_out": conv.out_channels if out_idx is None else int(out_idx.numel()),
-            "out_channels": conv.out_channels,
+            "type": (conv.base_type if isinstance(conv, AlphaGate) else type(conv)).__name__,
+            "kept_out": int(out_idx.numel()),
+            "out_channels": rule.out_channels(conv),
             "l2_pruned": l2_p, "l2_original": l2_o,
             "max_pruned": max_p, "max_original": max_o,
             "mean_pruned": mean_p, "mean_original": mean_o,

@@ -464,7 +464,7 @@ def standard_models(
             ) from None
         print("note: torch_pruning not installed; skipping the 'torch-pruning' row")
         return models
-    masks = {name: gate.mask for name, gate in gate_map.items()}
+    masks = {name: group.mask for name, group in gate_map.items()}  # tp couples the rest
     example = torch.zeros(1, 3, image_size, image_size)
     models["torch-pruning"] = torch_pruning_model(base, masks, example)
     return models

@@ -19,7 +19,15 @@ import torch
 from torch import nn
 
 from .atomic import atomic_target
-from .layers import gates, get_alpha, restore_gates, set_alpha
+from .layer_rules import rule_for
+from .layers import (
+    gate_masks_in_state,
+    gates,
+    get_alpha,
+    migrate_state_dict,
+    restore_gates,
+    set_alpha,
+)
 from .models import build_autoencoder
 
 __all__ = [
@@ -93,7 +101,7 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     """α, epoch, kind, version, config and kept/total channels per gate, without building a model."""
     data = read_checkpoint(path)
     state = data["model"]
-    masks = {k[: -len(".mask")]: v for k, v in state.items() if k.endswith("_gate.mask")}
+    masks = gate_masks_in_state(state)
     return {
         "path": str(path),
         "alpha": data["alpha"],
@@ -106,35 +114,21 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
 
 
 def _resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Give every conv/BatchNorm of ``model`` the (smaller) shapes found in ``state``."""
+    """Give every layer of ``model`` the (smaller) shapes found in ``state`` (a shrunk model)."""
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-            weight = state.get(f"{name}.weight")
-            if weight is None or weight.shape == module.weight.shape:
-                continue
-            module.weight = nn.Parameter(torch.empty_like(weight))
-            transposed = isinstance(module, nn.ConvTranspose2d)
-            module.in_channels = weight.shape[0] if transposed else weight.shape[1]
-            module.out_channels = weight.shape[1] if transposed else weight.shape[0]
-            if module.bias is not None:
-                module.bias = nn.Parameter(torch.empty(module.out_channels))
-        elif isinstance(module, nn.BatchNorm2d):
-            weight = state.get(f"{name}.running_mean")
-            if weight is None or weight.shape == module.running_mean.shape:
-                continue
-            n = weight.shape[0]
-            module.num_features = n
-            if module.affine:
-                module.weight = nn.Parameter(torch.empty(n))
-                module.bias = nn.Parameter(torch.empty(n))
-            module.running_mean = torch.empty(n)
-            module.running_var = torch.empty(n)
+        rule = rule_for(module)
+        if rule is not None:
+            rule.resize_to(module, state, f"{name}." if name else "")
 
 
 def model_from_state(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Build the autoencoder described by ``model_cfg`` and load ``state`` (gated or shrunk)."""
+    """Build the model described by ``model_cfg`` and load ``state`` (gated or shrunk).
+
+    State dicts written before gates moved into their consumers are migrated on the way.
+    """
     model = build_autoencoder(model_cfg.get("layer", "relu3_1"), model_cfg.get("batch_norm", False))
     _resize_to_state(model, state)  # first: a shrunk model may be gated again
+    state = migrate_state_dict(model, state)
     restore_gates(model, state)
     model.load_state_dict(state, strict=True)
     return model

@@ -1,49 +1,55 @@
 """α gates: per-channel factors that fade pruned channels out while the network is fine-tuned.
 
-A gate multiplies channel ``c`` by 1 if it is kept and by α if it is pruned. The keep-mask and α
-are buffers, so a checkpoint carries them and ``load_state_dict`` restores them: a model can never
-be evaluated with an α other than the one it was saved with by accident.
+A pruned channel is multiplied by α wherever it is *consumed*: the gate scales the consumer's
+weight along its input-channel axis (``Conv2d`` dim 1, ``ConvTranspose2d`` dim 0, ``Linear``
+dim 1 — see :mod:`alphaprune.layer_rules`). That is exactly ``consumer(scale ⊙ x)``, costs
+channels×kernel work instead of a pass over the activations, and never sits in front of a
+BatchNorm (which would turn a zeroed channel into a constant). At α = 0 no layer reads the
+pruned channels any more, so :func:`alphaprune.shrink` can cut them out of every producer, norm
+and consumer of their group.
+
+A gated layer is the same object with its class swapped to a gated subclass (as
+``torch.nn.utils.parametrize`` does), keeping its parameter names, so state-dict keys are
+unchanged; the gate adds two buffers, ``gate_mask`` (True = kept) and ``gate_alpha`` (float64,
+so the α read back is exactly the α set, also after ``.half()``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
-from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .graph import (
-    ACTIVATIONS,
-    CONVS,
-    NORMS,
-    SCALE_COMMUTING,
-    Leaf,
-    UnsupportedModelError,
-    check_groups,
-    flatten,
-)
+from .graph import ChannelGraph, ChannelGroup, UnsupportedModelError, analyze
+from .layer_rules import ChannelwiseRule, MixingRule, rule_for
 
 __all__ = [
     "AlphaGate",
+    "GatingPlan",
     "attach_gates",
-    "set_alpha",
-    "get_alpha",
+    "check_alpha",
+    "explain",
     "gates",
+    "get_alpha",
+    "migrate_state_dict",
     "prunable_layers",
     "restore_gates",
-    "check_alpha",
+    "set_alpha",
 ]
 
-GATE_SUFFIX = "_gate"
-#: Layers that may sit between a convolution and its gate (the gate goes after the last of them).
-_PRODUCER_CHAIN = NORMS + ACTIVATIONS + (nn.Identity, nn.Dropout, nn.Dropout2d)
+MASK_KEY, ALPHA_KEY = "gate_mask", "gate_alpha"
+_LEGACY_MASK, _LEGACY_ALPHA = "_gate.mask", "_gate.alpha"
 
 
 def check_alpha(alpha: float, what: str = "alpha") -> float:
     """Return ``alpha`` as a float, or raise ``ValueError`` if it is not a number in [0, 1]."""
+    if isinstance(alpha, bool):
+        raise ValueError(f"{what} must be a number in [0, 1], got {alpha!r}")
     try:
         value = float(alpha)
     except (TypeError, ValueError):
@@ -54,282 +60,128 @@ def check_alpha(alpha: float, what: str = "alpha") -> float:
 
 
 class AlphaGate(nn.Module):
-    """Multiply kept channels by 1 and pruned channels by α (buffers ``mask`` and ``alpha``).
+    """Mixin of a gated layer: input channel ``i`` is scaled by 1 if kept, by α if pruned.
 
-    α is kept in float64 so the value read back (``get_alpha``, checkpoints) is exactly the value
-    set (0.1 stays 0.1); the multiplication happens in the input's dtype.
-
-    Args:
-        mask: boolean vector, True for channels that are kept.
-        alpha: factor applied to the pruned channels, in [0, 1].
-        producer: dotted name of the convolution whose output this gate scales (informational).
+    Not built directly: :func:`attach_gates` turns a ``Conv2d``, ``ConvTranspose2d`` or
+    ``Linear`` into its gated subclass in place.
     """
 
-    def __init__(self, mask: Tensor, alpha: float = 1.0, producer: str = "") -> None:
-        super().__init__()
-        mask = torch.as_tensor(mask, dtype=torch.bool).flatten().clone()
-        if mask.numel() == 0:
-            raise ValueError("AlphaGate needs at least one channel")
-        self.register_buffer("mask", mask)
-        self.register_buffer("alpha", torch.tensor(check_alpha(alpha), dtype=torch.float64))
-        self.producer = producer
+    base_type = nn.Module
+    __jit_unused_properties__ = ["mask", "num_channels", "num_kept"]
+
+    @property
+    def mask(self) -> Tensor:
+        """Bool per input channel, True where kept."""
+        return self.gate_mask
 
     @property
     def num_channels(self) -> int:
-        return self.mask.numel()
+        return self.gate_mask.numel()
 
     @property
     def num_kept(self) -> int:
-        return int(self.mask.sum())
+        return int(self.gate_mask.sum())
 
     def set_alpha(self, alpha: float) -> None:
-        """Set α in place (keeps the buffer's device and dtype)."""
-        self.alpha.fill_(check_alpha(alpha))
+        """Set α in place (keeps the buffer's device and float64 dtype)."""
+        self.gate_alpha.fill_(check_alpha(alpha))
 
     def get_alpha(self) -> float:
-        return float(self.alpha)
+        return float(self.gate_alpha)
 
     def scale(self) -> Tensor:
-        """The per-channel factor vector: 1 where kept, α where pruned."""
-        return torch.where(self.mask, torch.ones_like(self.alpha), self.alpha)
+        """The per-input-channel factor (float64): 1 where kept, α where pruned."""
+        return torch.where(self.gate_mask, torch.ones_like(self.gate_alpha), self.gate_alpha)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[1] != self.mask.numel():
-            raise RuntimeError(
-                f"gate after '{self.producer}' expects {self.mask.numel()} channels, "
-                f"got input of shape {tuple(x.shape)}"
-            )
-        return x * self.scale().to(x.dtype).view(1, -1, 1, 1)
+    def gated_weight(self) -> Tensor:
+        scale = torch.where(self.gate_mask, torch.ones_like(self.gate_alpha), self.gate_alpha)
+        return self.weight * scale.to(self.weight.dtype).view(self._gate_view)
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001 - torch's signature
+        # ``.half()``/``.bfloat16()`` convert every floating buffer; α must stay exactly as set.
+        alpha = self.gate_alpha.detach().clone()
+        super()._apply(fn, recurse)
+        self.gate_alpha = alpha.to(self.gate_mask.device)
+        return self
 
     def extra_repr(self) -> str:
         return (
-            f"channels={self.num_channels}, kept={self.num_kept}, "
-            f"alpha={self.get_alpha():.4g}, producer='{self.producer}'"
+            f"{super().extra_repr()}, gate: kept={self.num_kept}/{self.num_channels} inputs, "
+            f"alpha={self.get_alpha():.4g}"
         )
 
 
-@dataclass(frozen=True)
-class _Site:
-    """Where a gate for ``producer`` goes: after ``anchor`` (in the same container)."""
+class GatedConv2d(AlphaGate, nn.Conv2d):
+    base_type = nn.Conv2d
 
-    producer: Leaf
-    anchor: Leaf
-    norm: Leaf | None
-    consumer: Leaf | None
-    problem: str | None  # why this convolution cannot be gated, if it cannot
-
-    @property
-    def gate_name(self) -> str:
-        return self.anchor.name + GATE_SUFFIX
+    def forward(self, input: Tensor) -> Tensor:
+        return self._conv_forward(input, self.gated_weight(), self.bias)
 
 
-def _sites(model: nn.Module) -> list[_Site]:
-    """Every convolution with a downstream consumer convolution, and where its gate would go."""
-    leaves = flatten(model, leaf_types=(AlphaGate,))
-    if any(isinstance(leaf.module, AlphaGate) for leaf in leaves):
-        raise ValueError("model already has α gates; shrink it or build a fresh model first")
-    sites = []
-    for i, leaf in enumerate(leaves):
-        if not isinstance(leaf.module, CONVS):
-            continue
-        j = i + 1
-        norm = None
-        while j < len(leaves) and isinstance(leaves[j].module, _PRODUCER_CHAIN):
-            if norm is None and isinstance(leaves[j].module, NORMS):
-                norm = leaves[j]
-            j += 1
-        anchor = leaves[j - 1]
-        consumer, problem = None, None
-        for k in range(j, len(leaves)):
-            module = leaves[k].module
-            if isinstance(module, CONVS):
-                consumer = leaves[k]
-                break
-            if problem is None and not isinstance(module, SCALE_COMMUTING):
-                problem = (
-                    f"'{leaves[k].name}' ({type(module).__name__}) sits between the gate of "
-                    f"'{leaf.name}' and the next convolution; only pooling, upsampling and "
-                    "ReLU/LeakyReLU may sit there"
-                )
-        if consumer is None:
-            continue  # the output convolution: never pruned
-        sites.append(_Site(leaf, anchor, norm, consumer, problem))
-    return sites
+class GatedConvTranspose2d(AlphaGate, nn.ConvTranspose2d):
+    base_type = nn.ConvTranspose2d
+
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        output_padding = self._output_padding(
+            input, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
+        )
+        return F.conv_transpose2d(
+            input,
+            self.gated_weight(),
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
+        )
 
 
-def _in_target(name: str, target: str, model: nn.Module) -> bool:
-    if target == "both":
-        return True
-    if not isinstance(getattr(model, target, None), nn.Module):
+class GatedLinear(AlphaGate, nn.Linear):
+    base_type = nn.Linear
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.linear(input, self.gated_weight(), self.bias)
+
+
+_GATED = {cls.base_type: cls for cls in (GatedConv2d, GatedConvTranspose2d, GatedLinear)}
+
+
+def gate_layer(module: nn.Module, mask: Tensor, alpha: float) -> AlphaGate:
+    """Turn ``module`` (exact type Conv2d/ConvTranspose2d/Linear) into its gated class in place."""
+    if type(module) not in _GATED:
+        raise UnsupportedModelError(f"cannot gate a {type(module).__name__}")
+    rule = rule_for(module)
+    assert isinstance(rule, MixingRule)
+    mask = torch.as_tensor(mask, dtype=torch.bool).flatten()
+    if mask.numel() != rule.in_channels(module):
         raise ValueError(
-            f"target='{target}' but {type(model).__name__} has no '.{target}' submodule; "
-            "use target='both'"
+            f"gate mask has {mask.numel()} entries, the layer has "
+            f"{rule.in_channels(module)} input channels"
         )
-    return name == target or name.startswith(target + ".")
+    device = module.weight.device
+    module.__class__ = _GATED[type(module)]
+    module.register_buffer(MASK_KEY, mask.to(device))
+    module.register_buffer(ALPHA_KEY, torch.tensor(check_alpha(alpha), dtype=torch.float64))
+    module.gate_alpha = module.gate_alpha.to(device)
+    module._gate_view = rule.gate_shape(module)
+    return module
 
 
-def prunable_layers(model: nn.Module, target: str = "both") -> dict[str, int]:
-    """Names and output-channel counts of the convolutions ``attach_gates`` can gate in ``target``.
-
-    Convolutions whose gate could not be folded exactly (e.g. a BatchNorm between the gate and
-    the next convolution) are left out; ``attach_gates`` refuses them with the reason.
-    """
-    _check_target(target)
-    return {
-        s.producer.name: s.producer.module.out_channels
-        for s in _sites(model)
-        if s.problem is None and _in_target(s.producer.name, target, model)
-    }
-
-
-def _check_target(target: str) -> None:
-    if target not in ("encoder", "decoder", "both"):
-        raise ValueError(f"target must be 'encoder', 'decoder' or 'both', got {target!r}")
-
-
-def _scores(site: _Site, criterion: str) -> Tensor:
-    conv = site.producer.module
-    if criterion == "l1":
-        weight = conv.weight.detach().abs()
-        # Conv2d: (out, in, kH, kW); ConvTranspose2d: (in, out, kH, kW).
-        out_axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
-        dims = [d for d in range(weight.dim()) if d != out_axis]
-        return weight.sum(dim=dims)
-    if criterion == "bn":
-        if site.norm is None or site.norm.module.weight is None:
-            raise ValueError(
-                f"criterion='bn' needs an affine BatchNorm2d after '{site.producer.name}'"
-            )
-        return site.norm.module.weight.detach().abs()
-    raise ValueError(f"criterion must be 'l1' or 'bn', got {criterion!r}")
-
-
-def _keep_mask(scores: Tensor, keep: float) -> Tensor:
-    n_keep = max(1, int(round(keep * scores.numel())))
-    order = torch.argsort(scores.float().cpu(), descending=True, stable=True)
-    mask = torch.zeros(scores.numel(), dtype=torch.bool)
-    mask[order[:n_keep]] = True
-    return mask
-
-
-def _check_keep(keep: float, what: str) -> float:
-    if isinstance(keep, bool):
-        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}")
-    try:
-        value = float(keep)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise ValueError(f"{what} must be in (0, 1], got {keep!r}")
-    return value
-
-
-def _insert_after(anchor: Leaf, name: str, module: nn.Module) -> None:
-    parent = anchor.parent
-    items = list(parent._modules.items())
-    position = [key for key, _ in items].index(anchor.key) + 1
-    items.insert(position, (name, module))
-    parent._modules = OrderedDict(items)
-
-
-def attach_gates(
-    model: nn.Module,
-    keep: float | Mapping[str, float] = 0.5,
-    criterion: str = "l1",
-    target: str = "encoder",
-    alpha: float = 1.0,
-    masks: Mapping[str, Tensor] | None = None,
-) -> dict[str, AlphaGate]:
-    """Insert an :class:`AlphaGate` after the activation of every prunable convolution, in place.
-
-    A convolution is prunable when another convolution consumes its output; the 3-channel output
-    layer never is, and the image input is never touched (only output channels are gated).
-
-    Args:
-        model: a (nested) sequential chain; ``target`` selects its ``.encoder``/``.decoder``.
-        keep: fraction of channels kept per layer, or a mapping from convolution name (e.g.
-            ``"encoder.0"``) to fraction; layers absent from a mapping get no gate.
-        criterion: ``"l1"`` (filter L1 norm, on the output axis of the weight: dim 0 for
-            ``Conv2d``, dim 1 for ``ConvTranspose2d``) or ``"bn"`` (|γ| of the following BatchNorm).
-        target: ``"encoder"``, ``"decoder"`` or ``"both"``.
-        alpha: initial α of the new gates.
-        masks: explicit keep-masks by convolution name (overrides ``keep``/``criterion``).
-
-    Returns:
-        The new gates by convolution name.
-    """
-    _check_target(target)
-    check_alpha(alpha)
-    sites = {s.producer.name: s for s in _sites(model)}
-    candidates = {n: s for n, s in sites.items() if _in_target(n, target, model)}
-    if masks is not None:
-        plan = {name: None for name in masks}
-    elif isinstance(keep, Mapping):
-        plan = {name: _check_keep(value, f"keep['{name}']") for name, value in keep.items()}
-    else:
-        fraction = _check_keep(keep, "keep")
-        plan = {name: fraction for name, s in candidates.items()}
-    unknown = sorted(set(plan) - set(candidates))
-    if unknown:
-        raise ValueError(
-            f"cannot gate {unknown}: not a prunable convolution in target '{target}'. "
-            f"Prunable: {sorted(candidates) or 'none'}"
-        )
-    if not plan:
-        raise ValueError(f"no prunable convolution in target '{target}' of this model")
-    for name in plan:
-        if candidates[name].problem:
-            raise UnsupportedModelError(candidates[name].problem)
-        check_groups(candidates[name].producer)
-        check_groups(candidates[name].consumer)
-
-    created: dict[str, AlphaGate] = {}
-    for name, fraction in plan.items():
-        site = candidates[name]
-        channels = site.producer.module.out_channels
-        if masks is not None:
-            mask = torch.as_tensor(masks[name], dtype=torch.bool).flatten().cpu()
-            if mask.numel() != channels:
-                raise ValueError(
-                    f"mask for '{name}' has {mask.numel()} entries, the layer has {channels} channels"
-                )
-        else:
-            mask = _keep_mask(_scores(site, criterion), fraction)
-        device = site.producer.module.weight.device
-        gate = AlphaGate(mask, alpha=alpha, producer=name).to(device)
-        _insert_after(site.anchor, site.anchor.key + GATE_SUFFIX, gate)
-        created[name] = gate
-    return created
-
-
-def restore_gates(model: nn.Module, state_dict: Mapping[str, Tensor]) -> dict[str, AlphaGate]:
-    """Re-create the gates recorded in a gated model's ``state_dict`` on a fresh, ungated model.
-
-    Masks and α come from the state dict; call ``model.load_state_dict(state_dict)`` afterwards
-    (or rely on the masks/α set here, which already equal the stored ones).
-    """
-    masks, alphas = {}, {}
-    for site in _sites(model):
-        key = site.gate_name + ".mask"
-        if key in state_dict:
-            masks[site.producer.name] = state_dict[key]
-            alphas[site.producer.name] = float(state_dict[site.gate_name + ".alpha"])
-    gate_keys = {k for k in state_dict if k.endswith(GATE_SUFFIX + ".mask")}
-    if len(masks) != len(gate_keys):
-        raise ValueError(
-            f"state dict has {len(gate_keys)} gates but only {len(masks)} match this model's "
-            "layers: was it saved from a different architecture?"
-        )
-    if not masks:
-        return {}
-    created = attach_gates(model, masks=masks, target="both")
-    for name, gate in created.items():
-        gate.set_alpha(alphas[name])
-    return created
+def ungate_layer(module: AlphaGate) -> nn.Module:
+    """Fold the gate into the weight and give the layer its plain class back (in place)."""
+    rule = rule_for(module)
+    assert isinstance(rule, MixingRule)
+    scale = module.scale().detach()
+    del module._buffers[MASK_KEY], module._buffers[ALPHA_KEY]
+    del module._gate_view
+    module.__class__ = module.base_type
+    rule.fold_inputs(module, scale)
+    return module
 
 
 def gates(model: nn.Module) -> dict[str, AlphaGate]:
-    """All gates of ``model`` by their module name."""
+    """All gated layers of ``model`` by module name."""
     return {name: m for name, m in model.named_modules() if isinstance(m, AlphaGate)}
 
 
@@ -357,3 +209,462 @@ def get_alpha(model: nn.Module, per_gate: bool = False) -> float | dict[str, flo
             f"gates disagree on α ({values}); call get_alpha(model, per_gate=True) to read each"
         )
     return distinct[0]
+
+
+# -- planning ----------------------------------------------------------------------------------
+
+
+@dataclass
+class GroupPlan:
+    """One channel group in a :class:`GatingPlan`: what it is and what was decided.
+
+    ``mask`` is over the output channels of the group's first producing layer (True = kept),
+    for the groups that were gated.
+    """
+
+    name: str
+    layers: list[str]
+    consumers: list[str]
+    channels: int
+    units: int
+    kept: int
+    in_target: bool
+    skip: str | None
+    mask: Tensor | None = None
+
+    @property
+    def gated(self) -> bool:
+        return self.in_target and self.skip is None and self.kept < self.units
+
+    @property
+    def num_channels(self) -> int:
+        return self.channels
+
+    @property
+    def num_kept(self) -> int:
+        return int(self.mask.sum()) if self.mask is not None else self.channels
+
+
+@dataclass
+class GatingPlan(Mapping):
+    """What :func:`attach_gates` did, as a mapping from each gated group's name (its first
+    producing layer) to its :class:`GroupPlan`; ``groups`` lists every group of the model
+    (also those left whole, with the reason) and ``gates`` the gated consumer layers.
+    ``print(plan)`` shows the table.
+    """
+
+    groups: list[GroupPlan]
+    gates: dict[str, AlphaGate] = field(default_factory=dict)
+
+    def _gated(self) -> dict[str, GroupPlan]:
+        return {g.name: g for g in self.groups if g.mask is not None}
+
+    def __getitem__(self, name: str) -> GroupPlan:
+        return self._gated()[name]
+
+    def __iter__(self):
+        return iter(self._gated())
+
+    def __len__(self) -> int:
+        return len(self._gated())
+
+    def table(self):
+        """The groups as a ``pandas.DataFrame`` (one row each)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "group": g.name,
+                    "layers": ", ".join(g.layers),
+                    "channels": g.channels,
+                    "units": g.units,
+                    "kept": g.kept,
+                    "status": _status(g),
+                }
+                for g in self.groups
+            ]
+        )
+
+    def __str__(self) -> str:
+        return self.table().to_string(index=False)
+
+    def _repr_html_(self) -> str:
+        return self.table().to_html(index=False)
+
+
+def _status(group: GroupPlan) -> str:
+    if group.gated:
+        return "pruned"
+    if group.skip:
+        return f"left whole: {group.skip}"
+    return "kept whole" if group.in_target else "not in target"
+
+
+def _in_target(group: ChannelGroup, target, model: nn.Module) -> bool:
+    if isinstance(target, str) and target in ("all", "both"):
+        return True
+    if isinstance(target, str) and target in ("encoder", "decoder"):
+        if not isinstance(getattr(model, target, None), nn.Module):
+            raise ValueError(
+                f"target='{target}' but {type(model).__name__} has no '.{target}' submodule; "
+                "use target='all' or a list of layer-name patterns"
+            )
+        return group.name.startswith(target + ".")
+    patterns = [target] if isinstance(target, str) else list(target)
+    names = [group.name, *group.owners]
+    return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
+
+
+def _check_target(target) -> None:
+    if isinstance(target, str):
+        return
+    if (
+        not isinstance(target, Sequence)
+        or not target
+        or not all(isinstance(p, str) for p in target)
+    ):
+        raise ValueError(
+            "target must be 'all', 'encoder', 'decoder', 'both' or a non-empty list of "
+            f"layer-name patterns, got {target!r}"
+        )
+
+
+def _check_keep(keep, what: str) -> float:
+    if isinstance(keep, bool):
+        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}")
+    try:
+        value = float(keep)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}") from None
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"{what} must be in (0, 1], got {keep!r}")
+    return value
+
+
+def unit_importance(graph: ChannelGraph, group: ChannelGroup, criterion: str) -> Tensor:
+    """Importance of each unit of ``group`` (same order as ``group.units``).
+
+    ``l1``: the L1 norm of the unit's output filters summed over every producing layer;
+    ``bn``: |γ| of the BatchNorms over the unit's channels.
+    """
+    position = {u: i for i, u in enumerate(group.units)}
+    scores = torch.zeros(len(group.units), dtype=torch.float64)
+    if criterion == "l1":
+        for name in group.owners:
+            layer = graph.layers[name]
+            values = layer.rule.output_l1(layer.module).double().cpu()
+            for u, v in zip(graph.units(layer.out_vars), values.tolist(), strict=True):
+                if u in position:
+                    scores[position[u]] += v
+        return scores
+    if criterion == "bn":
+        found = False
+        for name in group.members:
+            layer = graph.layers[name]
+            module = layer.module
+            if not isinstance(layer.rule, ChannelwiseRule) or not isinstance(
+                module, (nn.BatchNorm1d, nn.BatchNorm2d)
+            ):
+                continue
+            if module.weight is None:
+                continue
+            found = True
+            values = module.weight.detach().abs().double().cpu()
+            for u, v in zip(graph.units(layer.out_vars), values.tolist(), strict=True):
+                if u in position:
+                    scores[position[u]] += v
+        if not found:
+            raise ValueError(f"criterion='bn' needs an affine BatchNorm in group '{group.name}'")
+        return scores
+    raise ValueError(f"criterion must be 'l1' or 'bn', got {criterion!r}")
+
+
+def _keep_units(scores: Tensor, keep: float) -> Tensor:
+    n_keep = max(1, int(round(keep * scores.numel())))
+    order = torch.argsort(scores.float(), descending=True, stable=True)
+    mask = torch.zeros(scores.numel(), dtype=torch.bool)
+    mask[order[:n_keep]] = True
+    return mask
+
+
+def _units_from_channel_mask(graph: ChannelGraph, group: ChannelGroup, mask) -> Tensor:
+    """A channel mask over the group's first producer → a mask over its units."""
+    owner = graph.layers[group.owners[0]] if group.owners else None
+    if owner is None:
+        raise ValueError(f"group '{group.name}' has no producing layer to give a mask for")
+    mask = torch.as_tensor(mask, dtype=torch.bool).flatten().cpu()
+    units = graph.units(owner.out_vars)
+    if mask.numel() != len(units):
+        raise ValueError(
+            f"mask for '{group.name}' has {mask.numel()} entries, the layer has "
+            f"{len(units)} output channels"
+        )
+    verdict: dict[int, bool] = {}
+    for u, kept in zip(units, mask.tolist(), strict=True):
+        if verdict.setdefault(u, kept) != kept:
+            raise ValueError(
+                f"mask for '{group.name}' splits a unit of coupled channels (grouped conv / "
+                "GroupNorm block): keep or drop a whole block"
+            )
+    return torch.tensor([verdict.get(u, True) for u in group.units])
+
+
+def _plan_masks(
+    graph: ChannelGraph, chosen: list[ChannelGroup], keep, criterion, masks
+) -> dict[str, Tensor]:
+    """Per chosen group: bool over its units, True = kept."""
+    out = {}
+    for group in chosen:
+        if masks is not None:
+            key = next(k for k in masks if k == group.name or k in group.owners)
+            out[group.name] = _units_from_channel_mask(graph, group, masks[key])
+            continue
+        if isinstance(keep, Mapping):
+            key = next(k for k in keep if k == group.name or k in group.owners)
+            fraction = _check_keep(keep[key], f"keep['{key}']")
+        else:
+            fraction = keep
+        out[group.name] = _keep_units(unit_importance(graph, group, criterion), fraction)
+    return out
+
+
+def attach_gates(
+    model: nn.Module,
+    keep: float | Mapping[str, float] = 0.5,
+    criterion: str = "l1",
+    target: str | Sequence[str] = "all",
+    alpha: float = 1.0,
+    masks: Mapping[str, Tensor] | None = None,
+    example_inputs: Tensor | Sequence[Tensor] | None = None,
+    strict: bool = False,
+) -> GatingPlan:
+    """Gate the channels chosen for removal in every prunable channel group of ``model``.
+
+    The model is traced (``torch.fx``) to find which channels are coupled (residual additions,
+    concatenations, grouped/depthwise convolutions, flatten → Linear, …); a *group* is all
+    channels that share a producing layer. In each group in ``target`` the least important
+    units are gated: every layer that reads them gets its weight scaled by α along its input
+    axis. The model's input and output channels, and channels that cannot be pruned exactly,
+    are left whole and reported in the returned plan (``print(plan)``).
+
+    Args:
+        model: any module ``torch.fx`` can trace.
+        keep: fraction of units kept per group, or a mapping from group/layer name (e.g.
+            ``"encoder.0"``) to fraction; groups absent from a mapping are not gated.
+        criterion: ``"l1"`` (L1 norm of the output filters, on each layer's output axis) or
+            ``"bn"`` (|γ| of the BatchNorm over the channels).
+        target: ``"all"`` (alias ``"both"``), ``"encoder"``/``"decoder"`` (a submodule), or a
+            list of layer-name patterns (``["encoder.*", "up?"]``).
+        alpha: initial α of the new gates.
+        masks: explicit keep-masks by group/layer name over that layer's output channels
+            (overrides ``keep``/``criterion``).
+        example_inputs: inputs for tracing; guessed from the first layer when None.
+        strict: raise instead of skipping a group in ``target`` that cannot be pruned.
+
+    Returns:
+        A :class:`GatingPlan` with every group, the gated layers and the masks.
+    """
+    _check_target(target)
+    check_alpha(alpha)
+    if gates(model):
+        raise ValueError("model already has α gates; shrink it or build a fresh model first")
+    if not isinstance(keep, Mapping) and masks is None:
+        keep = _check_keep(keep, "keep")
+    graph = analyze(model, example_inputs)
+    chosen = _choose_groups(graph, model, target, keep, masks, strict)
+    unit_masks = _plan_masks(graph, chosen, keep, criterion, masks)
+    pruned = {
+        u
+        for group in chosen
+        for u, kept in zip(group.units, unit_masks[group.name].tolist(), strict=True)
+        if not kept
+    }
+    plan = _describe_plan(graph, model, target, chosen, unit_masks)
+    for layer in graph.consumers():
+        units = graph.units(layer.in_vars)
+        if pruned.isdisjoint(units):
+            continue
+        mask = torch.tensor([u not in pruned for u in units])
+        plan.gates[layer.name] = gate_layer(layer.module, mask, alpha)
+    for row in plan.groups:
+        group = next((g for g in chosen if g.name == row.name), None)
+        if group is not None and group.owners:
+            owner = graph.layers[group.owners[0]]
+            row.mask = torch.tensor([u not in pruned for u in graph.units(owner.out_vars)])
+    return plan
+
+
+def _choose_groups(graph, model, target, keep, masks, strict) -> list[ChannelGroup]:
+    if masks is not None or isinstance(keep, Mapping):
+        wanted = list((masks if masks is not None else keep).keys())
+        chosen = []
+        for name in wanted:
+            try:
+                group = graph.group(name)
+            except KeyError:
+                prunable = [g.name for g in graph.groups if g.prunable]
+                raise ValueError(
+                    f"cannot gate '{name}': not a prunable layer of this model. "
+                    f"Prunable: {prunable or 'none'}"
+                ) from None
+            if group.skip:
+                raise UnsupportedModelError(f"cannot gate '{name}': its channels are {group.skip}")
+            if not _safe_in_target(group, target, model):
+                raise ValueError(f"cannot gate '{name}': not in target {target!r}")
+            if group not in chosen:
+                chosen.append(group)
+        return chosen
+    in_target = [g for g in graph.groups if _in_target(g, target, model)]
+    skipped = [g for g in in_target if g.skip and g.owners and "model output" not in g.skip]
+    if strict and skipped:
+        group = skipped[0]
+        raise UnsupportedModelError(
+            f"strict: group '{group.name}' (layers {', '.join(group.owners)}) cannot be pruned: "
+            f"its channels are {group.skip}"
+        )
+    chosen = [g for g in in_target if g.prunable]
+    if not chosen:
+        raise ValueError(
+            f"no prunable channel group in target {target!r} of {type(model).__name__}; "
+            f"see alphaprune.explain(model):\n{explain(model, graph=graph, show=False)}"
+        )
+    return chosen
+
+
+def _describe_plan(graph, model, target, chosen, unit_masks) -> GatingPlan:
+    rows = []
+    for group in graph.groups:
+        kept_units = unit_masks.get(group.name)
+        rows.append(
+            GroupPlan(
+                name=group.name,
+                layers=list(group.owners),
+                consumers=list(group.consumers),
+                channels=group.channels,
+                units=len(group.units),
+                kept=int(kept_units.sum()) if kept_units is not None else len(group.units),
+                in_target=group in chosen or _safe_in_target(group, target, model),
+                skip=group.skip,
+            )
+        )
+    return GatingPlan(groups=rows)
+
+
+def _safe_in_target(group, target, model) -> bool:
+    try:
+        return _in_target(group, target, model)
+    except ValueError:
+        return False
+
+
+def gated_units(graph: ChannelGraph) -> set[int]:
+    """Units that the model's gates mark as pruned (whatever α is now)."""
+    pruned: set[int] = set()
+    for layer in graph.consumers():
+        if isinstance(layer.module, AlphaGate):
+            units = graph.units(layer.in_vars)
+            mask = layer.module.gate_mask.tolist()
+            pruned.update(u for u, kept in zip(units, mask, strict=True) if not kept)
+    return pruned
+
+
+def explain(
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor] | None = None,
+    target: str | Sequence[str] = "all",
+    graph: ChannelGraph | None = None,
+    show: bool = True,
+):
+    """Print (and return as a DataFrame) every channel group of ``model``: its layers, channels,
+    how many are kept (from the gates, if any) and why a group cannot be pruned."""
+    graph = graph or analyze(model, example_inputs)
+    pruned = gated_units(graph)
+    rows = [
+        GroupPlan(
+            name=g.name,
+            layers=list(g.owners),
+            consumers=list(g.consumers),
+            channels=g.channels,
+            units=len(g.units),
+            kept=sum(1 for u in g.units if u not in pruned),
+            in_target=_safe_in_target(g, target, model),
+            skip=g.skip,
+        )
+        for g in graph.groups
+    ]
+    plan = GatingPlan(groups=rows)
+    if show:
+        print(plan)
+        return plan.table()
+    return str(plan)
+
+
+def prunable_layers(model: nn.Module, target: str | Sequence[str] = "all", example_inputs=None):
+    """Names and output-channel counts of the groups ``attach_gates`` can gate in ``target``."""
+    _check_target(target)
+    graph = analyze(model, example_inputs)
+    return {g.name: g.channels for g in graph.groups if g.prunable and _in_target(g, target, model)}
+
+
+# -- state dicts -------------------------------------------------------------------------------
+
+
+def migrate_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rewrite a state dict saved before gates moved into the consumers (alphaprune ≤ 0.1).
+
+    Old gates were modules ``<anchor>_gate`` inserted after the activation of a producing
+    convolution in a sequential chain; their channels were consumed by the next convolution
+    in registration order, which now holds the gate as ``gate_mask``/``gate_alpha``.
+    """
+    state = dict(state)
+    legacy = [k[: -len(_LEGACY_MASK)] for k in state if k.endswith(_LEGACY_MASK)]
+    if not legacy:
+        return state
+    order = [name for name, _ in model.named_modules()]
+    mixing = {name for name, m in model.named_modules() if isinstance(rule_for(m), MixingRule)}
+    for anchor in legacy:
+        if anchor not in order:
+            raise ValueError(f"old gate '{anchor}_gate' does not fit this model's layers")
+        after = order[order.index(anchor) + 1 :]
+        consumer = next((n for n in after if n in mixing), None)
+        if consumer is None:
+            raise ValueError(f"old gate '{anchor}_gate' has no consumer layer in this model")
+        state[f"{consumer}.{MASK_KEY}"] = state.pop(anchor + _LEGACY_MASK)
+        state[f"{consumer}.{ALPHA_KEY}"] = state.pop(anchor + _LEGACY_ALPHA)
+    return state
+
+
+def gate_masks_in_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Gate masks by layer name in a state dict (current or old layout)."""
+    found = {k[: -len("." + MASK_KEY)]: v for k, v in state.items() if k.endswith("." + MASK_KEY)}
+    found.update({k[: -len(_LEGACY_MASK)]: v for k, v in state.items() if k.endswith(_LEGACY_MASK)})
+    return found
+
+
+def restore_gates(model: nn.Module, state_dict: Mapping[str, Tensor]) -> dict[str, AlphaGate]:
+    """Re-create the gates recorded in a gated model's ``state_dict`` on a fresh, ungated model.
+
+    Masks and α come from the state dict (old-layout keys are migrated first); call
+    ``model.load_state_dict(migrate_state_dict(model, state_dict))`` afterwards.
+    """
+    state = migrate_state_dict(model, state_dict)
+    modules = dict(model.named_modules())
+    masks = {k[: -len("." + MASK_KEY)]: v for k, v in state.items() if k.endswith("." + MASK_KEY)}
+    missing = sorted(n for n in masks if n not in modules or type(modules[n]) not in _GATED)
+    if missing:
+        raise ValueError(
+            f"state dict has {len(masks)} gates but {missing} match no gateable layer of this "
+            "model: was it saved from a different architecture?"
+        )
+    created = {}
+    for name, mask in masks.items():
+        alpha = float(state[f"{name}.{ALPHA_KEY}"])
+        try:
+            created[name] = gate_layer(modules[name], mask, alpha)
+        except ValueError as exc:
+            raise ValueError(
+                f"gate of '{name}' does not fit this model ({exc}): was it saved from a "
+                "different architecture?"
+            ) from None
+    return created

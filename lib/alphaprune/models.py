@@ -1,13 +1,26 @@
-"""VGG-19 encoder (torchvision's ``features.N`` layout) and a mirrored transposed-convolution decoder."""
+"""Built-in models: the VGG-19 autoencoder (torchvision's ``features.N`` layout, mirrored
+transposed-convolution decoder), a small U-Net autoencoder, and users' own models from a factory
+named ``"package.module:function"`` (imported, never evaluated)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+import re
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["AutoEncoder", "build_autoencoder", "load_vgg_weights", "LAYERS", "VGG19_CFG"]
+__all__ = [
+    "AutoEncoder",
+    "UNet",
+    "build_autoencoder",
+    "build_unet",
+    "import_factory",
+    "load_vgg_weights",
+    "LAYERS",
+    "VGG19_CFG",
+]
 
 #: torchvision's VGG-19 configuration: output channels per conv, "M" for max-pooling.
 VGG19_CFG: list[int | str] = [
@@ -64,9 +77,9 @@ def _decoder(encoder: nn.Sequential, batch_norm: bool) -> nn.Sequential:
 
 
 class AutoEncoder(nn.Module):
-    """``decoder(encoder(x))``; a sequential chain as far as gating and shrinking are concerned."""
+    """``decoder(encoder(x))``."""
 
-    _alphaprune_sequential = True
+    __jit_unused_properties__ = ["downsampling"]  # Python-side helper; keeps torch.jit.script happy
 
     def __init__(
         self, encoder: nn.Sequential, decoder: nn.Sequential, layer: str, batch_norm: bool
@@ -127,3 +140,81 @@ def load_vgg_weights(model: AutoEncoder, state_dict: Mapping[str, Tensor]) -> li
         loaded[key] = value
     model.encoder.load_state_dict(loaded, strict=True)
     return [f"features.{k}" for k in loaded if f"features.{k}" in state_dict]
+
+
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """A small U-Net autoencoder: ``depth`` down blocks, stride-2 ``ConvTranspose2d`` up blocks,
+    skip connections concatenated (``torch.cat``) before each up block's convolutions."""
+
+    def __init__(self, width: int = 16, depth: int = 2, channels: int = 3) -> None:
+        super().__init__()
+        widths = [width * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList()
+        cin = channels
+        for w in widths[:-1]:
+            self.down.append(_double_conv(cin, w))
+            cin = w
+        self.pool = nn.MaxPool2d(2)
+        self.bottom = _double_conv(widths[-2], widths[-1])
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for w_low, w in zip(reversed(widths[1:]), reversed(widths[:-1]), strict=True):
+            self.up.append(nn.ConvTranspose2d(w_low, w, kernel_size=2, stride=2))
+            self.merge.append(_double_conv(2 * w, w))
+        self.head = nn.Conv2d(widths[0], channels, 1)
+        self.example_input_size = (1, channels, 32, 32)
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottom(x)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips), strict=True):
+            x = merge(torch.cat([up(x), skip], dim=1))
+        return self.head(x)
+
+
+def build_unet(width: int = 16, depth: int = 2, channels: int = 3) -> UNet:
+    """A small U-Net autoencoder (inputs must be multiples of ``2**depth`` in size)."""
+    for key, value in (("width", width), ("depth", depth), ("channels", channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"build_unet: {key} must be an integer >= 1, got {value!r}")
+    return UNet(width, depth, channels)
+
+
+_FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
+def import_factory(spec: str) -> Callable[..., nn.Module]:
+    """The function named by ``"package.module:function"``, imported (never evaluated).
+
+    Raises ``ValueError`` with one line naming the module or function when it cannot be found.
+    """
+    if not isinstance(spec, str) or not _FACTORY.match(spec):
+        raise ValueError(f"model factory must look like 'package.module:function', got {spec!r}")
+    module_name, function_name = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(
+            f"model factory '{spec}': cannot import module '{module_name}' ({exc})"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ValueError(
+            f"model factory '{spec}': module '{module_name}' has no function '{function_name}'"
+        )
+    return function

@@ -64,12 +64,16 @@ def save_table(df: pd.DataFrame, name: str) -> Path:
 
 
 def channel_table(before, after) -> pd.DataFrame:
-    """Output channels of every convolution of ``before`` and of the same layer in ``after``
-    (None where ``after`` has no such layer)."""
-    from .graph import CONVS
+    """Output channels of every convolution/linear layer of ``before`` and of the same layer in
+    ``after`` (None where ``after`` has no such layer)."""
+    from .layer_rules import MixingRule, rule_for
 
     def channels(model) -> dict[str, int]:
-        return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, CONVS)}
+        return {
+            n: rule.out_channels(m)
+            for n, m in model.named_modules()
+            if isinstance(rule := rule_for(m), MixingRule)
+        }
 
     old, new = channels(before), channels(after)
     return pd.DataFrame(

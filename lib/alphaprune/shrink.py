@@ -1,169 +1,116 @@
-"""Fold α gates into the weights and cut out the channels whose gate is exactly 0.
+"""Fold α gates into the weights and cut out the channels that no layer reads any more.
 
-The gate sits on the *input* side of the next convolution (its consumer), so it is multiplied
-along the consumer's input-channel axis: dim 1 of ``Conv2d.weight`` ``(out, in, kH, kW)`` but
-dim 0 of ``ConvTranspose2d.weight`` ``(in, out, kH, kW)``. Removing a channel likewise slices the
-producer's output axis (``Conv2d`` dim 0, ``ConvTranspose2d`` dim 1). Getting these axes the wrong
-way round keeps every shape valid for a square layer and silently changes the output; the helpers
-below name the axis once, by layer type, and everything goes through them.
+Each gate scales its layer's weight along the input axis (:mod:`alphaprune.layer_rules` owns
+the axes), so folding it is ``weight *= scale`` — exact at any α. A pruning unit whose every
+reader has scale 0 carries nothing to the output: it is removed from every producer, norm and
+consumer of its group (found by :func:`alphaprune.graph.analyze`). The result is checked against
+the gated model on the example input; any mismatch is an :class:`UnsupportedModelError`, never a
+silently different model.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .graph import CONVS, NORMS, SCALE_COMMUTING, Leaf, UnsupportedModelError, check_groups, flatten
-from .layers import _PRODUCER_CHAIN, AlphaGate
+from .graph import ChannelGraph, UnsupportedModelError, analyze
+from .layer_rules import input_axis, output_axis
+from .layers import AlphaGate, gates, ungate_layer
 
-__all__ = ["shrink", "count", "input_axis", "output_axis"]
-
-
-def input_axis(conv: nn.Module) -> int:
-    """Weight axis that indexes input channels: 1 for Conv2d, 0 for ConvTranspose2d."""
-    return 0 if isinstance(conv, nn.ConvTranspose2d) else 1
+__all__ = ["shrink", "count", "dead_units", "input_axis", "output_axis"]
 
 
-def output_axis(conv: nn.Module) -> int:
-    """Weight axis that indexes output channels: 0 for Conv2d, 1 for ConvTranspose2d."""
-    return 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+def dead_units(graph: ChannelGraph) -> set[int]:
+    """Units that every consumer reads with scale 0 (and that are not pinned)."""
+    alive: dict[int, bool] = {}
+    for layer in graph.consumers():
+        units = graph.units(layer.in_vars)
+        if isinstance(layer.module, AlphaGate):
+            nonzero = (layer.module.scale() != 0).tolist()
+        else:
+            nonzero = [True] * len(units)
+        for unit, read in zip(units, nonzero, strict=True):
+            alive[unit] = alive.get(unit, False) or read
+    return {u for u, read in alive.items() if not read and u not in graph.pinned}
 
 
-def _broadcast(vector: Tensor, axis: int, ndim: int) -> Tensor:
-    shape = [1] * ndim
-    shape[axis] = -1
-    return vector.view(shape)
+def _outputs(model: nn.Module, inputs: tuple[Tensor, ...]) -> list[Tensor]:
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(*[t.clone() for t in inputs])
+    finally:
+        for module, training in modes:
+            module.training = training
+    flat = out if isinstance(out, (list, tuple)) else [out]
+    return [t for t in flat if isinstance(t, Tensor)]
 
 
-def _find_producer(leaves: list[Leaf], g: int) -> tuple[Leaf, list[Leaf]]:
-    """The convolution feeding gate ``g`` and the BatchNorms between them."""
-    gate = leaves[g]
-    norms = []
-    for k in range(g - 1, -1, -1):
-        module = leaves[k].module
-        if isinstance(module, CONVS):
-            return leaves[k], norms
-        if isinstance(module, NORMS):
-            norms.append(leaves[k])
-        elif not isinstance(module, _PRODUCER_CHAIN):
+def _verify(gated: nn.Module, small: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+    reference = _outputs(gated, inputs)
+    try:
+        result = _outputs(small, inputs)
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f"the shrunk model fails on the example input ({type(exc).__name__}: {exc}); "
+            "its forward probably uses a fixed channel count (e.g. view(-1, 512))"
+        ) from None
+    for ref, got in zip(reference, result, strict=True):
+        if ref.shape != got.shape:
             raise UnsupportedModelError(
-                f"gate '{gate.name}': '{leaves[k].name}' ({type(module).__name__}) lies between "
-                "it and the convolution that produces its channels"
+                f"the shrunk model's output has shape {tuple(got.shape)}, the gated model's "
+                f"{tuple(ref.shape)}"
             )
-    raise UnsupportedModelError(f"gate '{gate.name}' has no producing convolution before it")
-
-
-def _find_consumer(leaves: list[Leaf], g: int) -> Leaf:
-    """The convolution that consumes the channels of gate ``g``."""
-    gate = leaves[g]
-    for k in range(g + 1, len(leaves)):
-        module = leaves[k].module
-        if isinstance(module, CONVS):
-            return leaves[k]
-        if isinstance(module, AlphaGate):
+        scale = float(ref.abs().max()) if ref.numel() else 0.0
+        diff = float((ref - got).abs().max()) if ref.numel() else 0.0
+        if not diff <= 1e-4 * max(scale, 1.0):
             raise UnsupportedModelError(
-                f"gates '{gate.name}' and '{leaves[k].name}' scale the same channels"
+                f"the shrunk model differs from the gated model by {diff:.3g} (output scale "
+                f"{scale:.3g}): a channel mapping in this model is not understood"
             )
-        if not isinstance(module, SCALE_COMMUTING):
-            raise UnsupportedModelError(
-                f"gate '{gate.name}': '{leaves[k].name}' ({type(module).__name__}) lies between "
-                "it and its consumer convolution, so the gate cannot be folded into weights"
-            )
-    raise UnsupportedModelError(
-        f"gate '{gate.name}' has no consumer convolution after it; nothing to fold it into"
-    )
 
 
-def _slice_param(module: nn.Module, name: str, index: Tensor, axis: int) -> None:
-    tensor = getattr(module, name)
-    if tensor is None:
-        return
-    sliced = tensor.detach().index_select(axis, index.to(tensor.device)).clone()
-    if isinstance(tensor, nn.Parameter):
-        setattr(module, name, nn.Parameter(sliced, requires_grad=tensor.requires_grad))
-    else:
-        setattr(module, name, sliced)
-
-
-def _cut_outputs(conv: nn.Module, index: Tensor) -> None:
-    _slice_param(conv, "weight", index, output_axis(conv))
-    _slice_param(conv, "bias", index, 0)
-    conv.out_channels = int(index.numel())
-
-
-def _cut_inputs(conv: nn.Module, index: Tensor) -> None:
-    _slice_param(conv, "weight", index, input_axis(conv))
-    conv.in_channels = int(index.numel())
-
-
-def _cut_norm(norm: nn.BatchNorm2d, index: Tensor) -> None:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        _slice_param(norm, name, index, 0)
-    norm.num_features = int(index.numel())
-
-
-def _fold_into_consumer(consumer: nn.Module, scale: Tensor) -> None:
-    weight = consumer.weight
-    factor = _broadcast(
-        scale.to(weight.dtype).to(weight.device), input_axis(consumer), weight.dim()
-    )
-    with torch.no_grad():
-        weight.mul_(factor)
-
-
-def _remove(leaf: Leaf) -> None:
-    parent = leaf.parent
-    parent._modules = OrderedDict((k, m) for k, m in parent._modules.items() if k != leaf.key)
-
-
-def shrink(model: nn.Module) -> nn.Module:
+def shrink(
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor] | None = None,
+    verify: bool = True,
+) -> nn.Module:
     """Return a smaller copy of a gated ``model`` that computes the same function, without gates.
 
-    Each gate is multiplied into its consumer's input-channel weights; every channel whose gate
-    is exactly 0 is removed from its producer (weights, bias, BatchNorm statistics) and from its
-    consumer. Exact at any α (at α > 0 it folds but removes nothing). ``model`` is not modified.
+    Every gate is multiplied into its layer's weights; every unit of channels that all its
+    readers scale by exactly 0 is removed from its producers (weights, bias), norms and
+    consumers. Exact at any α (at 0 < α < 1 it folds but removes nothing); a model without
+    gates comes back as a plain copy. ``model`` is not modified. With ``verify`` the result is compared with ``model`` on the example input.
 
     Raises:
-        UnsupportedModelError: naming the layer, for grouped convolutions, a gate with no producer
-            or consumer, or a layer between gate and consumer that does not commute with it.
+        UnsupportedModelError: for a model that cannot be traced, or whose shrunk copy would not
+            compute the same function.
     """
     new = copy.deepcopy(model)
-    leaves = flatten(new, leaf_types=(AlphaGate,))
-    plans = []
-    for g, leaf in enumerate(leaves):
-        if not isinstance(leaf.module, AlphaGate):
+    if not gates(model):
+        return new  # nothing gated: the same function already
+    graph = analyze(new, example_inputs)
+    dead = dead_units(graph)
+    masks = graph.keep_masks(dead)
+    for gate in gates(new).values():
+        ungate_layer(gate)
+    for name, layer in graph.layers.items():
+        keep_in, keep_out = masks[name]
+        if keep_out.numel() and not keep_out.any():
+            raise UnsupportedModelError(f"every output channel of '{name}' is gated to 0")
+        if keep_in.all() and keep_out.all():
             continue
-        producer, norms = _find_producer(leaves, g)
-        consumer = _find_consumer(leaves, g)
-        check_groups(producer)
-        check_groups(consumer)
-        gate: AlphaGate = leaf.module
-        if producer.module.out_channels != gate.num_channels:
-            raise UnsupportedModelError(
-                f"gate '{leaf.name}' has {gate.num_channels} channels but its producer "
-                f"'{producer.name}' has {producer.module.out_channels}"
-            )
-        plans.append((leaf, producer, norms, consumer))
-
-    for leaf, producer, norms, consumer in plans:
-        scale = leaf.module.scale().detach()
-        _fold_into_consumer(consumer.module, scale)
-        alive = torch.nonzero(scale != 0).flatten()
-        if alive.numel() == 0:
-            raise UnsupportedModelError(
-                f"gate '{leaf.name}' is 0 on every channel; the layer would vanish"
-            )
-        if alive.numel() < scale.numel():
-            _cut_outputs(producer.module, alive)
-            for norm in norms:
-                _cut_norm(norm.module, alive)
-            _cut_inputs(consumer.module, alive)
-        _remove(leaf)
+        try:
+            layer.rule.cut(layer.module, keep_in, keep_out)
+        except ValueError as exc:
+            raise UnsupportedModelError(f"cannot cut channels of '{name}': {exc}") from None
+    if verify:
+        _verify(model, new, graph.example_inputs)
     return new
 
 

@@ -1,0 +1,300 @@
+"""One rule per layer type: which weight axis holds which channels, and how to cut or scale them.
+
+This is the only place that knows that ``Conv2d.weight`` is ``(out, in/groups, kH, kW)`` while
+``ConvTranspose2d.weight`` is ``(in, out/groups, kH, kW)`` and ``Linear.weight`` is
+``(out, in)``. Gating, shrinking, checkpoint loading, the channel graph and the weight analysis
+all ask a rule (:func:`rule_for`) instead of spelling an axis themselves: the axes swapped by
+mistake keep every shape valid for square layers and silently change the output.
+
+The style follows Torch-Pruning's ``pruner/function.py``: one class per layer type owns its axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "LayerRule",
+    "MixingRule",
+    "ConvRule",
+    "ConvTransposeRule",
+    "LinearRule",
+    "ChannelwiseRule",
+    "GroupNormRule",
+    "rule_for",
+    "input_axis",
+    "output_axis",
+    "broadcast_along",
+]
+
+
+def broadcast_along(vector: Tensor, axis: int, ndim: int) -> Tensor:
+    """``vector`` viewed so that it multiplies axis ``axis`` of an ``ndim``-dimensional tensor."""
+    shape = [1] * ndim
+    shape[axis] = -1
+    return vector.view(shape)
+
+
+def _slice(module: nn.Module, name: str, keep: Tensor, axis: int) -> None:
+    """Keep the entries ``keep`` (bool) of ``module.<name>`` along ``axis`` (parameter or buffer)."""
+    tensor = getattr(module, name, None)
+    if tensor is None:
+        return
+    index = torch.nonzero(keep.to(tensor.device)).flatten()
+    sliced = tensor.detach().index_select(axis, index).clone()
+    if isinstance(tensor, nn.Parameter):
+        setattr(module, name, nn.Parameter(sliced, requires_grad=tensor.requires_grad))
+    else:
+        setattr(module, name, sliced)
+
+
+def _empty_like_param(module: nn.Module, name: str, shape: tuple[int, ...]) -> None:
+    tensor = getattr(module, name, None)
+    if tensor is None or tuple(tensor.shape) == shape:
+        return
+    new = torch.empty(shape, dtype=tensor.dtype, device=tensor.device)
+    if isinstance(tensor, nn.Parameter):
+        setattr(module, name, nn.Parameter(new, requires_grad=tensor.requires_grad))
+    else:
+        setattr(module, name, new)
+
+
+class LayerRule:
+    """Base: a layer type whose channels the graph tracks."""
+
+    types: tuple[type, ...] = ()
+
+    def matches(self, module: nn.Module) -> bool:
+        return isinstance(module, self.types)
+
+    def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
+        """Remove the input channels where ``keep_in`` is False and outputs where ``keep_out`` is."""
+        raise NotImplementedError
+
+    def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+        """Give ``module`` the (smaller) shapes that ``state`` holds for it (values follow later)."""
+        raise NotImplementedError
+
+
+class MixingRule(LayerRule):
+    """Layers whose outputs mix input channels through one weight: the consumers that gates scale.
+
+    ``groups > 1`` (grouped or depthwise) is supported: channel block ``k`` of the input feeds
+    only block ``k`` of the output, so a block is pruned as one unit together with its outputs.
+    """
+
+    #: Weight axis of input channels and of output channels.
+    in_axis: int = 1
+    out_axis: int = 0
+
+    def groups(self, module: nn.Module) -> int:
+        return int(getattr(module, "groups", 1))
+
+    def in_channels(self, module: nn.Module) -> int:
+        return int(module.in_channels)
+
+    def out_channels(self, module: nn.Module) -> int:
+        return int(module.out_channels)
+
+    def gate_shape(self, module: nn.Module) -> list[int]:
+        """Shape that views an input-channel scale vector along the weight's input axis."""
+        shape = [1] * module.weight.dim()
+        shape[self.in_axis] = -1
+        return shape
+
+    def output_l1(self, module: nn.Module) -> Tensor:
+        """L1 norm of each output channel's weights (the ``l1`` importance criterion)."""
+        weight = module.weight.detach().abs()
+        groups = self.groups(module)
+        if groups > 1 and self.out_axis != 0:
+            # (in, out/g, ...): output channel j of block k lives at rows of block k, column j % b.
+            b = weight.shape[self.out_axis]
+            a = weight.shape[0] // groups
+            per = weight.reshape(groups, a, b, -1).sum(dim=(1, 3))  # (groups, b)
+            return per.reshape(-1)
+        dims = [d for d in range(weight.dim()) if d != self.out_axis]
+        return weight.sum(dim=dims)
+
+    def fold_inputs(self, module: nn.Module, scale: Tensor) -> None:
+        """Multiply the weights of input channel ``i`` by ``scale[i]`` (exact for any scale)."""
+        weight = module.weight
+        factor = broadcast_along(
+            scale.to(device=weight.device, dtype=weight.dtype), self.in_axis, weight.dim()
+        )
+        with torch.no_grad():
+            weight.mul_(factor)
+
+    def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
+        groups = self.groups(module)
+        if groups == 1:
+            _slice(module, "weight", keep_in, self.in_axis)
+            _slice(module, "weight", keep_out, self.out_axis)
+            _slice(module, "bias", keep_out, 0)
+            self._set_sizes(module, int(keep_in.sum()), int(keep_out.sum()), 1)
+            return
+        # Grouped: whole blocks go; the graph couples block k of inputs and outputs, so keep_in
+        # and keep_out agree block by block.
+        a = self.in_channels(module) // groups
+        b = self.out_channels(module) // groups
+        keep_groups = keep_out.view(groups, b).all(dim=1)
+        if not torch.equal(keep_out.view(groups, b).any(dim=1), keep_groups) or not torch.equal(
+            keep_in.view(groups, a).all(dim=1), keep_groups
+        ):
+            raise ValueError("grouped layer: channels must be removed a whole group at a time")
+        row_axis = 0  # the weight axis that lists blocks: out for Conv2d, in for ConvTranspose2d
+        rows = keep_out if self.out_axis == 0 else keep_in
+        _slice(module, "weight", rows, row_axis)
+        _slice(module, "bias", keep_out, 0)
+        kept = int(keep_groups.sum())
+        self._set_sizes(module, kept * a, kept * b, kept)
+
+    def _set_sizes(self, module: nn.Module, n_in: int, n_out: int, groups: int) -> None:
+        module.in_channels, module.out_channels, module.groups = n_in, n_out, groups
+
+    def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+        weight = state.get(prefix + "weight")
+        if weight is None or tuple(weight.shape) == tuple(module.weight.shape):
+            return
+        groups = self.groups(module)
+        a = self.in_channels(module) // groups
+        b = self.out_channels(module) // groups
+        if groups == 1:
+            n_in, n_out = weight.shape[self.in_axis], weight.shape[self.out_axis]
+        else:
+            kept = weight.shape[0] // (b if self.out_axis == 0 else a)
+            n_in, n_out, groups = kept * a, kept * b, kept
+        _empty_like_param(module, "weight", tuple(weight.shape))
+        _empty_like_param(module, "bias", (n_out,))
+        self._set_sizes(module, n_in, n_out, groups)
+
+
+class ConvRule(MixingRule):
+    """``Conv2d``: weight ``(out, in/groups, kH, kW)``."""
+
+    types = (nn.Conv2d,)
+    in_axis, out_axis = 1, 0
+
+
+class ConvTransposeRule(MixingRule):
+    """``ConvTranspose2d``: weight ``(in, out/groups, kH, kW)`` — the axes are swapped."""
+
+    types = (nn.ConvTranspose2d,)
+    in_axis, out_axis = 0, 1
+
+
+class LinearRule(MixingRule):
+    """``Linear``: weight ``(out, in)``; channels are the last (feature) axis of its input."""
+
+    types = (nn.Linear,)
+    in_axis, out_axis = 1, 0
+
+    def in_channels(self, module: nn.Module) -> int:
+        return int(module.in_features)
+
+    def out_channels(self, module: nn.Module) -> int:
+        return int(module.out_features)
+
+    def _set_sizes(self, module: nn.Module, n_in: int, n_out: int, groups: int) -> None:
+        module.in_features, module.out_features = n_in, n_out
+
+
+class ChannelwiseRule(LayerRule):
+    """Layers with one parameter/statistic per channel and no mixing: BatchNorm, InstanceNorm
+    (affine or tracking), PReLU with one slope per channel."""
+
+    types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.PReLU)
+    tensors = ("weight", "bias", "running_mean", "running_var")
+
+    def channels(self, module: nn.Module) -> int | None:
+        """Channel count the layer is tied to, or None for a per-tensor layer (PReLU(1))."""
+        if isinstance(module, nn.PReLU):
+            return None if module.num_parameters == 1 else int(module.num_parameters)
+        return int(module.num_features)
+
+    def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
+        if self.channels(module) is None:
+            return
+        for name in self.tensors:
+            _slice(module, name, keep_out, 0)
+        self._set_size(module, int(keep_out.sum()))
+
+    def _set_size(self, module: nn.Module, n: int) -> None:
+        if isinstance(module, nn.PReLU):
+            module.num_parameters = n
+        else:
+            module.num_features = n
+
+    def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+        if self.channels(module) is None:
+            return
+        for name in self.tensors:
+            tensor = state.get(prefix + name)
+            if tensor is not None:
+                _empty_like_param(module, name, tuple(tensor.shape))
+                self._set_size(module, int(tensor.shape[0]))
+
+
+class GroupNormRule(LayerRule):
+    """``GroupNorm``: statistics over blocks of channels, so a block is pruned as one unit."""
+
+    types = (nn.GroupNorm,)
+
+    def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
+        size = module.num_channels // module.num_groups
+        blocks = keep_out.view(module.num_groups, size)
+        if not torch.equal(blocks.all(dim=1), blocks.any(dim=1)):
+            raise ValueError("GroupNorm: channels must be removed a whole group at a time")
+        _slice(module, "weight", keep_out, 0)
+        _slice(module, "bias", keep_out, 0)
+        module.num_groups = int(blocks.all(dim=1).sum())
+        module.num_channels = module.num_groups * size
+
+    def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+        weight = state.get(prefix + "weight")
+        if weight is None or weight.shape[0] == module.num_channels:
+            return
+        size = module.num_channels // module.num_groups
+        _empty_like_param(module, "weight", tuple(weight.shape))
+        _empty_like_param(module, "bias", tuple(weight.shape))
+        module.num_channels = int(weight.shape[0])
+        module.num_groups = module.num_channels // size
+
+
+#: Exact types only for the mixing layers: a user's subclass may compute something else in its
+#: own ``forward`` (weight standardisation, …), so it is treated as unknown and left whole.
+_MIXING = {nn.Conv2d: ConvRule(), nn.ConvTranspose2d: ConvTransposeRule(), nn.Linear: LinearRule()}
+_OTHERS: tuple[LayerRule, ...] = (ChannelwiseRule(), GroupNormRule())
+
+
+def rule_for(module: nn.Module) -> LayerRule | None:
+    """The rule of ``module``'s type, or None when its channels are not understood."""
+    from .layers import AlphaGate  # gated layers are the same layer types with a scaled weight
+
+    kind = type(module)
+    if isinstance(module, AlphaGate):
+        kind = module.base_type
+    if kind in _MIXING:
+        return _MIXING[kind]
+    for rule in _OTHERS:
+        if type(module) in rule.types:
+            return rule
+    return None
+
+
+def input_axis(module: nn.Module) -> int:
+    """Weight axis that indexes input channels: 1 for Conv2d/Linear, 0 for ConvTranspose2d."""
+    rule = rule_for(module)
+    if not isinstance(rule, MixingRule):
+        raise TypeError(f"{type(module).__name__} has no input-channel weight axis")
+    return rule.in_axis
+
+
+def output_axis(module: nn.Module) -> int:
+    """Weight axis that indexes output channels: 0 for Conv2d/Linear, 1 for ConvTranspose2d."""
+    rule = rule_for(module)
+    if not isinstance(rule, MixingRule):
+        raise TypeError(f"{type(module).__name__} has no output-channel weight axis")
+    return rule.out_axis
