@@ -1,0 +1,610 @@
+"""A zoo of tiny hand-written models, one per channel structure of issue 8 (not a test file).
+
+Every entry is small (≤ 32 channels, 16–32 px inputs) so that ``tests/test_zoo.py`` stays fast
+on two shared cores. :data:`ZOO` maps a name to a :class:`ZooEntry`: a factory, the input size
+and the layers whose channel group must be pruned with ``target="all"`` (the structure the entry
+exists to exercise — a test that prunes nothing there proves nothing).
+
+:func:`randomise` gives every norm random statistics and affine parameters (and PReLUs random
+slopes) so that a channel cut from the wrong place, or a gate in front of a norm, changes the
+output visibly instead of hiding behind identity statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ZOO", "ZooEntry", "randomise", "RandomNet", "build"]
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    factory: Callable[[], nn.Module]
+    input_size: tuple[int, ...]
+    must_prune: tuple[str, ...]
+
+
+def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random running statistics / affine parameters for every norm, random PReLU slopes."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(t: Tensor, low: float, high: float) -> Tensor:
+        return low + (high - low) * torch.rand(t.shape, generator=g, dtype=t.dtype)
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)):
+                if getattr(m, "running_mean", None) is not None:
+                    m.running_mean.copy_(rand(m.running_mean, -0.5, 0.5))
+                    m.running_var.copy_(rand(m.running_var, 0.5, 2.0))
+                if m.weight is not None:
+                    m.weight.copy_(rand(m.weight, 0.5, 1.5) * torch.sign(rand(m.weight, -1, 3)))
+                    m.bias.copy_(rand(m.bias, -0.5, 0.5))
+            elif isinstance(m, nn.PReLU):
+                m.weight.copy_(rand(m.weight, -0.5, 0.5))
+    return model
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()
+    )
+
+
+# -- residual ------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block; a 1×1 conv + BN shortcut when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return self.relu(out + identity)
+
+
+class ResidualIdentity(nn.Module):
+    """Two identity-shortcut blocks on one stream: stem, block1, block2 and head are coupled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn_relu(3, 16)
+        self.block1 = BasicBlock(16, 16)
+        self.block2 = BasicBlock(16, 16)
+        self.head = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.block2(self.block1(self.stem(x))))
+
+
+class ResidualShortcut(nn.Module):
+    """A stride-2 block with a 1×1 conv + BN shortcut, then an identity block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn_relu(3, 8)
+        self.down = BasicBlock(8, 16, stride=2)
+        self.block = BasicBlock(16, 16)
+        self.head = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.block(self.down(self.stem(x))))
+
+
+# -- U-Net -----------------------------------------------------------------------------------------
+
+
+class TinyUNet(nn.Module):
+    """Two levels, ``torch.cat`` skips, ConvTranspose2d upsampling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())  # fmt: skip
+        self.enc2 = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.bottom = nn.Sequential(nn.Conv2d(16, 24, 3, padding=1), nn.ReLU())
+        self.up2 = nn.ConvTranspose2d(24, 16, 2, stride=2)
+        self.dec2 = nn.Sequential(nn.Conv2d(32, 16, 3, padding=1), nn.ReLU())
+        self.up1 = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.dec1 = nn.Sequential(nn.Conv2d(16, 8, 3, padding=1), nn.ReLU())
+        self.out = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        b = self.bottom(F.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([self.up2(b), e2], dim=1))
+        d1 = self.dec1(torch.cat([e1, self.up1(d2)], dim=1))
+        return self.out(d1)
+
+
+# -- MobileNet-style ---------------------------------------------------------------------------------
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = c_in * expand
+        self.use_res = stride == 1 and c_in == c_out
+        self.conv = nn.Sequential(
+            nn.Conv2d(c_in, hidden, 1, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv(x) if self.use_res else self.conv(x)
+
+
+class TinyMobileNet(nn.Module):
+    """Stem, inverted residuals (depthwise conv + ReLU6, residual add), pooled Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Sequential(
+                nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(inplace=True)
+            ),  # fmt: skip
+            InvertedResidual(8, 8, 1, 3),
+            InvertedResidual(8, 12, 2, 2),
+            InvertedResidual(12, 12, 1, 2),
+            nn.Sequential(
+                nn.Conv2d(12, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True)
+            ),  # fmt: skip
+        )
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(32, 10))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        x = F.adaptive_avg_pool2d(x, (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
+# -- grouped ConvTranspose2d ------------------------------------------------------------------------
+
+
+class GroupedDeconv(nn.Module):
+    """Grouped and depthwise ConvTranspose2d (groups couple input and output channel blocks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 2, 1)
+        self.act = nn.ReLU()
+        self.up = nn.ConvTranspose2d(16, 24, 4, stride=2, padding=1, groups=4)
+        self.bn = nn.BatchNorm2d(24)
+        self.dw = nn.ConvTranspose2d(24, 24, 3, padding=1, groups=24)
+        self.grouped = nn.Conv2d(24, 16, 3, padding=1, groups=2)
+        self.out = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act(self.conv(x))
+        x = self.act(self.bn(self.up(x)))
+        x = F.silu(self.dw(x))
+        x = self.act(self.grouped(x))
+        return self.out(x)
+
+
+# -- activations ----------------------------------------------------------------------------------
+
+
+class Activations(nn.Module):
+    """Conv chain through SiLU, GELU, Mish, PReLU (per channel and shared), LeakyReLU, Hardswish,
+    Tanh, Sigmoid, ELU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = 12
+        self.c0 = nn.Conv2d(3, w, 3, padding=1)
+        self.a0 = nn.SiLU()
+        self.c1 = nn.Conv2d(w, w, 3, padding=1)
+        self.a1 = nn.GELU()
+        self.c2 = nn.Conv2d(w, w, 3, padding=1)
+        self.a2 = nn.Mish()
+        self.c3 = nn.Conv2d(w, w, 3, padding=1)
+        self.a3 = nn.PReLU(w)
+        self.c4 = nn.Conv2d(w, w, 3, padding=1)
+        self.a4 = nn.PReLU()
+        self.c5 = nn.Conv2d(w, w, 3, padding=1)
+        self.a5 = nn.Sequential(nn.LeakyReLU(0.1), nn.Hardswish())
+        self.c6 = nn.Conv2d(w, w, 3, padding=1)
+        self.a6 = nn.Sequential(nn.Tanh(), nn.ELU())
+        self.c7 = nn.Conv2d(w, w, 3, padding=1)
+        self.a7 = nn.Sigmoid()
+        self.out = nn.Conv2d(w, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i in range(8):
+            x = getattr(self, f"a{i}")(getattr(self, f"c{i}")(x))
+        return self.out(x)
+
+
+class Functional(nn.Module):
+    """Activations, pooling and resizing called functionally between convs (no modules)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.conv3 = nn.Conv2d(16, 16, 3, padding=1)
+        self.conv4 = nn.Conv2d(16, 16, 3, padding=1)
+        self.conv5 = nn.Conv2d(16, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.max_pool2d(F.gelu(self.conv2(x)), 2)
+        x = torch.sigmoid(self.conv3(x)) * 2.0 - 0.5
+        x = F.interpolate(self.conv4(x).relu(), scale_factor=2, mode="nearest")
+        x = F.leaky_relu(x, 0.2) + 1.0
+        return self.conv5(F.silu(x))
+
+
+class InplaceReluNoBN(nn.Module):
+    """``Conv → ReLU(inplace=True) → Conv`` without BatchNorm (Torch-Pruning's blind spot)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 8, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.body(x)
+        return F.relu(y, inplace=True)
+
+
+# -- Linear heads -------------------------------------------------------------------------------
+
+
+class FlattenHead(nn.Module):
+    """``nn.Flatten`` of a 4×4 map into a Linear (each channel is 16 features), a hidden Linear
+    with BatchNorm1d, and an output Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(12 * 4 * 4, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, 5)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+class PooledHead(nn.Module):
+    """``AdaptiveAvgPool2d((2, 2))`` then ``x.view(x.size(0), -1)`` into a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 2, 1)
+        self.conv2 = nn.Conv2d(16, 16, 3, 2, 1)
+        self.pool = nn.AdaptiveAvgPool2d((2, 2))
+        self.fc1 = nn.Linear(16 * 4, 20)
+        self.fc2 = nn.Linear(20, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv1(x))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = x.view(x.size(0), -1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+# -- containers with a custom forward --------------------------------------------------------------
+
+
+class DictAndList(nn.Module):
+    """``ModuleDict`` looked up by key and ``ModuleList`` iterated in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = nn.ModuleDict(
+            {
+                "stem": nn.Conv2d(3, 12, 3, padding=1),
+                "mid": nn.Conv2d(12, 16, 3, padding=1),
+                "out": nn.Conv2d(16, 3, 3, padding=1),
+            }
+        )
+        self.norms = nn.ModuleDict({"stem": nn.BatchNorm2d(12), "mid": nn.BatchNorm2d(16)})
+        self.blocks = nn.ModuleList([nn.Conv2d(16, 16, 3, padding=1) for _ in range(2)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for key in ("stem", "mid"):
+            x = F.relu(self.norms[key](self.stages[key](x)))
+        for block in self.blocks:
+            x = F.relu(block(x))
+        return self.stages["out"](x)
+
+
+# -- norms ------------------------------------------------------------------------------------------
+
+
+class GroupNormNet(nn.Module):
+    """GroupNorm (blocks of channels are pruned whole), also inside a residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.gn1 = nn.GroupNorm(4, 16)
+        self.conv2 = nn.Conv2d(16, 24, 3, padding=1)
+        self.gn2 = nn.GroupNorm(6, 24)
+        self.conv3 = nn.Conv2d(24, 24, 3, padding=1)
+        self.gn3 = nn.GroupNorm(3, 24)
+        self.out = nn.Conv2d(24, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.silu(self.gn1(self.conv1(x)))
+        x = F.silu(self.gn2(self.conv2(x)))
+        x = x + F.silu(self.gn3(self.conv3(x)))
+        return self.out(x)
+
+
+class InstanceNormNet(nn.Module):
+    """InstanceNorm2d: plain, affine, and tracking running statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.in1 = nn.InstanceNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.in2 = nn.InstanceNorm2d(16, affine=True)
+        self.conv3 = nn.Conv2d(16, 12, 3, padding=1)
+        self.in3 = nn.InstanceNorm2d(12, affine=True, track_running_stats=True)
+        self.out = nn.Conv2d(12, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.in1(self.conv1(x)))
+        x = F.relu(self.in2(self.conv2(x)))
+        x = F.relu(self.in3(self.conv3(x)))
+        return self.out(x)
+
+
+# -- attention, reuse, self-concatenation -------------------------------------------------------------
+
+
+class SqueezeExcite(nn.Module):
+    """``x * sigmoid(fc2(relu(fc1(pool(x))))).view(b, c, 1, 1)``."""
+
+    def __init__(self, c: int, r: int = 4) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(c, c // r)
+        self.fc2 = nn.Linear(c // r, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, _, _ = x.shape
+        s = F.adaptive_avg_pool2d(x, 1).view(b, c)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(s)))).view(b, c, 1, 1)
+        return x * s
+
+
+class SENet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = conv_bn_relu(3, 16)
+        self.se1 = SqueezeExcite(16)
+        self.conv2 = conv_bn_relu(16, 24)
+        self.se2 = SqueezeExcite(24)
+        self.out = nn.Conv2d(24, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.se1(self.conv1(x))
+        x = self.se2(self.conv2(x))
+        return self.out(x)
+
+
+class ReusedModule(nn.Module):
+    """One conv (and one BatchNorm and one ReLU object) called twice in forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.shared = nn.Conv2d(16, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.act = nn.ReLU()
+        self.mid = nn.Conv2d(16, 12, 3, padding=1)
+        self.out = nn.Conv2d(12, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.act(self.stem(x))
+        x = self.act(self.bn(self.shared(x)))
+        x = self.act(self.bn(self.shared(x)))
+        return self.out(self.act(self.mid(x)))
+
+
+class SelfConcat(nn.Module):
+    """``torch.cat([y, y])``: the same channels twice in the consumer's input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 12, 3, padding=1)
+        self.conv3 = nn.Conv2d(12 * 3, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.conv1(x))
+        z = F.relu(self.conv2(torch.cat([y, y], dim=1)))
+        return self.conv3(torch.cat([z, z, z], 1))
+
+
+class Mixed(nn.Module):
+    """Residual, concat, SE and a depthwise conv together, with a Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn_relu(3, 16)
+        self.branch = nn.Sequential(nn.Conv2d(16, 8, 1), nn.BatchNorm2d(8), nn.SiLU())
+        self.dw = nn.Conv2d(24, 24, 3, padding=1, groups=24)
+        self.se = SqueezeExcite(24)
+        self.fuse = nn.Conv2d(24, 16, 1)
+        self.head = nn.Linear(16, 6)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        y = torch.cat([x, self.branch(x)], dim=1)
+        y = self.se(F.relu6(self.dw(y)))
+        x = x + self.fuse(y)
+        return self.head(x.mean((2, 3)))
+
+
+ZOO: dict[str, ZooEntry] = {
+    "residual_identity": ZooEntry(ResidualIdentity, (2, 3, 16, 16), ("stem.0", "block1.conv1")),
+    "residual_shortcut": ZooEntry(
+        ResidualShortcut, (2, 3, 16, 16), ("stem.0", "down.conv1", "down.shortcut.0")
+    ),
+    "unet": ZooEntry(TinyUNet, (2, 3, 16, 16), ("enc1.0", "enc1.2", "enc2.0", "up2", "up1")),
+    "mobilenet": ZooEntry(
+        TinyMobileNet, (2, 3, 32, 32), ("features.1.conv.0", "features.2.conv.0", "features.4.0")
+    ),
+    "grouped_deconv": ZooEntry(GroupedDeconv, (2, 3, 16, 16), ("conv", "up", "grouped")),
+    "activations": ZooEntry(Activations, (2, 3, 16, 16), tuple(f"c{i}" for i in range(8))),
+    "functional": ZooEntry(Functional, (2, 3, 16, 16), ("conv1", "conv2", "conv3", "conv4")),
+    "inplace_relu_no_bn": ZooEntry(InplaceReluNoBN, (2, 3, 16, 16), ("body.0", "body.2")),
+    "flatten_head": ZooEntry(
+        FlattenHead, (2, 3, 16, 16), ("features.0", "features.3", "classifier.1")
+    ),  # fmt: skip
+    "pooled_head": ZooEntry(PooledHead, (2, 3, 16, 16), ("conv1", "conv2", "fc1")),
+    "module_dict_list": ZooEntry(
+        DictAndList, (2, 3, 16, 16), ("stages.stem", "stages.mid", "blocks.0", "blocks.1")
+    ),
+    "groupnorm": ZooEntry(GroupNormNet, (2, 3, 16, 16), ("conv1", "conv2")),
+    "instancenorm": ZooEntry(InstanceNormNet, (2, 3, 16, 16), ("conv1", "conv2", "conv3")),
+    "squeeze_excite": ZooEntry(SENet, (2, 3, 16, 16), ("conv1.0", "conv2.0", "se1.fc1")),
+    "reused_module": ZooEntry(ReusedModule, (2, 3, 16, 16), ("stem", "mid")),
+    "self_concat": ZooEntry(SelfConcat, (2, 3, 16, 16), ("conv1", "conv2")),
+    "mixed": ZooEntry(Mixed, (2, 3, 16, 16), ("stem.0", "branch.0", "se.fc1")),
+}
+
+
+def build(name: str, seed: int = 0) -> nn.Module:
+    """The zoo model ``name`` with seeded weights, randomised norms, in eval mode."""
+    torch.manual_seed(seed)
+    return randomise(ZOO[name].factory(), seed).eval()
+
+
+# -- random graphs (for hypothesis) -------------------------------------------------------------------
+
+
+class RandomNet(nn.Module):
+    """A model built from a spec: a list of ops over a growing list of tensors.
+
+    Tensor 0 is the stem's output. Each op appends one tensor:
+
+    - ``("conv", src, width, kernel, norm, act)``: conv of tensor ``src``, optional norm
+      (``"bn"``, ``"gn"``, ``"in"`` or ``None``), activation (name or ``None``);
+    - ``("dw", src, norm, act)``: depthwise 3×3 conv;
+    - ``("group", src, width, groups, act)``: grouped 3×3 conv;
+    - ``("add", a, b)``: ``t[a] + t[b]`` (same width);
+    - ``("cat", a, b)``: ``torch.cat([t[a], t[b]], 1)``.
+
+    The last tensor goes into a 3-channel conv head, or (``linear_head``) global pooling and a
+    Linear.
+    """
+
+    ACTS: dict[str, Callable[[], nn.Module]] = {
+        "relu": lambda: nn.ReLU(inplace=True),
+        "relu6": nn.ReLU6,
+        "silu": nn.SiLU,
+        "gelu": nn.GELU,
+        "leaky": lambda: nn.LeakyReLU(0.1),
+        "tanh": nn.Tanh,
+    }
+
+    def __init__(self, stem: int, spec: list[tuple], linear_head: bool = False) -> None:
+        super().__init__()
+        self.spec = [tuple(op) for op in spec]
+        self.linear_head = linear_head
+        self.stem = nn.Conv2d(3, stem, 3, padding=1)
+        widths = [stem]
+        self.ops = nn.ModuleList()
+        for op in self.spec:
+            kind = op[0]
+            if kind == "conv":
+                _, src, width, kernel, norm, act = op
+                layers = [nn.Conv2d(widths[src], width, kernel, padding=kernel // 2)]
+                layers += self._norm(norm, width) + self._act(act)
+                widths.append(width)
+            elif kind == "dw":
+                _, src, norm, act = op
+                w = widths[src]
+                layers = [nn.Conv2d(w, w, 3, padding=1, groups=w)]
+                layers += self._norm(norm, w) + self._act(act)
+                widths.append(w)
+            elif kind == "group":
+                _, src, width, groups, act = op
+                layers = [nn.Conv2d(widths[src], width, 3, padding=1, groups=groups)]
+                layers += self._act(act)
+                widths.append(width)
+            elif kind == "add":
+                _, a, b = op
+                assert widths[a] == widths[b]
+                layers = []
+                widths.append(widths[a])
+            elif kind == "cat":
+                _, a, b = op
+                layers = []
+                widths.append(widths[a] + widths[b])
+            else:
+                raise ValueError(kind)
+            self.ops.append(nn.Sequential(*layers))
+        self.widths = widths
+        if linear_head:
+            self.head = nn.Linear(widths[-1], 5)
+        else:
+            self.head = nn.Conv2d(widths[-1], 3, 3, padding=1)
+
+    @staticmethod
+    def _norm(norm: str | None, width: int) -> list[nn.Module]:
+        if norm == "bn":
+            return [nn.BatchNorm2d(width)]
+        if norm == "gn":
+            groups = next(g for g in (4, 3, 2, 1) if width % g == 0)
+            return [nn.GroupNorm(groups, width)]
+        if norm == "in":
+            return [nn.InstanceNorm2d(width, affine=True)]
+        return []
+
+    def _act(self, act: str | None) -> list[nn.Module]:
+        return [] if act is None else [self.ACTS[act]()]
+
+    def forward(self, x: Tensor) -> Tensor:
+        tensors = [F.relu(self.stem(x))]
+        for op, module in zip(self.spec, self.ops, strict=True):
+            kind = op[0]
+            if kind == "add":
+                tensors.append(tensors[op[1]] + tensors[op[2]])
+            elif kind == "cat":
+                tensors.append(torch.cat([tensors[op[1]], tensors[op[2]]], dim=1))
+            else:
+                tensors.append(module(tensors[op[1]]))
+        y = tensors[-1]
+        if self.linear_head:
+            return self.head(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+        return self.head(y)
