@@ -8,10 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 
+from alphaprune.checkpoint import CheckpointError, last_path, read_checkpoint, save_checkpoint
 from alphaprune.config import ConfigError, config_from_dict, load_config
+from alphaprune.locks import LockError, folder_lock, lock_holder
+from alphaprune.train import Diverged, diverged_at, require_finished, train_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,3 +187,186 @@ def test_set_value_that_is_not_yaml_is_one_line(tmp_path):
         load_config(path, ["optimizer.lr=[1,"])
     result = cli("train", str(path), "--set", "optimizer.lr=[1,", cwd=tmp_path)
     one_line_error(result, "optimizer.lr", "not valid YAML")
+
+
+# --- case 3: divergence ---------------------------------------------------------------------------
+
+
+def wild(tmp_path: Path, **changes) -> dict:
+    """SGD at lr 1e4: finite for two epochs, then the validation loss is inf (epoch 2)."""
+    return tiny(tmp_path, epochs=4, **{"optimizer.name": "sgd", "optimizer.lr": 1.0e4, **changes})
+
+
+def test_diverging_run_stops_keeps_last_finite_checkpoint_and_marks_metrics(tmp_path):
+    cfg = config_from_dict(wild(tmp_path))
+    with pytest.raises(Diverged) as err:
+        train_baseline(cfg, progress=False)
+    message = str(err.value)
+    assert "run 'base' diverged at epoch 2" in message and "\n" not in message
+    assert err.value.epoch == 2 and err.value.result.diverged_at == 2
+    saved = read_checkpoint(last_path(cfg.run_dir))
+    assert saved["epoch"] == 2 and len(saved["metrics"]) == 2  # epochs 0 and 1, both finite
+    assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
+    metrics = pd.read_csv(cfg.run_dir / "metrics.csv")
+    assert metrics["epoch"].tolist() == [0, 1, 2]
+    assert metrics["status"].tolist() == ["ok", "ok", "diverged"]
+    assert diverged_at(cfg.run_dir) == 2
+    with pytest.raises(Diverged, match="diverged at epoch 2"):  # the same command: same answer
+        train_baseline(cfg, progress=False)
+    assert read_checkpoint(last_path(cfg.run_dir))["epoch"] == 2
+
+
+def test_run_diverging_in_its_first_epoch_keeps_its_start(tmp_path):
+    cfg = config_from_dict(tiny(tmp_path, epochs=2, **{"optimizer.lr": 1.0e6}))
+    with pytest.raises(Diverged, match="diverged at epoch 0"):
+        train_baseline(cfg, progress=False)
+    saved = read_checkpoint(last_path(cfg.run_dir))
+    assert saved["epoch"] == 0 and saved["metrics"] == []
+    assert all(torch.isfinite(t).all() for t in saved["model"].values() if t.is_floating_point())
+
+
+def test_cli_diverged_run_exits_non_zero_with_one_line(tmp_path):
+    path = write_yaml(tmp_path / "wild.yaml", wild(tmp_path))
+    result = cli("train", str(path), "--no-progress", cwd=tmp_path)
+    one_line_error(result, "run 'base' diverged at epoch 2", "last.pt", code=3)
+    assert "baseline done" not in result.stdout
+
+
+def test_cli_shrink_of_a_diverged_run_says_so(tmp_path):
+    base = train_baseline(config_from_dict(tiny(tmp_path, epochs=1)), progress=False)
+    data = wild(tmp_path, name="p", **{"optimizer.lr": 1.0e6})
+    data["init_from"] = str(base.checkpoint)
+    path = write_yaml(tmp_path / "p.yaml", data)
+    one_line_error(cli("prune", str(path), "--no-progress", cwd=tmp_path), "diverged", code=3)
+    result = cli("shrink", str(path), cwd=tmp_path)
+    one_line_error(result, "shrink: run 'p' diverged at epoch 0", code=3)
+    assert "AssertionError" not in result.stderr and result.stdout == ""
+    with pytest.raises(Diverged, match="03_shrink: run 'p' diverged at epoch 0"):
+        require_finished(Path(data["output_dir"]) / "p" / "checkpoints" / "last.pt", "03_shrink")
+    require_finished(base.checkpoint)  # a finished run passes
+
+
+def nan_checkpoint(tmp_path: Path, alpha: float | None = None) -> Path:
+    base = train_baseline(config_from_dict(tiny(tmp_path, epochs=1)), progress=False)
+    data = read_checkpoint(base.checkpoint)
+    data["model"] = dict(data["model"])
+    name = next(k for k in data["model"] if k.endswith("weight"))
+    data["model"][name] = torch.full_like(data["model"][name], float("nan"))
+    if alpha is not None:
+        data["alpha"] = alpha
+    data.pop("format"), data.pop("version")
+    return save_checkpoint(tmp_path / "nan.pt", data)
+
+
+def test_evaluate_and_shrink_of_a_nan_model_fail_instead_of_printing_nan(tmp_path):
+    path = nan_checkpoint(tmp_path)
+    params = write_yaml(tmp_path / "x.yaml", tiny(tmp_path))
+    result = cli("evaluate", str(params), "--checkpoint", str(path), cwd=tmp_path)
+    one_line_error(result, str(path), "non-finite")
+    assert "NaN" not in result.stdout and result.stdout == ""
+    result = cli("shrink", str(params), "--checkpoint", str(path), cwd=tmp_path)
+    one_line_error(result, str(path), "non-finite")
+    assert "NaN" not in result.stdout and not (tmp_path / "runs" / "base" / "shrunk.pt").exists()
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -0.5, 1.5])
+def test_checkpoint_with_non_finite_alpha_is_refused(tmp_path, alpha):
+    base = train_baseline(config_from_dict(tiny(tmp_path, epochs=1)), progress=False)
+    data = read_checkpoint(base.checkpoint)
+    data.pop("format"), data.pop("version")
+    path = save_checkpoint(tmp_path / "a.pt", {**data, "alpha": alpha})
+    with pytest.raises(CheckpointError, match=r"a.pt: checkpoint's 'alpha' is not a number in"):
+        read_checkpoint(path)
+
+
+def test_report_table_shows_a_diverged_run_and_the_report_goes_on(tmp_path, monkeypatch):
+    from alphaprune.report_runs import run_all, summary_table
+
+    monkeypatch.chdir(tmp_path)
+    baseline = tiny(tmp_path, name="baseline", output_dir="runs", epochs=1)
+    start = "runs/baseline/checkpoints/last.pt"
+    experiments = [
+        {"name": "wild", "config": {**wild(tmp_path), "name": "wild", "output_dir": "runs",
+                                    "init_from": start}},
+        {"name": "after", "start": {"run": "wild"},
+         "config": {**tiny(tmp_path, epochs=1), "name": "after", "output_dir": "runs",
+                    "init_from": "runs/wild/checkpoints/last.pt"}},
+    ]  # fmt: skip
+    results = run_all(baseline, experiments, progress=False)
+    epoch = results["wild"].diverged_at
+    assert epoch is not None and epoch == diverged_at("runs/wild")
+    assert results["after"].diverged_at is None
+    table = summary_table(results, {"wild": "lr 1e4"}).set_index("run")
+    assert table.loc["wild", "status"] == f"diverged at epoch {epoch}"
+    assert table.loc["wild", "label"] == f"lr 1e4 (diverged at epoch {epoch})"
+    assert pd.isna(table.loc["wild", "val_loss"])
+    assert table.loc["after", "status"] == "finished" and table.loc["after", "val_loss"] > 0
+    again = run_all(baseline, experiments, progress=False)  # a rerun reports it the same way
+    assert again["wild"].diverged_at == epoch
+
+
+# --- case 2: the original must match the config's architecture ------------------------------------
+
+
+def test_prune_refuses_an_original_of_another_architecture(tmp_path):
+    base = train_baseline(config_from_dict(tiny(tmp_path, epochs=1)), progress=False)
+    data = tiny(tmp_path, name="p", **{"model.layer": "relu2_1"})
+    data["init_from"] = str(base.checkpoint)
+    path = write_yaml(tmp_path / "p.yaml", data)
+    result = cli("prune", str(path), "--no-progress", cwd=tmp_path)
+    one_line_error(result, str(base.checkpoint), "relu1_1", "model.layer relu2_1")
+    assert not last_path(tmp_path / "runs" / "p").exists()  # refused before any training
+
+
+# --- locks -----------------------------------------------------------------------------------------
+
+
+HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, f"{os.getpid()}\\n".encode())
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def hold_lock(folder: Path) -> subprocess.Popen:
+    """A separate process holding ``folder``'s lock, as a running report or training would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder / ".alphaprune.lock")],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def release(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
+
+
+def test_run_folder_is_locked_while_training_and_a_dead_holder_is_taken_over(tmp_path):
+    cfg = config_from_dict(tiny(tmp_path, epochs=1))
+    holder = hold_lock(cfg.run_dir)
+    try:
+        with pytest.raises(
+            LockError, match=rf"run folder of 'base' .* in use by process {holder.pid}"
+        ):
+            train_baseline(cfg, progress=False)
+        assert not last_path(cfg.run_dir).exists()
+    finally:
+        release(holder)
+    assert lock_holder(cfg.run_dir) == holder.pid  # a stale lock file naming a dead process …
+    result = train_baseline(cfg, progress=False)  # … is taken over
+    assert len(result.metrics) == 1
+    assert lock_holder(cfg.run_dir) is None  # released at the end
+
+
+def test_lock_is_released_when_the_holder_crashes(tmp_path):
+    folder = tmp_path / "f"
+    with pytest.raises(ZeroDivisionError):
+        with folder_lock(folder, "report folder"):
+            assert lock_holder(folder) == os.getpid()
+            1 / 0  # noqa: B018
+    with folder_lock(folder, "report folder"):
+        pass
