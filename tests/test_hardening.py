@@ -370,3 +370,197 @@ def test_lock_is_released_when_the_holder_crashes(tmp_path):
             1 / 0  # noqa: B018
     with folder_lock(folder, "report folder"):
         pass
+
+
+# --- cases 4 and 5: the report runner -------------------------------------------------------------
+
+CI_PARAMS = ROOT / "params" / "ci.yaml"
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    """``run_report`` with its notebooks replaced by an executed ``05_report`` whose text is
+    ``state["text"]`` (written when ``state["ran"]``), so that the export is the only real step."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    import alphaprune.report as report_module
+    from alphaprune import export
+
+    state = {"text": "v1", "ran": True, "calls": 0}
+
+    def run_stages(stages, out_dir, force=False, progress=True, **kwargs):
+        state["calls"] += 1
+        path = Path(out_dir) / "05_report.ipynb"
+        if state["ran"]:
+            html = new_output("display_data", data={"text/html": f"<p>{state['text']}</p>"})
+            nbformat.write(new_notebook(cells=[new_code_cell("", outputs=[html])]), path)
+        return [report_module.StageRecord("05_report", "h", state["ran"], 0.0, path, [])]
+
+    monkeypatch.setattr(report_module, "run_stages", run_stages)
+    monkeypatch.setattr(export, "find_chromium", lambda: None)
+    return state
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [KeyboardInterrupt("kill during the export"), OSError(28, "No space left on device")],
+    ids=["killed", "disk-full"],
+)
+def test_interrupted_export_is_redone_not_called_up_to_date(tmp_path, fake_stages, monkeypatch,
+                                                            capsys, failure):  # fmt: skip
+    from alphaprune import export
+    from alphaprune.report import ReportError, run_report
+
+    out = tmp_path / "out"
+    run_report(CI_PARAMS, out_dir=out)
+    assert "v1" in (out / "report.html").read_text(encoding="utf-8")
+    fake_stages["text"] = "v2"  # 05_report reruns with new content …
+    real = export.to_html
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(export, "to_html", fail)  # … and the export dies
+    with pytest.raises((KeyboardInterrupt, OSError, ReportError)):
+        run_report(CI_PARAMS, out_dir=out)
+    monkeypatch.setattr(export, "to_html", real)
+    fake_stages["ran"] = False  # the next run skips the recorded stage
+    capsys.readouterr()
+    run_report(CI_PARAMS, out_dir=out)
+    printed = capsys.readouterr().out
+    assert "up to date" not in printed
+    assert "v2" in (out / "report.html").read_text(encoding="utf-8")
+    run_report(CI_PARAMS, out_dir=out)  # and now it is
+    assert "up to date" in capsys.readouterr().out
+
+
+def ci_with(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load(CI_PARAMS.read_text(encoding="utf-8"))
+    data["notebooks_dir"] = str(ROOT / "notebooks")
+    data.update(changes)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def old_report(folder: Path) -> Path:
+    """A report folder with trained runs and stage records, as a finished report leaves it."""
+    model = folder / "runs" / "baseline" / "checkpoints" / "last.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"weights")
+    (folder / ".stages.json").write_text(json.dumps({"version": 1, "stages": {"01_prune": {}}}))
+    return model
+
+
+def test_force_with_a_missing_notebooks_dir_deletes_nothing(tmp_path, fake_stages):
+    from alphaprune.report import ReportError, run_report
+
+    out = tmp_path / "out"
+    model = old_report(out)
+    missing = tmp_path / "no-such-notebooks"
+    params = ci_with(tmp_path, notebooks_dir=str(missing), output_dir=str(out))
+    with pytest.raises(ReportError, match="no-such-notebooks/01_prune.ipynb"):
+        run_report(params, force=True)
+    assert model.read_bytes() == b"weights" and fake_stages["calls"] == 0
+    result = cli("report", str(params), "--force", cwd=tmp_path)
+    one_line_error(result, "notebook(s) not found", str(missing))
+    assert model.read_bytes() == b"weights"
+    assert json.loads((out / ".stages.json").read_text())["stages"] == {"01_prune": {}}
+
+
+def test_force_moves_old_runs_aside_and_keeps_them_when_the_rebuild_fails(tmp_path, fake_stages,
+                                                                          monkeypatch, capsys):  # fmt: skip
+    import alphaprune.report as report_module
+    from alphaprune.report import ReportError, run_report
+
+    out = tmp_path / "out"
+    old_report(out)
+
+    def broken(*args, **kwargs):
+        raise ReportError("stage '01_prune' failed at cell 4: simulated")
+
+    monkeypatch.setattr(report_module, "run_stages", broken)
+    with pytest.raises(ReportError, match="simulated"):
+        run_report(CI_PARAMS, force=True, out_dir=out)
+    (aside,) = out.glob(".runs.previous-*")
+    assert (aside / "baseline" / "checkpoints" / "last.pt").read_bytes() == b"weights"
+    assert str(aside) in capsys.readouterr().err
+    assert json.loads((out / ".stages.json").read_text())["stages"] == {}  # nothing vouched for
+
+
+def test_force_on_a_read_only_report_folder_names_the_folder(tmp_path, fake_stages):
+    from alphaprune.report import ReportError, run_report
+
+    out = tmp_path / "out"
+    model = old_report(out)
+    with read_only(out):
+        with pytest.raises(ReportError, match=rf"report folder {out} is not writable"):
+            run_report(CI_PARAMS, force=True, out_dir=out)
+    assert model.read_bytes() == b"weights" and fake_stages["calls"] == 0
+
+
+class read_only:
+    """Make a folder read-only, also for root (``chattr +i``; ``chmod`` does not stop root)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __enter__(self):
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "+i", str(self.folder)], check=True)
+        else:
+            self.folder.chmod(0o555)
+
+    def __exit__(self, *exc):
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(self.folder)], check=True)
+        else:
+            self.folder.chmod(0o755)
+
+
+def test_second_report_into_the_same_folder_is_refused_naming_the_holder(tmp_path, fake_stages):
+    from alphaprune.report import run_report
+
+    out = tmp_path / "out"
+    holder = hold_lock(out)
+    try:
+        with pytest.raises(
+            LockError, match=rf"report folder {out} is in use by process {holder.pid}"
+        ):
+            run_report(CI_PARAMS, out_dir=out)
+        assert fake_stages["calls"] == 0
+    finally:
+        release(holder)
+    run_report(CI_PARAMS, out_dir=out)  # the holder is gone: its stale lock is taken over
+    assert fake_stages["calls"] == 1
+
+
+def test_stage_failing_on_a_full_disk_names_the_cell_error(tmp_path, monkeypatch):
+    import errno
+
+    import nbformat
+    import papermill.engines
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from alphaprune.report import Stage, StageFailed, run_stages
+
+    source = tmp_path / "full.ipynb"
+    cells = [new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+             new_code_cell("raise OSError(28, 'No space left on device', 'figures/a.png')")]  # fmt: skip
+    nbformat.write(new_notebook(cells=cells), source)
+    real_write = papermill.engines.write_ipynb
+
+    def disk_full_after_the_error(nb, path):  # the disk is full once the cell has failed
+        if any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", [])):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(nb, path)
+
+    monkeypatch.setattr(papermill.engines, "write_ipynb", disk_full_after_the_error)
+    with pytest.raises(StageFailed) as err:
+        run_stages([Stage("full", source, {})], tmp_path / "out", progress=False)
+    message = str(err.value)
+    assert "start-up" not in message
+    assert (
+        "failed at cell 1: OSError: [Errno 28] No space left on device: 'figures/a.png'" in message
+    )
