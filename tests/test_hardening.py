@@ -166,7 +166,7 @@ def test_duplicate_keys_are_refused(tmp_path):
         load_config(path)
     nested = tmp_path / "nested.yaml"
     nested.write_text("optimizer:\n  lr: 0.1\n  lr: 0.2\n")
-    with pytest.raises(ConfigError, match=r"duplicate key 'lr' \(line 3\)"):
+    with pytest.raises(ConfigError, match=r"duplicate key 'lr' \(line 3, column 3\)"):
         load_config(nested)
 
 
@@ -392,6 +392,7 @@ def fake_stages(monkeypatch):
     def run_stages(stages, out_dir, force=False, progress=True, **kwargs):
         state["calls"] += 1
         path = Path(out_dir) / "05_report.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)  # as the real run_stages does
         if state["ran"]:
             html = new_output("display_data", data={"text/html": f"<p>{state['text']}</p>"})
             nbformat.write(new_notebook(cells=[new_code_cell("", outputs=[html])]), path)
@@ -564,3 +565,36 @@ def test_stage_failing_on_a_full_disk_names_the_cell_error(tmp_path, monkeypatch
     assert (
         "failed at cell 1: OSError: [Errno 28] No space left on device: 'figures/a.png'" in message
     )
+
+
+@pytest.mark.slow
+def test_report_with_a_diverged_run_builds_and_its_shrink_stage_says_so(tmp_path):
+    from alphaprune.report import StageFailed, run_report
+
+    data = yaml.safe_load(CI_PARAMS.read_text(encoding="utf-8"))
+    data["notebooks_dir"] = str(ROOT / "notebooks")
+    data["experiments"].append({
+        "name": "wild", "label": "lr 1e6", "start": {"run": "decay", "alpha": 0.0},
+        "config": {"epochs": 2, "optimizer": {"name": "sgd"},
+                   "schedule": {"kind": "constant", "alpha": 0.0, "lr": 1.0e6}},
+    })  # fmt: skip
+    data["shrink"]["experiment"] = "wild"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(StageFailed) as err:
+        run_report(params, out_dir=out, progress=False)
+    assert err.value.stage == "03_shrink"
+    assert "run 'wild' diverged at epoch" in str(err.value) and "AssertionError" not in str(
+        err.value
+    )
+
+    data["shrink"]["experiment"] = "restart"
+    params.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    run_report(params, out_dir=out, progress=False)
+    epoch = diverged_at(out / "runs" / "wild")
+    assert epoch is not None
+    table = pd.read_csv(out / "tables" / "experiments.csv").set_index("run")
+    assert table.loc["wild", "status"] == f"diverged at epoch {epoch}"
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert f"lr 1e6 (diverged at epoch {epoch})" in html

@@ -81,9 +81,8 @@ def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: b
         key = loader.construct_object(key_node, deep=deep)
         try:
             if key in seen:
-                line = key_node.start_mark.line + 1
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
             seen[key] = True
         except TypeError:  # an unhashable key: let PyYAML report it
@@ -92,6 +91,16 @@ def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: b
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def yaml_reason(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where (``… (line 3, column 5)``)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        context = f"{exc.context}: " if exc.context else ""
+        return f"{context}{exc.problem}{where}"
+    return " ".join(str(exc).split())
 
 
 def yaml_load(text: str) -> Any:
@@ -292,7 +301,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         try:
             node[parts[-1]] = yaml_load(raw)
         except yaml.YAMLError as exc:
-            reason = " ".join(str(exc).split())
+            reason = yaml_reason(exc)
             raise ConfigError(
                 f"--set {key.strip()}: value {raw!r} is not valid YAML: {reason}"
             ) from None
@@ -307,8 +316,7 @@ def read_yaml(path: str | Path, mapping_only: bool = True) -> Any:
     try:
         data = yaml_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        reason = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: not valid YAML: {reason}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_reason(exc)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     if data is None:
