@@ -9,6 +9,7 @@ of finished epochs).
 
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -94,6 +95,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint's 'model' or 'config' is not a mapping")
     if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float))):
         raise CheckpointError(f"{path}: checkpoint's 'alpha' is not a number: {alpha!r}")
+    if alpha is not None and not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
+        raise CheckpointError(f"{path}: checkpoint's 'alpha' is not a number in [0, 1]: {alpha!r}")
     return data
 
 
@@ -158,7 +161,7 @@ def load_model(
     gated = bool(gates(model))
     if gated:
         held = get_alpha(model, per_gate=True)
-        if stored is None or any(abs(value - stored) > 1e-12 for value in held.values()):
+        if stored is None or not all(abs(value - stored) <= 1e-12 for value in held.values()):
             raise CheckpointError(f"{path}: gates hold α={held} but the checkpoint says {stored}")
     overridden = False
     if alpha is not None and (stored is None or float(alpha) != float(stored)):

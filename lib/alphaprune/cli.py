@@ -1,18 +1,50 @@
 """Command line: ``python -m alphaprune train|prune|evaluate|shrink|report PARAMS.yaml``.
 
 Bad input gives a one-line ``error: …`` on stderr and exit code 2; nothing runs before the
-config has been validated.
+config has been validated. A run whose loss becomes inf/NaN stops with a one-line error and exit
+code 3 (its last finite checkpoint is kept; see :class:`alphaprune.train.Diverged`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_USAGE", "EXIT_DIVERGED"]
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+
+
+def _require_finite_weights(path: Path) -> None:
+    """A one-line error when the checkpoint ``path`` holds inf/NaN weights."""
+    import torch
+
+    from .checkpoint import read_checkpoint
+
+    bad = [
+        name
+        for name, value in read_checkpoint(path)["model"].items()
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+    if bad:
+        raise ValueError(
+            f"{path} holds non-finite (inf/NaN) weights in {len(bad)} tensor(s), e.g. {bad[0]}; "
+            "was it saved by a run that diverged?"
+        )
+
+
+def _json(data: dict) -> str:
+    """``data`` as JSON; a ValueError naming the keys when a number is inf/NaN."""
+    bad = [k for k, v in data.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        shown = ", ".join(f"{k}={data[k]}" for k in bad)
+        raise ValueError(f"{data.get('checkpoint') or data.get('source')}: non-finite {shown}")
+    return json.dumps(data, allow_nan=False)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,17 +113,23 @@ def _run(args: argparse.Namespace) -> int:
         from .train import make_datasets
 
         path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
+        if args.alpha is not None and not math.isfinite(args.alpha):
+            raise ValueError(f"--alpha must be a finite number, got {args.alpha}")
+        _require_finite_weights(path)
         model = load_model(path, alpha=args.alpha, override_alpha=args.override_alpha)
         scores = evaluate(model, make_datasets(cfg)[1], batch_size=cfg.data.batch_size)
         alpha = args.alpha if model.alpha_overridden else model.checkpoint_alpha
-        print(json.dumps({"checkpoint": str(path), "alpha": alpha, **scores}))
+        print(_json({"checkpoint": str(path), "alpha": alpha, **scores}))
     elif args.command == "shrink":
         from .checkpoint import last_path, shrink_checkpoint
+        from .train import require_finished
 
         path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
         out = Path(args.out) if args.out else cfg.run_dir / "shrunk.pt"
+        require_finished(path, "shrink")
+        _require_finite_weights(path)
         summary = shrink_checkpoint(path, out, image_size=cfg.data.crop)
-        print(json.dumps(summary))
+        print(_json(summary))
     return 0
 
 
@@ -104,10 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
+        from .train import Diverged
+
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         message = "; ".join(lines) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_DIVERGED if isinstance(exc, Diverged) else EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

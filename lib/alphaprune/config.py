@@ -8,20 +8,140 @@ value::
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .schedules import Schedule, schedule_from_dict
 
-__all__ = ["ConfigError", "ExperimentConfig", "load_config", "config_from_dict", "apply_overrides"]
+__all__ = [
+    "ConfigError",
+    "ExperimentConfig",
+    "FiniteFloat",
+    "StrictInt",
+    "load_config",
+    "config_from_dict",
+    "apply_overrides",
+    "read_yaml",
+    "yaml_load",
+    "check_run_name",
+]
+
+#: Largest seed accepted (torch, numpy and Python all take it).
+MAX_SEED = 2**63 - 1
 
 
 class ConfigError(ValueError):
     """A configuration file or dict is malformed; the message names the source and the key."""
+
+
+# --- YAML: one loader everywhere -----------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys and reads ``1e-3`` as a float.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e-3``): plain ``1e-3`` would be the
+    string ``'1e-3'``. Here it is a float, as in YAML 1.2, JSON and Python.
+    """
+
+
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, Any] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen[key] = True
+        except TypeError:  # an unhashable key: let PyYAML report it
+            break
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def yaml_reason(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where (``… (line 3, column 5)``)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        context = f"{exc.context}: " if exc.context else ""
+        return f"{context}{exc.problem}{where}"
+    return " ".join(str(exc).split())
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` with duplicate keys refused and ``1e-3`` read as a float."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+# --- numbers: finite floats, ints that are not bools ---------------------------------------------
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("must be a number (not a bool or a string)")
+    return value
+
+
+def _integer(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer (not a bool, a float or a string)")
+    return value
+
+
+#: A float that is a real number: no bools, no strings, no inf/NaN.
+FiniteFloat = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+#: An int that is not a bool (``epochs: true`` is refused) and not a float or string.
+StrictInt = Annotated[int, BeforeValidator(_integer)]
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is one plain path component (no separators, no ``..``, no leading dot)."""
+    if (
+        not name
+        or name.startswith(".")
+        or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)
+        or ".." in name
+    ):
+        raise ValueError(
+            "run name must be one folder name (letters, digits, '_', '-', '.'; not starting "
+            "with '.' and without '..')"
+        )
+    return name
 
 
 class _Section(BaseModel):
@@ -36,12 +156,12 @@ class ModelConfig(_Section):
 
 class DataConfig(_Section):
     source: str = "bundled"  # "bundled" or a folder of JPEG/PNG files
-    crop: int = Field(64, ge=8)
-    batch_size: int = Field(8, ge=1)
-    samples_per_epoch: int = Field(64, ge=1)
+    crop: StrictInt = Field(64, ge=8)
+    batch_size: StrictInt = Field(8, ge=1)
+    samples_per_epoch: StrictInt = Field(64, ge=1)
     val_images: list[str] = Field(default_factory=lambda: ["astronaut", "chelsea"], min_length=1)
-    val_crops: int = Field(5, ge=1, le=5)
-    num_workers: int = Field(0, ge=0)
+    val_crops: StrictInt = Field(5, ge=1, le=5)
+    num_workers: StrictInt = Field(0, ge=0)
 
 
 class PruningConfig(_Section):
@@ -53,8 +173,9 @@ class PruningConfig(_Section):
     @classmethod
     def _no_booleans(cls, value: Any) -> Any:
         values = value.values() if isinstance(value, dict) else [value]
-        if any(isinstance(v, bool) for v in values):
-            raise ValueError(f"keep must be a number in (0, 1], got {value!r}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"keep must be a number in (0, 1], got {v!r}")
         return value
 
     @field_validator("keep")
@@ -69,14 +190,14 @@ class PruningConfig(_Section):
 
 class OptimizerConfig(_Section):
     name: Literal["adam", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    lr: FiniteFloat = Field(1e-3, gt=0)
+    weight_decay: FiniteFloat = Field(0.0, ge=0)
+    momentum: FiniteFloat = Field(0.9, ge=0, lt=1)
 
 
 class LossConfig(_Section):
-    pixel: float = Field(1.0, ge=0)
-    vgg_feature: float = Field(0.0, ge=0)
+    pixel: FiniteFloat = Field(1.0, ge=0)
+    vgg_feature: FiniteFloat = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _some_loss(self) -> LossConfig:
@@ -88,12 +209,12 @@ class LossConfig(_Section):
 class ExperimentConfig(_Section):
     """A training or pruning run. ``run_dir`` = ``output_dir / name``."""
 
-    name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = "experiment"
     output_dir: str = "runs"
-    seed: int = Field(0, ge=0)
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    epochs: int = Field(10, ge=0)
-    steps_per_epoch: int | None = Field(None, ge=1)
+    epochs: StrictInt = Field(10, ge=0)
+    steps_per_epoch: StrictInt | None = Field(None, ge=1)
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     pruning: PruningConfig = Field(default_factory=PruningConfig)
@@ -103,6 +224,11 @@ class ExperimentConfig(_Section):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     init_from: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return check_run_name(value)
 
     @field_validator("schedule")
     @classmethod
@@ -114,7 +240,13 @@ class ExperimentConfig(_Section):
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.name
+        """``output_dir / name``; a ConfigError if it would not lie inside ``output_dir``."""
+        root = Path(self.output_dir)
+        run_dir = root / self.name
+        inside = run_dir.resolve().parent == root.resolve()
+        if not inside:  # e.g. a symlink named like the run pointing elsewhere
+            raise ConfigError(f"run folder {run_dir} does not lie inside {root}")
+        return run_dir
 
     def build_schedule(self) -> Schedule:
         """The α/lr schedule; its ``lr`` defaults to ``optimizer.lr``."""
@@ -151,8 +283,8 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Experim
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed with ``yaml.safe_load``) to a nested dict."""
-    result = yaml.safe_load(yaml.safe_dump(data)) or {}
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict."""
+    result = yaml_load(yaml.safe_dump(dict(data))) or {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
@@ -166,7 +298,13 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: '{part}' is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml_load(raw)
+        except yaml.YAMLError as exc:
+            reason = yaml_reason(exc)
+            raise ConfigError(
+                f"--set {key.strip()}: value {raw!r} is not valid YAML: {reason}"
+            ) from None
     return result
 
 
@@ -176,13 +314,13 @@ def read_yaml(path: str | Path, mapping_only: bool = True) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_reason(exc)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{path}: empty params file")
     if mapping_only and not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data

@@ -11,16 +11,24 @@ output files are still there; once a stage runs, every later stage runs too. ``f
 all (and retrains: see :func:`run_report`). When a notebook fails, the runner stops, keeps the
 failed executed notebook (the error is in it), prints the failing cell's error and raises
 :class:`StageFailed`; earlier results are kept.
+
+The export (``report.html``, ``report.pdf``) has its own record, ``.export.json``, written only
+after both files are in place and keyed by the executed ``05_report`` notebook they were made from:
+an export that was killed or ran out of disk is redone by the next run. One process at a time
+builds a report folder (:func:`alphaprune.locks.folder_lock`).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +39,7 @@ import nbformat
 
 from . import __version__, export
 from .atomic import atomic_write_text
+from .locks import folder_lock
 from .report_params import RUNS_DIR, load_report_params, stage_parameters
 
 __all__ = [
@@ -45,6 +54,8 @@ __all__ = [
 ]
 
 STATE_FILE = ".stages.json"
+#: Record of the last complete export: which executed notebook report.html/pdf were made from.
+EXPORT_FILE = ".export.json"
 #: Sub-folders whose files count as a stage's outputs.
 OUTPUT_DIRS = ("figures", "tables")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -57,7 +68,16 @@ class ReportError(RuntimeError):
 class StageFailed(ReportError):
     """A notebook raised; ``notebook`` is the kept executed notebook holding the error."""
 
-    def __init__(self, stage: str, notebook: Path, cell: int | None, error: str, detail: str = ""):
+    def __init__(
+        self,
+        stage: str,
+        notebook: Path,
+        cell: int | None,
+        error: str,
+        detail: str = "",
+        kept: bool = True,
+        where: str | None = None,
+    ):
         self.stage, self.notebook, self.cell, self.error, self.detail = (
             stage,
             notebook,
@@ -65,10 +85,9 @@ class StageFailed(ReportError):
             error,
             detail,
         )
-        where = f"cell {cell}" if cell is not None else "start-up"
-        super().__init__(
-            f"stage '{stage}' failed at {where}: {error} (executed notebook kept at {notebook})"
-        )
+        where = where or (f"cell {cell}" if cell is not None else "start-up")
+        note = f"executed notebook kept at {notebook}" if kept else f"{notebook} not written"
+        super().__init__(f"stage '{stage}' failed at {where}: {error} ({note})")
 
 
 @dataclass
@@ -171,9 +190,40 @@ def _failure(stage: Stage, executed: Path, exc: Exception) -> StageFailed:
             stage.name, executed, exc.cell_index, f"{exc.ename}: {exc.evalue}", detail
         )
     text = _ANSI.sub("", str(exc)).strip().splitlines()
-    return StageFailed(
-        stage.name, executed, None, f"{type(exc).__name__}: {text[-1] if text else ''}"
-    )
+    error = f"{type(exc).__name__}: {text[-1] if text else ''}"
+    found = _cell_error(exc)
+    if found is not None:  # a cell failed, then saving the notebook failed too (a full disk)
+        cell, cell_error = found
+        return StageFailed(
+            stage.name, executed, cell, f"{cell_error}; then saving the notebook failed: {error}",
+            kept=False,
+        )  # fmt: skip
+    if isinstance(exc, OSError) and (  # not the kernel: writing the executed notebook failed
+        exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or exc.filename == str(executed)
+    ):
+        return StageFailed(
+            stage.name, executed, None, error, kept=False, where="saving its executed notebook"
+        )
+    return StageFailed(stage.name, executed, None, error)
+
+
+def _cell_error(exc: BaseException) -> tuple[int, str] | None:
+    """The failed cell's index and error, read from the notebook papermill was executing when
+    ``exc`` (not a cell error itself: e.g. saving the notebook) was raised."""
+    from nbformat import NotebookNode
+
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            nb = getattr(value, "nb", value)
+            if not isinstance(nb, NotebookNode) or "cells" not in nb:
+                continue
+            for index, cell in enumerate(nb.cells):
+                for output in cell.get("outputs", []):
+                    if output.get("output_type") == "error":
+                        return index, f"{output.get('ename')}: {output.get('evalue')}"
+        tb = tb.tb_next
+    return None
 
 
 def run_stages(
@@ -266,13 +316,16 @@ def run_report(
     Writes the executed notebooks, ``figures/``, ``tables/``, ``report.html`` and (with Chromium)
     ``report.pdf`` into ``out_dir`` (default: the params' ``output_dir``, e.g. ``reports/week09``).
     Unchanged stages are skipped, and unchanged training runs in ``runs/`` are reused;
-    ``force=True`` starts from scratch: it deletes ``runs/`` (retraining every model) and reruns
-    every stage.
+    ``force=True`` starts from scratch: it retrains every model and reruns every stage. Everything
+    is checked first (params, notebooks, a writable folder, no other process building it); then
+    ``runs/`` is moved aside to ``.runs.previous-<time>`` (deleted once the report is built, kept
+    when it fails), never deleted first.
 
     Raises:
         ReportParamsError: the params file is missing or invalid (names the file and key).
         StageFailed: a notebook failed (names the stage, cell, error and the kept notebook).
-        ReportError: a notebook is missing or the export failed.
+        ReportError: a notebook is missing, the folder is not writable or the export failed.
+        LockError: another process is building the same report folder (names its PID).
     """
     params = load_report_params(params_path)
     folder = Path(out_dir).resolve() if out_dir is not None else params.report_dir()
@@ -281,23 +334,96 @@ def run_report(
         Stage(name, notebooks / f"{name}.ipynb", parameters)
         for name, parameters in stage_parameters(params).items()
     ]
+    _check_notebooks(stages)
+    _check_writable(folder)
     if progress:
         print(f"{params.report_title}: {len(stages)} stages into {folder}")
-    if force and (folder / RUNS_DIR).is_dir():
-        shutil.rmtree(folder / RUNS_DIR)
-    records = run_stages(stages, folder, force=force, progress=progress)
-    html, pdf = folder / "report.html", folder / "report.pdf"
-    stale = records[-1].ran or not html.is_file()
-    if stale or (not pdf.is_file() and export.find_chromium() is not None):
+    with folder_lock(folder, "report folder"):
+        aside = _set_aside(folder) if force else None
         try:
-            result = export.export_report(records[-1].notebook, folder, title=params.report_title)
-        except export.ExportError as exc:
-            raise ReportError(f"export of {records[-1].notebook} failed: {exc}") from None
-        message = result.message
-    elif pdf.is_file():
-        message = f"{html} and {pdf.name} up to date"
-    else:
-        message = f"{html} up to date; no Chromium found: {export.PDF_HINT}"
+            records = run_stages(stages, folder, force=force, progress=progress)
+            message = _export(records[-1].notebook, folder, params.report_title)
+        except BaseException:
+            if aside is not None:
+                print(f"the previous runs are kept in {aside}", file=sys.stderr)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
     if progress:
         print(message)
     return folder
+
+
+def _check_notebooks(stages: Sequence[Stage]) -> None:
+    """ReportError naming every stage notebook that is missing or not a readable notebook."""
+    missing = [str(s.notebook) for s in stages if not Path(s.notebook).is_file()]
+    if missing:
+        raise ReportError(f"notebook(s) not found: {', '.join(missing)}")
+    for stage in stages:
+        try:
+            _notebook_digest(stage.notebook)
+        except Exception as exc:  # nbformat raises many kinds; all mean "not a notebook"
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise ReportError(f"{stage.notebook}: not a readable notebook: {reason}") from None
+
+
+def _check_writable(folder: Path) -> None:
+    """ReportError naming ``folder`` when it cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ReportError(f"report folder {folder} is not writable: {reason}") from None
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """Move ``runs/`` aside (``--force``) after dropping the records that vouch for it."""
+    runs = folder / RUNS_DIR
+    if not runs.is_dir():
+        return None
+    _save_state(folder, {})  # first: a kill from here on reruns every stage
+    (folder / EXPORT_FILE).unlink(missing_ok=True)
+    aside = folder / f".{RUNS_DIR}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    try:
+        runs.rename(aside)
+    except OSError as exc:
+        raise ReportError(f"cannot move {runs} aside to {aside}: {exc.strerror}") from None
+    return aside
+
+
+def _export_key(notebook: Path, title: str) -> str:
+    """What an export is made from: the executed notebook's bytes, its title, the exporter."""
+    digest = hashlib.sha256(notebook.read_bytes())
+    digest.update(title.encode("utf-8") + b"\0")
+    digest.update(Path(export.__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def _export(notebook: Path, folder: Path, title: str) -> str:
+    """Export ``notebook`` to report.html/pdf unless the export record says they are current;
+    returns the message to print. The record is written only after both files are in place."""
+    html, pdf = folder / "report.html", folder / "report.pdf"
+    record_path = folder / EXPORT_FILE
+    key = _export_key(notebook, title)
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    current = isinstance(record, dict) and record.get("key") == key and html.is_file()
+    if current and record.get("pdf") and pdf.is_file():
+        return f"{html} and {pdf.name} up to date"
+    if current and not record.get("pdf") and export.find_chromium() is None:
+        return f"{html} up to date; no Chromium found: {export.PDF_HINT}"
+    record_path.unlink(missing_ok=True)  # from here until the new record, nothing is current
+    try:
+        result = export.export_report(notebook, folder, title=title)
+    except export.ExportError as exc:
+        raise ReportError(f"export of {notebook} failed: {exc}") from None
+    except OSError as exc:
+        raise ReportError(f"export of {notebook} into {folder} failed: {exc}") from None
+    made = {"key": key, "html": result.html.name, "pdf": result.pdf.name if result.pdf else None}
+    atomic_write_text(record_path, json.dumps(made, indent=2))
+    return result.message

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from .config import ConfigError, read_yaml
+from .config import MAX_SEED, ConfigError, FiniteFloat, StrictInt, read_yaml
 
 __all__ = [
     "ReportParams",
@@ -74,7 +74,7 @@ class RunStart(_Strict):
     """
 
     run: str = BASELINE
-    alpha: float | None = Field(default=None, ge=0.0, le=1.0)
+    alpha: FiniteFloat | None = Field(default=None, ge=0.0, le=1.0)
     shrink: bool = False
 
 
@@ -118,15 +118,15 @@ class ReconstructParams(_Strict):
 
     experiment: str
     image: str = "astronaut"
-    size: int = Field(default=128, gt=0)
+    size: StrictInt = Field(default=128, gt=0)
 
 
 class ShrinkParams(_Strict):
     """Multiply the weights of ``experiment``'s final model and compare with it."""
 
     experiment: str
-    image_size: int = Field(default=128, gt=0)
-    tolerance: float = Field(default=1e-4, gt=0)
+    image_size: StrictInt = Field(default=128, gt=0)
+    tolerance: FiniteFloat = Field(default=1e-4, gt=0)
 
 
 class GpuParams(_Strict):
@@ -134,13 +134,13 @@ class GpuParams(_Strict):
 
     experiment: str
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(default=8, gt=0)
-    image_size: int = Field(default=128, gt=0)
-    warmup: int = Field(default=3, ge=0)
-    repeats: int = Field(default=10, gt=0)
+    batch_size: StrictInt = Field(default=8, gt=0)
+    image_size: StrictInt = Field(default=128, gt=0)
+    warmup: StrictInt = Field(default=3, ge=0)
+    repeats: StrictInt = Field(default=10, gt=0)
     #: on a GPU, time each model for at least this many seconds (more batches than ``repeats``
     #: when needed), so that NVML's utilisation counter gets sampled
-    gpu_seconds: float = Field(default=2.0, ge=0)
+    gpu_seconds: FiniteFloat = Field(default=2.0, ge=0)
 
 
 class Notes(_Strict):
@@ -157,7 +157,7 @@ class Notes(_Strict):
 class ReportParams(_Strict):
     """A validated params file."""
 
-    week: int | None = Field(default=None, ge=0)
+    week: StrictInt | None = Field(default=None, ge=0)
     name: str | None = None
     title: str | None = None
     author: str = ""
@@ -165,7 +165,7 @@ class ReportParams(_Strict):
     output_dir: str | None = None
     notebooks_dir: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "cpu"
-    seed: int = 0
+    seed: StrictInt = Field(default=0, ge=0, le=MAX_SEED)
     defaults: dict[str, Any] = Field(default_factory=dict)
     baseline: dict[str, Any] = Field(default_factory=dict)
     experiments: list[Experiment] = Field(min_length=1)

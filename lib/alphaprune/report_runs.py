@@ -6,6 +6,9 @@ config (minus ``device``/``output_dir``), where it starts and the fingerprint of
 from. A run whose fingerprint changed is deleted and trained again; an unchanged one resumes
 (a finished one returns at once). A start with ``shrink: true`` first shrinks the source
 checkpoint (:func:`alphaprune.checkpoint.shrink_checkpoint`) into the path given as ``init_from``.
+
+A run whose loss becomes inf/NaN does not stop the report: its result has ``diverged_at`` set, its
+checkpoint is its last finite epoch, and :func:`summary_table` shows it as *diverged at epoch N*.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pandas as pd
 from .atomic import atomic_write_text
 from .checkpoint import checkpoint_info, last_path, milestone_path, shrink_checkpoint
 from .config import ExperimentConfig, config_from_dict
-from .train import RunResult, prune, train_baseline
+from .train import Diverged, RunResult, diverged_at, prune, train_baseline
 
 __all__ = ["run_all", "run_fingerprint", "summary_table", "FINGERPRINT_FILE"]
 
@@ -101,7 +104,7 @@ def run_all(
     cfg = config_from_dict(baseline, source="baseline")
     fingerprints[cfg.name] = run_fingerprint(cfg, None, "")
     _prepare(cfg, fingerprints[cfg.name])
-    results[cfg.name] = train_baseline(cfg, progress=progress)
+    results[cfg.name] = _diverged_or(lambda: train_baseline(cfg, progress=progress))
     for experiment in experiments:
         name = experiment["name"]
         cfg = config_from_dict(experiment["config"], source=f"experiment '{name}'")
@@ -114,23 +117,43 @@ def run_all(
         fresh = _prepare(cfg, fingerprints[name])
         source = _source_checkpoint(cfg.output_dir, start)
         if not source.exists():
+            epoch = diverged_at(Path(cfg.output_dir) / start["run"])
+            why = (
+                f"it diverged at epoch {epoch}"
+                if epoch is not None
+                else "is there an epoch at that α in its schedule?"
+            )
             raise FileNotFoundError(
                 f"experiment '{name}' starts from {source}, which run '{start['run']}' did not "
-                "write (is there an epoch at that α in its schedule?)"
+                f"write ({why})"
             )
         if start.get("shrink"):
             if cfg.init_from is None:
                 raise ValueError(f"experiment '{name}': start.shrink needs init_from (the target)")
             if fresh or not Path(cfg.init_from).exists():
                 shrink_checkpoint(source, cfg.init_from, image_size=cfg.data.crop)
-        results[name] = prune(cfg, original=cfg.init_from or source, progress=progress)
+        original = cfg.init_from or source
+        results[name] = _diverged_or(lambda c=cfg, o=original: prune(c, o, progress=progress))
     return results
+
+
+def _diverged_or(train: Any) -> RunResult:
+    """``train()``'s result; for a run that diverges, the result up to its last finite epoch."""
+    try:
+        return train()
+    except Diverged as exc:
+        print(f"warning: {exc}", flush=True)
+        return exc.result
 
 
 def summary_table(
     results: Mapping[str, RunResult], labels: Mapping[str, str] | None = None
 ) -> pd.DataFrame:
-    """One row per run: settings and the final epoch's α, validation loss, PSNR and SSIM."""
+    """One row per run: settings and the final epoch's α, validation loss, PSNR and SSIM.
+
+    A run that diverged has ``status`` "diverged at epoch N" (else "finished"), its label says
+    so, and its validation metrics are NaN (its last epoch's were not finite).
+    """
     labels = labels or {}
     rows = []
     for name, result in results.items():
@@ -138,19 +161,25 @@ def summary_table(
         metrics = result.metrics
         last = metrics.iloc[-1] if len(metrics) else None
         schedule = dict(cfg.schedule) if name != "baseline" else {}
+        diverged = getattr(result, "diverged_at", None)
+        status = "finished" if diverged is None else f"diverged at epoch {diverged}"
+        label, final_alpha = labels.get(name, name), _final_alpha(last)
+        if diverged is not None:
+            label, last = f"{label} ({status})", None
         rows.append(
             {
                 "run": name,
-                "label": labels.get(name, name),
+                "label": label,
                 "schedule": _describe(schedule) if schedule else "—",
                 "lr": schedule.get("lr", cfg.optimizer.lr) if schedule else cfg.optimizer.lr,
                 "weight_decay": cfg.optimizer.weight_decay,
                 "epochs": cfg.epochs,
                 "target": cfg.pruning.target if name != "baseline" else "—",
-                "final_alpha": _final_alpha(last),
+                "final_alpha": final_alpha,
                 "val_loss": float(last["val_loss"]) if last is not None else float("nan"),
                 "val_psnr": float(last["val_psnr"]) if last is not None else float("nan"),
                 "val_ssim": float(last["val_ssim"]) if last is not None else float("nan"),
+                "status": status,
             }
         )
     return pd.DataFrame(rows)

@@ -4,16 +4,23 @@ One loop serves both: a baseline run trains the ungated autoencoder at a constan
 a pruning run loads an original (or a gated checkpoint to restart from), attaches gates and lets
 the schedule set α and the learning rate every epoch. After every epoch the run folder gets:
 
-- ``metrics.csv``: epoch, alpha, lr, train_loss, val_loss, val_psnr, val_ssim, seconds
+- ``metrics.csv``: epoch, alpha, lr, train_loss, val_loss, val_psnr, val_ssim, seconds, status
 - ``checkpoints/last.pt`` and, for pruning, ``checkpoints/alpha_<α>.pt`` (last epoch at that α)
 
 Rerunning the same config continues from ``last.pt``: finished epochs are not redone and their
-metrics rows are kept exactly once. Works under ``torchrun`` (DDP, rank 0 writes).
+metrics rows are kept exactly once. Works under ``torchrun`` (DDP, rank 0 writes). While a run
+trains, its folder is locked (:mod:`alphaprune.locks`): a second process gets a clear error.
+
+An epoch whose training or validation loss is not finite (inf/NaN) stops the run with
+:class:`Diverged`: ``last.pt`` stays the last finite epoch (the resume point), and
+``metrics.csv`` gets that epoch's row with ``status`` = ``diverged``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +39,7 @@ from . import distributed
 from .atomic import atomic_write_bytes
 from .checkpoint import (
     CheckpointError,
+    checkpoint_info,
     last_path,
     load_model,
     milestone_path,
@@ -43,10 +51,20 @@ from .config import ExperimentConfig
 from .data import FixedCropDataset, RandomCropDataset, load_images, split_images
 from .evaluate import evaluate
 from .layers import attach_gates, gates, get_alpha, set_alpha
+from .locks import folder_lock
 from .models import build_autoencoder, load_vgg_weights
 from .schedules import Schedule
 
-__all__ = ["RunResult", "train_baseline", "prune", "make_datasets", "METRIC_COLUMNS"]
+__all__ = [
+    "RunResult",
+    "Diverged",
+    "train_baseline",
+    "prune",
+    "make_datasets",
+    "diverged_at",
+    "require_finished",
+    "METRIC_COLUMNS",
+]
 
 METRIC_COLUMNS = [
     "epoch",
@@ -57,20 +75,74 @@ METRIC_COLUMNS = [
     "val_psnr",
     "val_ssim",
     "seconds",
+    "status",
 ]
+#: ``status`` of a finished epoch, and of the epoch that stopped a run with a non-finite loss.
+OK, DIVERGED = "ok", "diverged"
 #: Config keys that may change between a run and its resumption: where the run lives, what it
 #: runs on, and how many epochs it has (raise ``epochs`` to extend a finished run).
 _RESUME_FREE_KEYS = {"name", "output_dir", "device", "epochs"}
 
 
+class Diverged(RuntimeError):
+    """A run's loss became inf/NaN; ``epoch`` is the epoch that diverged (0-based, as in
+    ``metrics.csv``) and ``last.pt`` holds the last finite epoch."""
+
+    def __init__(
+        self, name: str, run_dir: Path, epoch: int, losses: dict[str, float], message: str = ""
+    ):
+        self.name, self.run_dir, self.epoch, self.losses = name, Path(run_dir), epoch, losses
+        shown = ", ".join(f"{key} {value}" for key, value in losses.items())
+        super().__init__(
+            message
+            or f"run '{name}' diverged at epoch {epoch} ({shown}); stopped: {last_path(run_dir)} "
+            f"keeps the last finite epoch and {Path(run_dir) / 'metrics.csv'} marks the run "
+            "diverged"
+        )
+
+
 @dataclass
 class RunResult:
-    """What a run leaves behind: its folder, last checkpoint, metrics table and config."""
+    """What a run leaves behind: its folder, last checkpoint, metrics table and config.
+
+    ``diverged_at`` is the epoch whose loss was not finite (None for a run that did not
+    diverge); ``metrics`` then holds the finite epochs before it and ``checkpoint`` the last.
+    """
 
     run_dir: Path
     checkpoint: Path
     metrics: pd.DataFrame
     config: ExperimentConfig
+    diverged_at: int | None = None
+
+
+def diverged_at(run_dir: str | Path) -> int | None:
+    """The epoch at which the run in ``run_dir`` diverged, per its ``metrics.csv`` (else None)."""
+    path = Path(run_dir) / "metrics.csv"
+    try:
+        frame = pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return None
+    if "status" not in frame.columns:
+        return None
+    bad = frame.loc[frame["status"] == DIVERGED, "epoch"]
+    return int(bad.iloc[-1]) if len(bad) else None
+
+
+def require_finished(checkpoint: str | Path, stage: str = "shrink") -> None:
+    """Raise :class:`Diverged` when ``checkpoint`` is the ``last.pt`` of a run that diverged (it
+    is then the last finite epoch, not the run's result)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.name != "last.pt" or checkpoint.parent.name != "checkpoints":
+        return
+    run_dir = checkpoint.parent.parent
+    epoch = diverged_at(run_dir)
+    if epoch is not None:
+        raise Diverged(
+            run_dir.name, run_dir, epoch, {},
+            f"{stage}: run '{run_dir.name}' diverged at epoch {epoch}, so {checkpoint} is its last "
+            f"finite epoch, not a finished model; choose a run that did not diverge",
+        )  # fmt: skip
 
 
 def make_datasets(
@@ -122,8 +194,15 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    frame = _frame(rows)
     atomic_write_bytes(run_dir / "metrics.csv", frame.to_csv(index=False).encode())
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The metrics table of ``rows`` (rows saved before ``status`` existed count as finished)."""
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    frame["status"] = frame["status"].fillna(OK)
+    return frame
 
 
 def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
@@ -164,18 +243,20 @@ def _run(
 ) -> RunResult:
     ctx = distributed.setup(cfg.device)
     try:
-        return _loop(cfg, kind, schedule, original, progress, ctx)
+        with contextlib.ExitStack() as stack:
+            if ctx.is_main:  # fail on a bad output_dir, or a run folder in use, before any work
+                stack.enter_context(folder_lock(cfg.run_dir, f"run folder of '{cfg.name}'"))
+            return _loop(cfg, kind, schedule, original, progress, ctx)
     finally:
         distributed.teardown(ctx)
 
 
 def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C901
     run_dir = cfg.run_dir
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)  # fail on a bad output_dir before any work
     ckpt_path = last_path(run_dir)
     rows: list[dict[str, Any]] = []
     optimizer_state = None
+    rng_state = None
     start_epoch = 0
     if ckpt_path.exists():
         saved = read_checkpoint(ckpt_path)
@@ -191,7 +272,7 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         if original is None and saved.get("original"):
             original = Path(saved["original"])
         if "rng" in saved:
-            torch.set_rng_state(saved["rng"]["torch"])
+            rng_state = saved["rng"]["torch"]
         if ctx.is_main:
             _write_metrics(run_dir, rows)  # exactly the checkpoint's finished epochs
             if start_epoch < cfg.epochs:
@@ -220,6 +301,12 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
     net = DistributedDataParallel(model) if ctx.enabled else model
 
     steps = cfg.steps_per_epoch or len(loader)
+    if rng_state is not None:  # here, so that building the loss's encoder does not reset it
+        torch.set_rng_state(rng_state)
+    if ctx.is_main and not ckpt_path.exists() and cfg.epochs > 0:
+        # the resume point before the first epoch: a run that diverges at once keeps its start
+        alpha = get_alpha(model) if gates(model) else None
+        _save(cfg, kind, model, optimizer, schedule, rows, 0, alpha, original, milestone=False)
     epochs = tqdm(
         range(start_epoch, cfg.epochs), desc=f"{kind} {cfg.name}", unit="epoch",
         initial=start_epoch, total=cfg.epochs, disable=not (progress and ctx.is_main),
@@ -251,8 +338,15 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         row = {
             "epoch": epoch, "alpha": alpha, "lr": lr, "train_loss": train_loss,
             "val_loss": scores["loss"], "val_psnr": scores["psnr"], "val_ssim": scores["ssim"],
-            "seconds": time.perf_counter() - began,
+            "seconds": time.perf_counter() - began, "status": OK,
         }  # fmt: skip
+        losses = {"train loss": train_loss, "val loss": scores["loss"]}
+        if not all(math.isfinite(value) for value in losses.values()):
+            if ctx.is_main:  # last.pt is left at the last finite epoch
+                _write_metrics(run_dir, [*rows, {**row, "status": DIVERGED}])
+            diverged = Diverged(cfg.name, run_dir, epoch, losses)
+            diverged.result = RunResult(run_dir, ckpt_path, _frame(rows), cfg, diverged_at=epoch)
+            raise diverged
         rows.append(row)
         epochs.set_postfix(alpha=alpha, val_psnr=f"{scores['psnr']:.2f}")
         if ctx.is_main:
@@ -263,10 +357,10 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         alpha = get_alpha(model) if gates(model) else None
         _save(cfg, kind, model, optimizer, schedule, rows, 0, alpha, original)
     distributed.barrier(ctx)
-    return RunResult(run_dir, ckpt_path, pd.DataFrame(rows, columns=METRIC_COLUMNS), cfg)
+    return RunResult(run_dir, ckpt_path, _frame(rows), cfg)
 
 
-def _save(cfg, kind, model, optimizer, schedule, rows, epoch, alpha, original) -> None:
+def _save(cfg, kind, model, optimizer, schedule, rows, epoch, alpha, original, milestone=True):
     payload = {
         "kind": kind,
         "epoch": epoch,
@@ -283,7 +377,7 @@ def _save(cfg, kind, model, optimizer, schedule, rows, epoch, alpha, original) -
     # last.pt is the commit point: the milestone is written before it (a kill in between redoes
     # the epoch, milestone included) and metrics.csv right after it (resume rewrites it from the
     # checkpoint's rows, so it never keeps a row the checkpoint lacks).
-    if alpha is not None:
+    if alpha is not None and milestone:
         save_checkpoint(milestone_path(run_dir, alpha), payload)
     save_checkpoint(last_path(run_dir), payload)
     _write_metrics(run_dir, rows)
@@ -307,4 +401,21 @@ def prune(
         raise ValueError(
             f"prune '{cfg.name}': no original model; set init_from in the config or pass original="
         )
+    if source is not None and Path(source).is_file():
+        _check_architecture(cfg, Path(source))
     return _run(cfg, "prune", cfg.build_schedule(), Path(source) if source else None, progress)
+
+
+def _check_architecture(cfg: ExperimentConfig, original: Path) -> None:
+    """Refuse an original whose architecture (``model.layer``, ``batch_norm``) is not the
+    config's: the run would train one model and describe it as another."""
+    theirs = checkpoint_info(original)["config"].get("model", {})
+    ours = cfg.model
+    mine = {"layer": ours.layer, "batch_norm": ours.batch_norm}
+    other = {"layer": theirs.get("layer", "relu3_1"), "batch_norm": theirs.get("batch_norm", False)}
+    if mine != other:
+        raise CheckpointError(
+            f"prune '{cfg.name}': the original {original} is a {other['layer']} model "
+            f"(batch_norm {other['batch_norm']}) but the config says model.layer {ours.layer} "
+            f"(batch_norm {ours.batch_norm}); use the same model settings as the original"
+        )
