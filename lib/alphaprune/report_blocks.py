@@ -189,15 +189,17 @@ class Report:
             conditions = (
                 f" Batches of {int(table['batch_size'][0])} images of {side}×{side} pixels."
             )
+        on_gpu = "device" in table and table["device"].astype(str).str.startswith("cuda").all()
+        kind = "GPU" if on_gpu else "not a GPU"
         caption = (
-            f"Measured GPU results from another machine: {devices}, measured {dates} by "
-            f"benchmarks/gpu_check.sh (file {source}), not in this run.{conditions}"
+            f"Results measured on another machine ({kind}: {devices}; {dates}) by "
+            f"benchmarks/gpu_check.sh, file {source}; not part of this run.{conditions}"
         )
-        columns = {"layer": "layer", "target": "pruned", "model": "model",
+        columns = {"layer": "layer", "keep": "keep", "target": "pruned", "model": "model",
                    "latency_ms_median": "ms / batch", "throughput_img_s": "images / s",
                    "gpu_util_pct_mean": "GPU util. (%)", "params": "parameters"}  # fmt: skip
-        section = b.section("2.1 Measured on a GPU", level=3)
-        label = b.markdown(f"**Device: {devices}. Date: {dates}. Source: `{source}`.**")
+        section = b.section(f"2.1 Measured on another machine ({devices})", level=3)
+        label = b.markdown(f"**Device: {devices} ({kind}). Measured: {dates}. File: `{source}`.**")
         return b.group(section, label, b.table(table, caption, _BENCH_FORMATS, columns))
 
     def plan(self) -> list[Any]:

@@ -281,15 +281,14 @@ class ReportBuilder:
 
 #: Numbers (with exponent, unit-like suffixes, ×) that a line must not break inside.
 _NUMBER = re.compile(r"[-+]?\d[\d.,]*(?:[eE][-+]?\d+)?(?:\s?(?:×|x)\s?\d+)?(?:\s?(?:dB|%|ms|px))?")
-_GLUE = re.compile(r"\s*([=≤≥<>])\s*|\s+(→)")
+_GLUE = re.compile(r"\s*([=≤≥<>])\s*|\s+(→)\s*")
 
 
 def keep_together(text: str) -> str:
-    """``text`` with non-breaking spaces where a line must not break: around ``=``, before
-    ``→`` and after a short word before a number (``α = 0``, ``lr 0.01``, ``1 → 0``)."""
-    text = _GLUE.sub(lambda m: f"\u00a0{m.group(1)}\u00a0" if m.group(1) else f"\u00a0{m.group(2)}",
-                     text)  # fmt: skip
-    return re.sub(r"\b(\w{1,3}) (?=[-+]?\d)", "\\1\u00a0", text)
+    """``text`` with non-breaking spaces where a line must not break: around ``=`` and ``→``,
+    and after a short word before a number (``α = 0``, ``lr 0.01``, ``rate 0.3``)."""
+    text = _GLUE.sub(lambda m: f"\u00a0{m.group(1) or m.group(2)}\u00a0", text)
+    return re.sub(r"\b(\w{1,5}) (?=[-+]?\d)", "\\1\u00a0", text)
 
 
 def caption_html(caption: str) -> str:

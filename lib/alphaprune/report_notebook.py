@@ -188,7 +188,8 @@ def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
     for earlier in STAGES[: STAGES.index(stage)]:
         if stage == "05_report" or earlier == "01_prune":
             context.require(earlier, *needs[earlier])
-    print(f"{stage}: {params.report_title} → {folder}")
+    if stage != "05_report":  # its outputs are the report
+        print(f"{stage}: {params.report_title} → {folder}")
     return context
 
 
