@@ -142,6 +142,19 @@ def _given(namespace: Mapping[str, Any]) -> dict[str, Any]:
     return {name: namespace[name] for name in names if name in namespace}
 
 
+def _holds(path: Path | None, data: Mapping[str, Any]) -> bool:
+    """Whether the params file ``path`` exists and sets exactly ``data`` (papermill's reader)."""
+    if path is None or not path.is_file():
+        return False
+    from papermill.iorw import read_yaml_file
+
+    try:
+        content = read_yaml_file(str(path)) or {}
+    except Exception:  # noqa: BLE001 - unreadable: not the file that was passed
+        return False
+    return {k: v for k, v in content.items() if v is not None} == dict(data)
+
+
 def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
     root = project_dir()
     given = _given(namespace)
@@ -151,17 +164,22 @@ def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
         except ConfigError as exc:
             raise ReportParamsError(str(exc)) from None
         data, shown = {**base, **given}, INTERACTIVE
-        source = root / INTERACTIVE
+        source: Path = root / INTERACTIVE
     else:
         data = given
         name = data.get("name") or (
             f"week{data['week']:02d}" if isinstance(data.get("week"), int) else None
         )
         guess = root / "params" / f"{name}.yaml" if name else None
-        shown = guess.relative_to(root).as_posix() if guess and guess.is_file() else ""
+        # the file papermill read, if it is params/<name>.yaml (for the commands shown)
+        shown = guess.relative_to(root).as_posix() if _holds(guess, data) else "PARAMS.yaml"
         # relative paths in a params file are relative to params/ (its folder)
         source = guess if guess else root / "params" / "<parameters>"
-    return report_params_from_dict(data, source=source), shown
+    try:
+        return report_params_from_dict(data, source=source), shown
+    except ReportParamsError as exc:  # the notebook cannot know which file -f named
+        label = shown if data is not given else "the notebook's parameters (papermill -f / -p)"
+        raise ReportParamsError(str(exc).replace(str(source), label)) from None
 
 
 def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
