@@ -1,6 +1,7 @@
 # alphaprune — the two commands of the README do all set-up on a fresh machine.
 #   make report   run the weekly report pipeline (default: params/week09.yaml)
 #   make test     run the test suite (slow tests included unless PYTEST_ARGS says otherwise)
+#   make test-quick, lint, lab, html, pdf, bench: see README
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,16 +9,33 @@ PY := $(VENV)/bin/python
 PARAMS ?= params/week09.yaml
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.alphaprune-installed
+# The CPU build of torch comes from PyTorch's CPU index (environment.yml uses the same index).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+# An executed notebook to export with `make html` / `make pdf`.
+NB ?= reports/week09/05_report.ipynb
+# Notebook cleaning, as in .pre-commit-config.yaml: outputs, counts, papermill/widget metadata.
+NBSTRIP := $(VENV)/bin/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets"
+LINTED := lib tests benchmarks notebooks
 
-.PHONY: report test lint venv pdf-engine bench lab clean-reports
+.PHONY: report test test-quick lint format venv kernel-config pdf-engine bench lab html pdf clean-reports
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'torch==2.13.0' --extra-index-url $(TORCH_INDEX)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,compare]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@$(MAKE) --no-print-directory kernel-config
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# The kernel's own log (not the notebooks' output: cell errors still show there) stays quiet:
+# ipykernel warns about its TCP transport at every start, and jupyter_client interrupts a kernel
+# before shutting it down, which can log "KeyboardInterrupt caught in kernel" after a good run.
+kernel-config:
+	@prefix=$$($(PY) -c 'import sys; print(sys.prefix)') && mkdir -p "$$prefix/etc/ipython" && \
+	  printf '%s\n' '# written by make kernel-config (alphaprune): a quiet kernel log' \
+	  'c.IPKernelApp.log_level = "CRITICAL"' > "$$prefix/etc/ipython/ipython_kernel_config.py"
 
 # Chromium prints the HTML report to PDF. Installed with apt when missing and we are root;
 # otherwise the report still writes HTML and says how to get the PDF.
@@ -34,8 +52,19 @@ report: $(STAMP) pdf-engine
 test: $(STAMP) pdf-engine
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+test-quick: $(STAMP)
+	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+# The checks of .pre-commit-config.yaml: ruff lint and formatter (enforced), clean notebooks.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lib tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(NBSTRIP) --verify notebooks/*.ipynb
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
+	$(NBSTRIP) notebooks/*.ipynb
 
 bench: $(STAMP)
 	$(PY) benchmarks/shrink_speed.py
@@ -45,6 +74,15 @@ bench: $(STAMP)
 lab: $(STAMP)
 	@$(VENV)/bin/jupyter-lab --version >/dev/null 2>&1 || $(PY) -m pip install --quiet -e '.[dev,compare,lab]'
 	$(VENV)/bin/jupyter lab --notebook-dir=. $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+# One executed notebook as HTML (nbconvert; code shown), e.g. make html NB=reports/week09/02_reconstruct.ipynb
+html: $(STAMP)
+	$(VENV)/bin/jupyter nbconvert --to html $(NB)
+
+# One executed notebook as PDF, the project's route: the report HTML (no code, images embedded)
+# printed by headless Chromium. nbconvert's webpdf is not used: it needs Playwright's own browser.
+pdf: $(STAMP) pdf-engine
+	$(PY) -c 'import sys, pathlib; from alphaprune.export import export_report as e; nb = pathlib.Path(sys.argv[1]); print(e(nb, nb.parent, stem=nb.stem).message)' $(NB)
 
 clean-reports:
 	rm -rf reports/week*/ reports/ci/

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         write_samples(tables, Path(args.samples_out))
     table = pd.concat(tables, ignore_index=True)
     table.insert(1, "layer", args.layer)
+    # when, so that a report that shows these results (gpu.results_csv) can say so
+    table["measured_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     shown = SHOWN + (SHOWN_CUDA if args.device.startswith("cuda") else [])
     first = table.iloc[0]
     print(

@@ -1,5 +1,5 @@
-"""Notebooks are committed without outputs, with one parameters cell matching what the runner
-passes, and thin code (the logic lives in lib/alphaprune)."""
+"""Notebooks are committed without outputs, with one parameters cell declaring the params file's
+keys (what papermill -f passes), and thin code (the logic lives in lib/alphaprune)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from alphaprune.report_params import STAGES, load_report_params, stage_parameters
+from alphaprune.report_notebook import PARAMETER_NAMES
+from alphaprune.report_params import STAGES, ReportParams
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -48,16 +49,20 @@ def test_notebook_parameters_cell(path: Path) -> None:
     tagged = [c for c in code_cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: needs exactly one 'parameters' cell"
     assert code_cells[0] is tagged[0], f"{path.name}: the parameters cell must come first"
-    names = {
-        target.id
+    assigned = {
+        target.id: node.value
         for node in ast.parse(tagged[0].source).body
         if isinstance(node, ast.Assign)
         for target in node.targets
     }
-    # the runner passes exactly these names, and the defaults run as they are (CI sizes)
-    expected = stage_parameters(load_report_params(ROOT / "params" / "ci.yaml"))[path.stem]
-    assert names == set(expected), f"{path.name}: parameters differ from what the runner passes"
-    assert "out_dir = '../reports/interactive'" in tagged[0].source
+    # every top-level key of a params file, plus out_dir: `papermill -f params/weekNN.yaml`
+    # passes no unknown parameter; left at None, the notebook reads params/interactive.yaml
+    assert list(assigned) == list(PARAMETER_NAMES), f"{path.name}: parameters differ"
+    assert set(PARAMETER_NAMES) == set(ReportParams.model_fields) | {"out_dir"}
+    assert all(isinstance(v, ast.Constant) and v.value is None for v in assigned.values())
+    # the first code cell after the parameters validates them and enters the output folder
+    setup = code_cells[1].source
+    assert f'stage = setup(globals(), "{path.stem}")' in setup, f"{path.name}: no set-up call"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -69,5 +74,15 @@ def test_notebook_code_is_thin(path: Path) -> None:
         defined = [n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
         assert not defined, f"{path.name}: defines {defined}; put logic in lib/alphaprune"
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    lines = [
+        line
+        for c in nb.cells
+        if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+        for line in c.source.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert len(lines) <= 40, f"{path.name}: {len(lines)} code lines outside the parameters cell"
+    markdown = [c for c in nb.cells if c.cell_type == "markdown"]
+    assert len(markdown) >= len(sources) - 1, f"{path.name}: a markdown cell per step"
     if re.search(r"\bplt\.|\.plot\b|save_figure", text):
         assert "%matplotlib inline" in text, f"{path.name}: plots without %matplotlib inline"

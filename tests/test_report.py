@@ -20,8 +20,9 @@ from alphaprune.report_params import (
     STAGES,
     ReportParamsError,
     load_report_params,
+    papermill_parameters,
     report_params_from_dict,
-    stage_parameters,
+    run_specs,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,21 +64,21 @@ def write_params(tmp_path: Path, data: dict, name: str = "bad.yaml") -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["week09.yaml", "week10.yaml", "ci.yaml"])
+@pytest.mark.parametrize("name", ["week09.yaml", "week10.yaml", "ci.yaml", "interactive.yaml"])
 def test_bundled_params_are_valid(name: str) -> None:
     params = load_report_params(ROOT / "params" / name)
-    stages = stage_parameters(params)
-    assert list(stages) == list(STAGES)
-    # every experiment starts from a run listed before it, and the runner points the figure
-    # stages at the last checkpoint of the experiments named in the file
+    # every experiment starts from a run listed before it
+    baseline, experiments = run_specs(params)
+    assert baseline["name"] == "baseline"
     names = ["baseline"]
-    for experiment in stages["01_prune"]["experiments"]:
+    for experiment in experiments:
         assert experiment["start"]["run"] in names
         assert experiment["config"]["init_from"].startswith(f"runs/{experiment['start']['run']}/")
         names.append(experiment["name"])
-    recon = params.reconstruct.experiment
-    assert stages["02_reconstruct"]["pruned_checkpoint"] == f"runs/{recon}/checkpoints/last.pt"
     assert params.report_dir().parent == ROOT / "reports"
+    # the file is the papermill parameters file of every stage, as it is (plus out_dir)
+    passed = papermill_parameters(ROOT / "params" / name, out_dir="/x")
+    assert passed == {**yaml.safe_load((ROOT / "params" / name).read_text()), "out_dir": "/x"}
 
 
 def test_week_reports_are_titled_by_number() -> None:
@@ -207,7 +208,7 @@ def stages(tmp_path: Path) -> list[Stage]:
 @pytest.mark.slow
 def test_rerun_skips_unchanged_stages(stages: list[Stage], tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
-    first = run_stages(stages, out)
+    first = run_stages(stages, out, cwd=out)
     assert [r.ran for r in first] == [True, True, True]
     assert (out / "tables" / "c.csv").read_text() == "value\n2\n"
     state = json.loads((out / ".stages.json").read_text())["stages"]
@@ -215,19 +216,19 @@ def test_rerun_skips_unchanged_stages(stages: list[Stage], tmp_path: Path, capsy
     mtime = (out / "a.ipynb").stat().st_mtime_ns
     capsys.readouterr()
 
-    again = run_stages(stages, out)
+    again = run_stages(stages, out, cwd=out)
     assert [r.ran for r in again] == [False, False, False]
     assert (out / "a.ipynb").stat().st_mtime_ns == mtime
     assert capsys.readouterr().out.count("skipped (unchanged)") == 3
 
     stages[1].parameters = {"value": 5}  # b changes: a is kept, b and c (after it) rerun
-    changed = run_stages(stages, out)
+    changed = run_stages(stages, out, cwd=out)
     assert [r.ran for r in changed] == [False, True, True]
     assert (out / "tables" / "c.csv").read_text() == "value\n5\n"
 
     (out / "tables" / "a.csv").unlink()  # a missing output: a reruns, and so does all after it
-    assert [r.ran for r in run_stages(stages, out)] == [True, True, True]
-    assert [r.ran for r in run_stages(stages, out, force=True)] == [True, True, True]
+    assert [r.ran for r in run_stages(stages, out, cwd=out)] == [True, True, True]
+    assert [r.ran for r in run_stages(stages, out, force=True, cwd=out)] == [True, True, True]
 
 
 def test_stage_hash_depends_on_code_parameters_and_previous(stages: list[Stage]) -> None:
@@ -252,7 +253,7 @@ def test_failing_notebook_stops_runner(stages: list[Stage], tmp_path: Path, caps
     )
     stages[1] = Stage("b", bad, {"value": 42})
     with pytest.raises(StageFailed) as info:
-        run_stages(stages, out)
+        run_stages(stages, out, cwd=out)
     error = info.value
     assert error.stage == "b" and error.cell == 3  # injected-parameters cell comes first
     assert "ValueError: boom 42" in str(error)
@@ -270,7 +271,7 @@ def test_failing_notebook_stops_runner(stages: list[Stage], tmp_path: Path, caps
     state = json.loads((out / ".stages.json").read_text())["stages"]
     assert list(state) == ["a"] and (out / "tables" / "a.csv").exists()
     small_notebook(bad, "name = 'b'\nvalue = 1", WRITE_TABLE)
-    records = run_stages(stages, out)
+    records = run_stages(stages, out, cwd=out)
     assert [r.ran for r in records] == [False, True, True]
 
 
@@ -374,16 +375,16 @@ def test_reconstruct_notebook_at_alpha_point_one(ci_report: Path, tmp_path: Path
     milestone = ci_report / "runs" / "decay" / "checkpoints" / "alpha_0.1.pt"
     assert milestone.is_file()
     out = tmp_path / "recon"
+    shutil.copytree(ci_report / "runs", out / "runs")
+    shutil.copy(milestone, out / "runs" / "decay" / "checkpoints" / "last.pt")  # ends at α 0.1
+    (out / "tables").mkdir()
+    shutil.copy(ci_report / "tables" / "experiments.csv", out / "tables")
+    parameters = papermill_parameters(CI_PARAMS, out_dir=out)
+    parameters["reconstruct"] = {"experiment": "decay", "size": 32}
     papermill.execute_notebook(
         str(ROOT / "notebooks" / "02_reconstruct.ipynb"),
         str(tmp_path / "02.ipynb"),
-        parameters={
-            "out_dir": str(out),
-            "original_checkpoint": str(ci_report / "runs/baseline/checkpoints/last.pt"),
-            "pruned_checkpoint": str(milestone),
-            "pruned_label": "decay run",
-            "size": 32,
-        },
+        parameters=parameters,
         kernel_name="python3",
         progress_bar=False,
         cwd=str(tmp_path),
@@ -457,8 +458,7 @@ def tiny_runs() -> tuple[dict, list[dict]]:
     ]
     for section in ("reconstruct", "shrink", "gpu"):
         data[section]["experiment"] = "dec"
-    stage = stage_parameters(report_params_from_dict(data))["01_prune"]
-    return stage["baseline"], stage["experiments"]
+    return run_specs(report_params_from_dict(data))
 
 
 def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:

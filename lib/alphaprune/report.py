@@ -1,9 +1,14 @@
 """Run the weekly report: execute the notebooks in order with papermill, then export HTML + PDF.
 
 ``run_report("params/week09.yaml")`` executes ``notebooks/01_prune.ipynb`` … ``05_report.ipynb``
-into the report folder (``reports/week09/``; the folder is each notebook's working directory),
-where they write ``figures/*.png`` and ``tables/*.csv``; the executed ``05_report`` notebook is
-exported to ``report.html`` and ``report.pdf``.
+into the report folder (``reports/week09/``) exactly as a user would from the project folder::
+
+    papermill notebooks/01_prune.ipynb reports/week09/01_prune.ipynb -f params/week09.yaml \
+        -p out_dir reports/week09
+
+(the params file is the papermill parameters file of every stage, see
+:mod:`alphaprune.report_notebook`). The stages write ``figures/*.png`` and ``tables/*.csv``
+there; the executed ``05_report`` notebook is exported to ``report.html`` and ``report.pdf``.
 
 A stage is skipped when its content hash (the notebook's cells, its parameters, the hashes of
 the stages before it and the library's source) equals the one recorded in ``.stages.json`` and its executed notebook and
@@ -40,7 +45,7 @@ import nbformat
 from . import __version__, export
 from .atomic import atomic_write_text
 from .locks import folder_lock
-from .report_params import RUNS_DIR, load_report_params, stage_parameters
+from .report_params import RUNS_DIR, STAGES, load_report_params, papermill_parameters, project_dir
 
 __all__ = [
     "Stage",
@@ -232,8 +237,12 @@ def run_stages(
     force: bool = False,
     progress: bool = True,
     kernel_name: str = "python3",
+    cwd: str | Path | None = None,
 ) -> list[StageRecord]:
-    """Execute ``stages`` in order into ``out_dir`` (their cwd), skipping unchanged ones.
+    """Execute ``stages`` in order into ``out_dir``, skipping unchanged ones.
+
+    The kernels start in ``cwd`` (default: the project folder, as for a user who runs papermill
+    there); the report notebooks never depend on it (see :mod:`alphaprune.report_notebook`).
 
     Raises:
         ReportError: a notebook file is missing.
@@ -271,6 +280,7 @@ def run_stages(
         _say(progress, f"{label}: running …")
         start = time.perf_counter()
         try:
+            # as `papermill NOTEBOOK OUT -f PARAMS -p out_dir DIR` from the project folder
             papermill.execute_notebook(
                 str(stage.notebook),
                 str(executed),
@@ -278,9 +288,7 @@ def run_stages(
                 kernel_name=kernel_name,
                 progress_bar=False,
                 log_output=False,
-                cwd=str(out_dir),
-                # quiet the kernel's start-up log ("running over TCP without encryption")
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                cwd=str(cwd if cwd is not None else project_dir()),
             )
         except Exception as exc:
             failure = _failure(stage, executed, exc)
@@ -330,10 +338,9 @@ def run_report(
     params = load_report_params(params_path)
     folder = Path(out_dir).resolve() if out_dir is not None else params.report_dir()
     notebooks = params.notebooks()
-    stages = [
-        Stage(name, notebooks / f"{name}.ipynb", parameters)
-        for name, parameters in stage_parameters(params).items()
-    ]
+    # every stage gets the params file as it is, plus the output folder (see report_notebook)
+    parameters = papermill_parameters(params.source, out_dir=folder)
+    stages = [Stage(name, notebooks / f"{name}.ipynb", parameters) for name in STAGES]
     _check_notebooks(stages)
     _check_writable(folder)
     if progress:

@@ -12,6 +12,7 @@ import base64
 import html
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,15 @@ __all__ = [
     "alpha_text",
     "channel_table",
     "ReportBuilder",
+    "weights_table",
+    "reconstruction_panels",
+    "shrink_check",
+    "count_table",
+    "plot_channels",
+    "gpu_results",
+    "benchmark_table",
+    "keep_together",
+    "caption_html",
 ]
 
 
@@ -239,7 +249,7 @@ class ReportBuilder:
             f'<figure class="report-figure" id="figure-{self.figures}">'
             f'<img src="data:image/png;base64,{data}" style="width:{width}" '
             f'alt="Figure {self.figures}"/>'
-            f"<figcaption><b>Figure {self.figures}.</b> {html.escape(caption)}</figcaption>"
+            f"<figcaption><b>Figure {self.figures}.</b> {caption_html(caption)}</figcaption>"
             "</figure>"
         )
 
@@ -262,14 +272,38 @@ class ReportBuilder:
                 frame[column] = frame[column].map(lambda v, s=spec: _fmt(v, s))
         if columns:
             frame = frame[[c for c in columns if c in frame]].rename(columns=dict(columns))
+        frame = frame.map(lambda v: keep_together(v) if isinstance(v, str) else v)
         body = frame.to_html(index=False, border=0, classes="report-table", na_rep="—",
                              escape=True)  # fmt: skip
-        caption_html = (
+        caption_tag = (
             f'<caption style="caption-side: top"><b>Table {self.tables}.</b> '
-            f"{html.escape(caption)}</caption>"
+            f"{caption_html(caption)}</caption>"
         )
-        body = body.replace(">\n  <thead>", ">\n" + caption_html + "\n  <thead>", 1)
+        body = body.replace(">\n  <thead>", ">\n" + caption_tag + "\n  <thead>", 1)
         return self._html(body)
+
+
+#: Numbers (with exponent, unit-like suffixes, ×) that a line must not break inside.
+_NUMBER = re.compile(r"[-+]?\d[\d.,]*(?:[eE][-+]?\d+)?(?:\s?(?:×|x)\s?\d+)?(?:\s?(?:dB|%|ms|px))?")
+_GLUE = re.compile(r"\s*([=≤≥<>])\s*|\s+(→)\s*")
+
+
+def keep_together(text: str) -> str:
+    """``text`` with non-breaking spaces where a line must not break: around ``=`` and ``→``,
+    and after a short word before a number (``α = 0``, ``lr 0.01``, ``rate 0.3``)."""
+    text = _GLUE.sub(lambda m: f"\u00a0{m.group(1) or m.group(2)}\u00a0", text)
+    return re.sub(r"\b(\w{1,5}) (?=[-+]?\d)", "\\1\u00a0", text)
+
+
+def caption_html(caption: str) -> str:
+    """Escaped caption text whose numbers (``3e-07``, ``128×128``, ``25.07 dB``) never break."""
+    out, last = [], 0
+    for match in _NUMBER.finditer(caption):
+        out.append(html.escape(caption[last : match.start()]))
+        out.append(f'<span class="nobreak">{html.escape(match.group(0))}</span>')
+        last = match.end()
+    out.append(html.escape(caption[last:]))
+    return "".join(out)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -322,11 +356,152 @@ def plot_weight_ratios_by_run(
         offset = (i - (len(runs) - 1) / 2) * width
         ax.bar(x + offset, rows[column], width, label=labels.get(run, run))
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    values = pd.to_numeric(table[column], errors="coerce")
+    values = values[values > 0]
+    if len(values) and (values.max() > 5 or values.min() < 0.2):  # a diverged run: log scale
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{column.replace('_ratio', '')} pruned / original (log scale)")
+    else:
+        ax.set_ylabel(f"{column.replace('_ratio', '')} pruned / original")
     ax.set_xticks(x)
     ax.set_xticklabels(layers, rotation=30, ha="right")
-    ax.set_ylabel(f"{column.replace('_ratio', '')} pruned / original")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(frameon=False, fontsize=8, ncols=min(len(runs), 4), loc="lower center",
               bbox_to_anchor=(0.5, 1.0))  # fmt: skip
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage notebooks' steps (kept here so that the notebooks stay short)
+# ---------------------------------------------------------------------------------------------
+
+
+def weights_table(results: Mapping[str, Any], experiments: Sequence[Any]) -> pd.DataFrame:
+    """Kept weights of each experiment's final model against the original (``baseline``), one
+    :func:`alphaprune.analysis.weight_comparison` block per run; runs that start from a shrunk
+    model (other shapes) are left out, with a printed note."""
+    from .analysis import weight_comparison
+    from .checkpoint import load_model
+
+    original = load_model(results["baseline"].checkpoint, verbose=False)
+    frames = []
+    for experiment in experiments:
+        if experiment.start.shrink:
+            print(
+                f"{experiment.name}: starts from a shrunk model; not comparable channel by channel"
+            )
+            continue
+        pruned = load_model(results[experiment.name].checkpoint, verbose=False)
+        frames.append(weight_comparison(pruned, original).assign(run=experiment.name))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def reconstruction_panels(
+    models: Sequence[tuple[str, str, Any, str, float | None, str]], image, name: str
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Panels of :func:`plot_reconstruction` and their table for ``image`` ((3, H, W)).
+
+    ``models``: ``(panel, title, model, checkpoint, alpha, run)`` for (b), (c), (d), …; panel (a)
+    is the image itself. PSNR/SSIM are of this one image.
+    """
+    from .evaluate import evaluate, reconstruct
+
+    x = image.unsqueeze(0)
+    side = f"{image.shape[-1]}×{image.shape[-2]}"
+    panels = [{"title": f"(a) original image ({name})", "image": image}]
+    rows = [{"panel": "a", "model": "image", "run": name, "checkpoint": "", "alpha": None,
+             "psnr": None, "ssim": None, "params": None, "input": f"{name}, {side}"}]  # fmt: skip
+    for panel, title, model, checkpoint, alpha, run in models:
+        scores = evaluate(model, x)
+        panels.append({"title": f"({panel}) {title}", "image": reconstruct(model, x)[0], **scores})
+        rows.append({"panel": panel, "model": title, "run": run, "checkpoint": checkpoint,
+                     "alpha": alpha, "psnr": scores["psnr"], "ssim": scores["ssim"],
+                     "params": sum(p.numel() for p in model.parameters()),
+                     "input": f"{name}, {side}"})  # fmt: skip
+    return panels, pd.DataFrame(rows)
+
+
+def shrink_check(gated, small, image_size: int, tolerance: float) -> pd.DataFrame:
+    """Largest |gated − shrunk| output difference on 4 random images (seed 0), and whether it is
+    within ``tolerance``; one row."""
+    import torch
+
+    x = torch.rand(4, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        diff = float((gated(x) - small(x)).abs().max())
+    alpha = getattr(gated, "checkpoint_alpha", None)
+    return pd.DataFrame([{"alpha": alpha, "image_size": image_size, "max_abs_diff": diff,
+                          "tolerance": tolerance, "passed": diff <= tolerance}])  # fmt: skip
+
+
+def count_table(models: Mapping[str, Any], image_size: int) -> pd.DataFrame:
+    """Parameters and FLOPs (one image) of each model, and their ratios to the first."""
+    from .shrink import count
+
+    size = (1, 3, image_size, image_size)
+    counts = pd.DataFrame([{"model": name, **count(model, size)} for name, model in models.items()])
+    counts["params_ratio"] = counts["params"] / counts.loc[0, "params"]
+    counts["flops_ratio"] = counts["flops"] / counts.loc[0, "flops"]
+    counts["image_size"] = image_size
+    return counts
+
+
+def plot_channels(layers: pd.DataFrame):
+    """Bars of the output channels per convolution, original against shrunk; returns the Figure."""
+    ax = layers.plot.bar(x="layer", y=["channels_before", "channels_after"], figsize=(6, 3), rot=30)
+    ax.set_ylabel("output channels")
+    ax.legend(["original", "shrunk"], frameon=False)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def gpu_results(path: str | Path) -> pd.DataFrame:
+    """Measured GPU results from a CSV of ``benchmarks/gpu_check.sh`` (``shrink_speed.py``), with
+    ``source`` (the file name), ``device_name`` and ``measured_at`` (``"date not recorded"`` for
+    CSVs written before the column existed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"gpu.results_csv: {path} does not exist (copy the CSV that benchmarks/gpu_check.sh "
+            "wrote on the GPU machine, e.g. reports/gpu/shrink_speed_relu3_1.csv)"
+        )
+    table = pd.read_csv(path)
+    missing = {"model", "latency_ms_median", "device_name"} - set(table.columns)
+    if missing:
+        raise ValueError(f"gpu.results_csv: {path} lacks the columns {sorted(missing)}")
+    if "measured_at" not in table:
+        table["measured_at"] = "date not recorded"
+    table.insert(0, "source", path.name)
+    return table
+
+
+def benchmark_table(models: Mapping[str, Any], settings: Any, alpha: float | None) -> pd.DataFrame:
+    """Time per batch of ``models`` (original, masked, shrunk) with the ``gpu`` settings of a
+    params file (:class:`alphaprune.report_params.GpuParams`), labelled with the device.
+
+    On a GPU, each model is timed for at least ``settings.gpu_seconds`` (more batches than
+    ``settings.repeats`` when needed) so that NVML's utilisation counter gets sampled.
+    """
+    import torch
+
+    from .bench import benchmark, device_name
+
+    device = settings.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    kind = "GPU" if device.startswith("cuda") else "CPU"
+    label = f"{kind}: {device_name(device)}"
+    print(f"measuring on {label}")
+    common = dict(batch_size=settings.batch_size, image_size=settings.image_size, device=device,
+                  warmup=settings.warmup, progress=False)  # fmt: skip
+    repeats = settings.repeats
+    if kind == "GPU":
+        probe = benchmark(models, repeats=5, **common)
+        needed = math.ceil(settings.gpu_seconds * 1000 / probe["latency_ms_median"].min())
+        repeats = max(repeats, min(needed, 100_000))
+    table = benchmark(models, repeats=repeats, **common)
+    table.insert(1, "alpha", [None if name == "original" else alpha for name in table["model"]])
+    table["device_kind"] = kind
+    table["device_label"] = label
+    return table

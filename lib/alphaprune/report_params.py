@@ -22,6 +22,7 @@ Every run config is the engine's :class:`alphaprune.config.ExperimentConfig` wri
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +38,9 @@ __all__ = [
     "RunStart",
     "load_report_params",
     "report_params_from_dict",
-    "stage_parameters",
+    "project_dir",
+    "run_specs",
+    "papermill_parameters",
     "run_checkpoint",
     "STAGES",
     "RUNS_DIR",
@@ -141,6 +144,10 @@ class GpuParams(_Strict):
     #: on a GPU, time each model for at least this many seconds (more batches than ``repeats``
     #: when needed), so that NVML's utilisation counter gets sampled
     gpu_seconds: FiniteFloat = Field(default=2.0, ge=0)
+    #: measured GPU results from another machine: a CSV written by ``benchmarks/gpu_check.sh``
+    #: (e.g. ``shrink_speed_relu3_1.csv``), relative to the params file; shown in the addendum
+    #: with the device and date it came from
+    results_csv: str | None = None
 
 
 class Notes(_Strict):
@@ -369,8 +376,19 @@ def load_report_params(path: str | Path) -> ReportParams:
     return report_params_from_dict(data, source=path.resolve())
 
 
-def stage_parameters(params: ReportParams) -> dict[str, dict[str, Any]]:
-    """The papermill parameters of every stage (paths relative to the report folder, its cwd)."""
+def project_dir() -> Path:
+    """The project folder (holding ``notebooks/`` and ``params/``): ``$ALPHAPRUNE_PROJECT``, else
+    the checkout this package is installed from (``pip install -e .``)."""
+    env = os.environ.get("ALPHAPRUNE_PROJECT")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(__file__).resolve().parents[2]
+
+
+def run_specs(params: ReportParams) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The baseline's engine config and the experiments (``name``, ``label``, ``start``,
+    ``config``) as :func:`alphaprune.report_runs.run_all` takes them (paths relative to the
+    report folder)."""
     experiments = [
         {
             "name": e.name,
@@ -380,47 +398,40 @@ def stage_parameters(params: ReportParams) -> dict[str, dict[str, Any]]:
         }
         for e in params.experiments
     ]
-    labels = {e["name"]: e["label"] for e in experiments}
-    recon, shrink, gpu = params.reconstruct, params.shrink, params.gpu
-    return {
-        "01_prune": {
-            "out_dir": ".",
-            "baseline": params.run_config(BASELINE),
-            "experiments": experiments,
-            "progress": False,
-        },
-        "02_reconstruct": {
-            "out_dir": ".",
-            "original_checkpoint": run_checkpoint(BASELINE),
-            "pruned_checkpoint": run_checkpoint(recon.experiment),
-            "pruned_label": labels[recon.experiment],
-            "image": recon.image,
-            "size": recon.size,
-        },
-        "03_shrink": {
-            "out_dir": ".",
-            "original_checkpoint": run_checkpoint(BASELINE),
-            "pruned_checkpoint": run_checkpoint(shrink.experiment),
-            "image_size": shrink.image_size,
-            "tolerance": shrink.tolerance,
-        },
-        "04_gpu_addendum": {
-            "out_dir": ".",
-            "original_checkpoint": run_checkpoint(BASELINE),
-            "pruned_checkpoint": run_checkpoint(gpu.experiment),
-            "device": gpu.device,
-            "batch_size": gpu.batch_size,
-            "image_size": gpu.image_size,
-            "warmup": gpu.warmup,
-            "repeats": gpu.repeats,
-            "gpu_seconds": gpu.gpu_seconds,
-        },
-        "05_report": {
-            "out_dir": ".",
-            "title": params.report_title,
-            "author": params.author,
-            "date": params.date,
-            "notes": params.notes.model_dump(),
-            "experiments": [{"name": e["name"], "label": e["label"]} for e in experiments],
-        },
-    }
+    return params.run_config(BASELINE), experiments
+
+
+#: Engine config keys holding a path (relative to the params file's folder).
+_PATH_KEYS = (("data", "source"), ("model", "vgg_weights"))
+
+
+def papermill_parameters(path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
+    """The parameters ``papermill -f PATH [-p out_dir OUT_DIR]`` passes to every stage.
+
+    The file is read with papermill's own reader, as its command line does. The notebooks take
+    relative paths in it as relative to the project's ``params/`` folder; for a file elsewhere,
+    its relative ``data.source`` / ``model.vgg_weights`` / ``gpu.results_csv`` are made absolute
+    (relative to the file) so that the notebooks read the same files.
+    """
+    from papermill.iorw import read_yaml_file
+
+    path = Path(path).resolve()
+    data = read_yaml_file(str(path)) or {}
+    if path.parent != project_dir() / "params":
+        gpu = data.get("gpu")
+        if isinstance(gpu, dict) and isinstance(gpu.get("results_csv"), str):
+            if not Path(gpu["results_csv"]).expanduser().is_absolute():
+                gpu["results_csv"] = str((path.parent / gpu["results_csv"]).resolve())
+        configs = [data.get("defaults"), data.get("baseline")]
+        configs += [e.get("config") for e in data.get("experiments") or [] if isinstance(e, dict)]
+        for config in configs:
+            for section, key in _PATH_KEYS:
+                block = config.get(section) if isinstance(config, dict) else None
+                value = block.get(key) if isinstance(block, dict) else None
+                if isinstance(value, str) and value != "bundled" and value:
+                    candidate = Path(value).expanduser()
+                    if not candidate.is_absolute():
+                        block[key] = str((path.parent / candidate).resolve())
+    if out_dir is not None:
+        data["out_dir"] = str(out_dir)
+    return data

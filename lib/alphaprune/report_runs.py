@@ -97,7 +97,7 @@ def run_all(
 
     ``baseline`` is an engine config dict; each experiment is ``{"name", "label", "start":
     {"run", "alpha", "shrink"}, "config"}`` whose ``config`` (an engine config dict) has
-    ``init_from`` set to the start checkpoint (see :func:`alphaprune.report_params.stage_parameters`).
+    ``init_from`` set to the start checkpoint (see :func:`alphaprune.report_params.run_specs`).
     """
     results: dict[str, RunResult] = {}
     fingerprints: dict[str, str] = {}

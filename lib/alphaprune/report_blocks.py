@@ -1,0 +1,218 @@
+"""The sections of the weekly report (``notebooks/05_report.ipynb``), built from the stages'
+``tables/`` and ``figures/`` and the params file's prose.
+
+Each method returns the display objects of one section (HTML / Markdown); the notebook shows
+them with ``display(*report.section())``. Captions say where every number comes from (which
+input a PSNR is measured on, which device a time was measured on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .config import config_from_dict
+from .report_figures import ReportBuilder, alpha_text
+from .report_notebook import StageContext
+from .report_params import BASELINE
+
+__all__ = ["Report"]
+
+
+class Report:
+    """The report of one week; ``stage`` is the set-up of ``05_report`` (folder entered)."""
+
+    def __init__(self, stage: StageContext) -> None:
+        self.stage = stage
+        self.params = stage.params
+        self.notes = stage.params.notes
+        self.builder = ReportBuilder()
+
+    def _read(self, name: str) -> pd.DataFrame:
+        try:
+            return pd.read_csv(self.stage.folder / "tables" / f"{name}.csv")
+        except pd.errors.EmptyDataError:  # e.g. no run comparable channel by channel
+            return pd.DataFrame()
+
+    def _figure(self, name: str, caption: str, width: str = "100%"):
+        return self.builder.figure(self.stage.folder / "figures" / f"{name}.png", caption, width)
+
+    def _validation_input(self) -> str:
+        """What the validation metrics of Table 1 are measured on, from the baseline's config."""
+        data = config_from_dict(self.params.run_config(BASELINE)).data
+        crops = "crop" if data.val_crops == 1 else "crops"
+        return (
+            f"mean over {data.val_crops} fixed {data.crop}×{data.crop} {crops} of each validation "
+            f"image ({', '.join(data.val_images)})"
+        )
+
+    def title(self) -> list[Any]:
+        """The title and byline."""
+        byline = " · ".join(t for t in (self.params.author, self.params.date) if t)
+        return [self.builder.title(self.params.report_title, byline)]
+
+    def progress(self) -> list[Any]:
+        """1. Weekly progress: prose, Table 1 (runs) and Figure 1 (training curves)."""
+        b = self.builder
+        table = b.table(
+            self._read("experiments"),
+            "Runs of the week: settings and validation metrics after the last epoch "
+            f"(loss, PSNR and SSIM: {self._validation_input()}).",
+            formats={"lr": "g", "weight_decay": "g", "final_alpha": "g", "val_loss": ".3g",
+                     "val_psnr": ".2f", "val_ssim": ".3f"},
+            columns={"label": "run", "schedule": "α schedule", "lr": "lr",
+                     "weight_decay": "weight decay", "epochs": "epochs", "final_alpha": "final α",
+                     "val_loss": "val. loss", "val_psnr": "PSNR (dB)", "val_ssim": "SSIM"},
+        )  # fmt: skip
+        figure = self._figure(
+            "training",
+            "Validation loss (a, log scale) and α of the pruned channels (b) per epoch of each "
+            "run; the baseline has no α.",
+        )
+        return [
+            b.group(b.section("1. Weekly progress"), b.markdown(self.notes.progress)),
+            table,
+            figure,
+        ]
+
+    def weights(self) -> list[Any]:
+        """1.1 Weights against the original model (Figure 2, when a run is comparable)."""
+        b = self.builder
+        weights = self._read("weights")
+        figure = None
+        if not weights.empty:
+            ratios = pd.to_numeric(weights["l2_ratio"], errors="coerce")
+            log = ratios.max() > 5 or ratios.min() < 0.2
+            figure = self._figure(
+                "weights",
+                "L2 norm of the kept weights of each pruned model divided by that of the same "
+                "channels in the original model, per layer (1 = unchanged"
+                + ("; log scale, as one run is far from 1)." if log else ")."),
+            )
+        section = b.section("1.1 Weights against the original model", level=3)
+        return [b.group(section, b.markdown(self.notes.weights), figure)]
+
+    def reconstruction(self) -> list[Any]:
+        """1.2 Reconstruction (one image through the original, pruned and shrunk models)."""
+        b = self.builder
+        recon = self._read("reconstruction").set_index("panel")
+        settings = self.params.reconstruct
+        alpha = recon.loc["c", "alpha"]
+        caption = (
+            f"(a) Original image, (b) output of the original model, (c) output of the pruned "
+            f"model ({recon.loc['c', 'run']}; {alpha_text(alpha)}, read from its checkpoint), "
+            f"(d) output of the shrunk model made from it. PSNR and SSIM under each panel are of "
+            f"this one image ({settings.image}, whole image resized to "
+            f"{settings.size}×{settings.size}), not the validation-crop means of Table 1."
+        )
+        section = b.section("1.2 Reconstruction", level=3)
+        return [
+            b.group(
+                section,
+                b.markdown(self.notes.reconstruction),
+                self._figure("reconstruction", caption),
+            )
+        ]
+
+    def shrink(self) -> list[Any]:
+        """1.3 Multiplying the weights: the count table and the channels figure."""
+        b = self.builder
+        check = self._read("shrink_check").iloc[0]
+        counts = self._read("shrink")
+        size = int(counts["image_size"][0])
+        within = "within" if check["passed"] else "ABOVE"
+        table = b.table(
+            counts,
+            f"Parameters and FLOPs (one {size}×{size} image) before and after multiplying the "
+            f"gates into the weights. Largest difference between the outputs of the gated and "
+            f"the shrunk model on random {size}×{size} images: {check['max_abs_diff']:.2g} "
+            f"({within} the tolerance {check['tolerance']:g}).",
+            formats={"params": ",", "flops": ",", "params_ratio": ".3f", "flops_ratio": ".3f"},
+            columns={"model": "model", "params": "parameters", "flops": "FLOPs",
+                     "params_ratio": "params / original", "flops_ratio": "FLOPs / original"},
+        )  # fmt: skip
+        section = b.section("1.3 Multiplying the weights: the smaller model", level=3)
+        figure = self._figure(
+            "shrink_channels",
+            "Output channels of each convolution in the original and the shrunk model.",
+            width="70%",
+        )
+        return [b.group(section, b.markdown(self.notes.shrink), table), figure]
+
+    def gpu(self) -> list[Any]:
+        """2. Addendum: the benchmark of this run, and measured GPU results when given."""
+        b = self.builder
+        bench = self._read("benchmark")
+        label = bench["device_label"][0]
+        on_cpu = bench["device_kind"][0] == "CPU"
+        parts: list[Any] = [b.section("2. Addendum: GPU test results"), b.markdown(self.notes.gpu)]
+        if on_cpu:
+            parts.append(b.markdown(
+                "**No GPU was available for this run: the figures below were measured on the "
+                f"CPU ({bench['device_name'][0]}), not on a GPU.**"
+            ))  # fmt: skip
+        side = int(bench["image_size"][0])
+        parts.append(b.table(
+            bench,
+            f"Time per batch of {int(bench['batch_size'][0])} images of {side}×{side} pixels "
+            f"(median and 10th/90th percentiles of {int(bench['timed_batches'][0])} batches) on "
+            f"{label}." + ("" if on_cpu else " GPU utilisation: mean of NVML samples."),
+            formats=_BENCH_FORMATS,
+            columns={"model": "model", "latency_ms_median": "ms / batch", "latency_ms_p10": "p10",
+                     "latency_ms_p90": "p90", "throughput_img_s": "images / s",
+                     "gpu_util_pct_mean": "GPU util. (%)", "params": "parameters"},
+        ))  # fmt: skip
+        blocks = [
+            b.group(*parts),
+            self._figure(
+                "benchmark",
+                f"Time per batch{'' if on_cpu else ' and GPU utilisation'} of the original, the "
+                f"masked (α = 0, full size) and the shrunk model, on {label}.",
+                width="80%" if on_cpu else "100%",
+            ),
+        ]
+        measured = self.stage.folder / "tables" / "gpu_results.csv"
+        if self.params.gpu.results_csv and measured.is_file():
+            blocks.append(self._gpu_results(pd.read_csv(measured)))
+        return blocks
+
+    def _gpu_results(self, table: pd.DataFrame):
+        """Measured GPU results from another machine, labelled with device, date and file."""
+        b = self.builder
+        devices = ", ".join(dict.fromkeys(table["device_name"].astype(str)))
+        dates = ", ".join(dict.fromkeys(table["measured_at"].astype(str)))
+        source = table["source"][0]
+        conditions = ""
+        if {"batch_size", "image_size"} <= set(table.columns):
+            side = int(table["image_size"][0])
+            conditions = (
+                f" Batches of {int(table['batch_size'][0])} images of {side}×{side} pixels."
+            )
+        on_gpu = "device" in table and table["device"].astype(str).str.startswith("cuda").all()
+        kind = "GPU" if on_gpu else "not a GPU"
+        caption = (
+            f"Results measured on another machine ({kind}: {devices}; {dates}) by "
+            f"benchmarks/gpu_check.sh, file {source}; not part of this run.{conditions}"
+        )
+        columns = {"layer": "layer", "keep": "keep", "target": "pruned", "model": "model",
+                   "latency_ms_median": "ms / batch", "throughput_img_s": "images / s",
+                   "gpu_util_pct_mean": "GPU util. (%)", "params": "parameters"}  # fmt: skip
+        section = b.section(f"2.1 Measured on another machine ({devices})", level=3)
+        label = b.markdown(f"**Device: {devices} ({kind}). Measured: {dates}. File: `{source}`.**")
+        return b.group(section, label, b.table(table, caption, _BENCH_FORMATS, columns))
+
+    def plan(self) -> list[Any]:
+        """3. Plan."""
+        b = self.builder
+        return [b.group(b.section("3. Plan"), b.markdown(self.notes.plan))]
+
+
+_BENCH_FORMATS = {
+    "latency_ms_median": ".2f",
+    "latency_ms_p10": ".2f",
+    "latency_ms_p90": ".2f",
+    "throughput_img_s": ".1f",
+    "gpu_util_pct_mean": ".0f",
+    "params": ",",
+}

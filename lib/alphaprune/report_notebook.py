@@ -1,0 +1,225 @@
+"""The set-up cell of every report notebook: validate the parameters, fix the output folder.
+
+A week's params file is directly a papermill parameters file: every notebook's ``parameters``
+cell declares the params file's top-level keys (:data:`PARAMETER_NAMES`) plus ``out_dir``, so ::
+
+    papermill notebooks/01_prune.ipynb OUT.ipynb -f params/week09.yaml [-p out_dir DIR]
+
+runs a stage with the settings that ``python -m alphaprune report params/week09.yaml`` uses (the
+runner calls papermill the same way). The first code cell after the parameters calls
+:func:`setup`, which
+
+* validates them with the runner's schema (:func:`~alphaprune.report_params.report_params_from_dict`):
+  an unknown key, a wrong type or a missing experiment stops the notebook at once, naming the key;
+* takes the tiny settings of ``params/interactive.yaml`` when no week was given (JupyterLab);
+* resolves the output folder once — ``out_dir``, else the params' ``output_dir``, else
+  ``reports/<name>`` — relative to the project folder (never the kernel's current folder), and
+  enters it, so that every file a stage writes lands inside it and re-running is harmless;
+* checks that the earlier stages' outputs exist, else names the stage to run and the command.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import report_figures as rf
+from .config import ConfigError, read_yaml
+from .report_params import (
+    BASELINE,
+    STAGES,
+    ReportParams,
+    ReportParamsError,
+    project_dir,
+    report_params_from_dict,
+    run_checkpoint,
+)
+
+__all__ = [
+    "PARAMETER_NAMES",
+    "INTERACTIVE",
+    "StageOrderError",
+    "StageContext",
+    "setup",
+    "stage_inputs",
+]
+
+#: The names every notebook's ``parameters`` cell declares: the params file's top-level keys and
+#: ``out_dir`` (the output folder; default: the params' ``output_dir``, else ``reports/<name>``).
+PARAMETER_NAMES: tuple[str, ...] = (*ReportParams.model_fields, "out_dir")
+#: The params file (relative to the project folder) used when no week is given.
+INTERACTIVE = "params/interactive.yaml"
+#: First line of the cell papermill injects (``papermill.translators``).
+_INJECTED = "# Parameters"
+
+
+class StageOrderError(RuntimeError):
+    """A stage was run before the stage that writes its inputs."""
+
+
+def _injected_names(namespace: Mapping[str, Any]) -> list[str]:
+    """Names assigned by papermill's injected-parameters cell (from IPython's input history)."""
+    names: list[str] = []
+    for source in namespace.get("In", []) or []:
+        if not isinstance(source, str) or source.split("\n", 1)[0].strip() != _INJECTED:
+            continue
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign):
+                names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class StageContext:
+    """What a stage notebook needs: the validated params and its (entered) output folder."""
+
+    stage: str
+    params: ReportParams
+    folder: Path
+    params_file: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Run name -> label shown in tables and legends (the baseline is the original model)."""
+        return {
+            BASELINE: "baseline (original)",
+            **{e.name: e.label or e.name for e in self.params.experiments},
+        }
+
+    def checkpoint(self, run: str) -> str:
+        """Last checkpoint of ``run``, relative to the output folder."""
+        return run_checkpoint(run)
+
+    def command(self, stage: str) -> str:
+        """The papermill command (from the project folder) that runs ``stage`` into this folder."""
+        executed = self.folder / f"{stage}.ipynb"
+        words = ["papermill", f"notebooks/{stage}.ipynb", _show(executed)]
+        if self.params_file:
+            words += ["-f", self.params_file]
+        if self.folder != default_folder(self.params):
+            words += ["-p", "out_dir", _show(self.folder)]
+        return " ".join(shlex.quote(w) for w in words)
+
+    def require(self, stage: str, *paths: str) -> None:
+        """Raise :class:`StageOrderError` naming ``stage`` and its command if a path is missing."""
+        missing = [p for p in paths if not (self.folder / p).is_file()]
+        if missing:
+            raise StageOrderError(
+                f"{self.stage} needs {missing[0]} from stage {stage}, which has not run into "
+                f"{self.folder}. Run it first, from {project_dir()}:\n    {self.command(stage)}\n"
+                f"(or open notebooks/{stage}.ipynb in JupyterLab with the same parameters)"
+            )
+
+
+def default_folder(params: ReportParams) -> Path:
+    """The output folder without ``out_dir``: the params' ``output_dir`` (relative to params/),
+    else ``reports/<name>`` of the project."""
+    if params.output_dir:
+        return params.resolve(params.output_dir)
+    return project_dir() / "reports" / params.report_name
+
+
+def _show(path: Path) -> str:
+    """``path`` relative to the project folder when inside it (shorter commands)."""
+    try:
+        return path.relative_to(project_dir()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _given(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The params keys set in the notebook (None = not given), unknown injected names included."""
+    names = [n for n in ReportParams.model_fields if namespace.get(n) is not None]
+    names += [n for n in _injected_names(namespace) if n not in PARAMETER_NAMES]
+    return {name: namespace[name] for name in names if name in namespace}
+
+
+def _holds(path: Path | None, data: Mapping[str, Any]) -> bool:
+    """Whether the params file ``path`` exists and sets exactly ``data`` (papermill's reader)."""
+    if path is None or not path.is_file():
+        return False
+    from papermill.iorw import read_yaml_file
+
+    try:
+        content = read_yaml_file(str(path)) or {}
+    except Exception:  # noqa: BLE001 - unreadable: not the file that was passed
+        return False
+    return {k: v for k, v in content.items() if v is not None} == dict(data)
+
+
+def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
+    root = project_dir()
+    given = _given(namespace)
+    if given.get("experiments") is None:  # no week given: the tiny interactive settings
+        try:
+            base = read_yaml(root / INTERACTIVE)
+        except ConfigError as exc:
+            raise ReportParamsError(str(exc)) from None
+        data, shown = {**base, **given}, INTERACTIVE
+        source: Path = root / INTERACTIVE
+    else:
+        data = given
+        name = data.get("name") or (
+            f"week{data['week']:02d}" if isinstance(data.get("week"), int) else None
+        )
+        guess = root / "params" / f"{name}.yaml" if name else None
+        # the file papermill read, if it is params/<name>.yaml (for the commands shown)
+        shown = guess.relative_to(root).as_posix() if _holds(guess, data) else "PARAMS.yaml"
+        # relative paths in a params file are relative to params/ (its folder)
+        source = guess if guess else root / "params" / "<parameters>"
+    try:
+        return report_params_from_dict(data, source=source), shown
+    except ReportParamsError as exc:  # the notebook cannot know which file -f named
+        label = shown if data is not given else "the notebook's parameters (papermill -f / -p)"
+        raise ReportParamsError(str(exc).replace(str(source), label)) from None
+
+
+def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
+    """Validate a notebook's parameters, make and enter its output folder, check earlier stages.
+
+    ``namespace`` is the notebook's ``globals()``. Safe to run again (the folder is absolute).
+
+    Raises:
+        ReportParamsError: an unknown key, a wrong value or a missing experiment (names the key).
+        StageOrderError: an earlier stage's output is missing (names the stage and command).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    params, shown = _load_params(namespace)
+    out_dir = namespace.get("out_dir")
+    if out_dir:
+        folder = Path(str(out_dir)).expanduser()
+        folder = folder if folder.is_absolute() else project_dir() / folder
+    else:
+        folder = default_folder(params)
+    folder = rf.enter(folder.resolve())
+    context = StageContext(stage, params, folder, shown)
+    needs = stage_inputs(params)
+    for earlier in STAGES[: STAGES.index(stage)]:
+        if stage == "05_report" or earlier == "01_prune":
+            context.require(earlier, *needs[earlier])
+    if stage != "05_report":  # its outputs are the report
+        print(f"{stage}: {params.report_title} → {folder}")
+    return context
+
+
+def stage_inputs(params: ReportParams) -> dict[str, list[str]]:
+    """The files (relative to the output folder) each stage writes that later stages read."""
+    runs = [BASELINE] + sorted(
+        {params.reconstruct.experiment, params.shrink.experiment, params.gpu.experiment}
+    )
+    return {
+        "01_prune": [run_checkpoint(r) for r in runs] + ["tables/experiments.csv"],
+        "02_reconstruct": ["tables/reconstruction.csv", "figures/reconstruction.png"],
+        "03_shrink": ["tables/shrink.csv", "tables/shrink_check.csv"],
+        "04_gpu_addendum": ["tables/benchmark.csv", "figures/benchmark.png"],
+        "05_report": [],
+    }
