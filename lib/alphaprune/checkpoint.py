@@ -29,7 +29,7 @@ from .layers import (
     restore_gates,
     set_alpha,
 )
-from .models import build_autoencoder
+from .models import build_model
 
 __all__ = [
     "CheckpointError",
@@ -129,7 +129,7 @@ def model_from_state(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Ten
 
     State dicts written before gates moved into their consumers are migrated on the way.
     """
-    model = build_autoencoder(model_cfg.get("layer", "relu3_1"), model_cfg.get("batch_norm", False))
+    model = build_model(model_cfg)
     _resize_to_state(model, state)  # first: a shrunk model may be gated again
     state = migrate_state_dict(model, state)
     restore_gates(model, state)

@@ -149,9 +149,33 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
+    """The built-in VGG autoencoder (``layer``, ``batch_norm``, ``vgg_weights``), or a user's
+    model from ``factory: "package.module:function"`` called with ``kwargs`` (imported, never
+    evaluated). ``example_input_size`` is the input used to trace it (default: one
+    ``data.crop`` image with 3 channels)."""
+
     layer: Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"] = "relu3_1"
     batch_norm: bool = False
     vgg_weights: str | None = None  # local torchvision-style VGG state dict for the encoder
+    factory: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    example_input_size: list[StrictInt] | None = Field(default=None, min_length=2)
+
+    @field_validator("factory")
+    @classmethod
+    def _factory_form(cls, value: str | None) -> str | None:
+        from .models import import_factory
+
+        if value is not None:
+            import_factory(value)  # imported now, so a typo stops before any work
+        return value
+
+    @field_validator("example_input_size")
+    @classmethod
+    def _positive_sizes(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(v < 1 for v in value):
+            raise ValueError(f"example_input_size must be positive integers, got {value}")
+        return value
 
 
 class DataConfig(_Section):
@@ -167,7 +191,8 @@ class DataConfig(_Section):
 class PruningConfig(_Section):
     keep: float | dict[str, float] = 0.5
     criterion: Literal["l1", "bn"] = "l1"
-    target: Literal["encoder", "decoder", "both"] = "encoder"
+    #: "encoder", "decoder", "both"/"all", or a list of layer-name patterns ("encoder.*")
+    target: Literal["encoder", "decoder", "both", "all"] | list[str] = "encoder"
 
     @field_validator("keep", mode="before")
     @classmethod
@@ -237,6 +262,19 @@ class ExperimentConfig(_Section):
         probe.setdefault("lr", 1e-3)
         schedule_from_dict(probe)  # raises ScheduleError (a ValueError) naming the key
         return value
+
+    @model_validator(mode="after")
+    def _factory_needs_no_vgg(self) -> ExperimentConfig:
+        if self.model.factory is not None:
+            if self.model.vgg_weights:
+                raise ValueError("model.vgg_weights is for the built-in VGG, not model.factory")
+            if self.loss.vgg_feature > 0:
+                raise ValueError(
+                    "loss.vgg_feature needs the built-in VGG encoder, not model.factory"
+                )
+        elif self.model.kwargs or self.model.example_input_size:
+            raise ValueError("model.kwargs / model.example_input_size need model.factory")
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +16,9 @@ __all__ = [
     "AutoEncoder",
     "UNet",
     "build_autoencoder",
+    "build_model",
     "build_unet",
+    "example_input",
     "import_factory",
     "load_vgg_weights",
     "LAYERS",
@@ -195,7 +198,7 @@ def build_unet(width: int = 16, depth: int = 2, channels: int = 3) -> UNet:
     return UNet(width, depth, channels)
 
 
-_FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 def import_factory(spec: str) -> Callable[..., nn.Module]:
@@ -203,7 +206,7 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
 
     Raises ``ValueError`` with one line naming the module or function when it cannot be found.
     """
-    if not isinstance(spec, str) or not _FACTORY.match(spec):
+    if not isinstance(spec, str) or not FACTORY_PATTERN.match(spec):
         raise ValueError(f"model factory must look like 'package.module:function', got {spec!r}")
     module_name, function_name = spec.split(":")
     try:
@@ -218,3 +221,28 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
             f"model factory '{spec}': module '{module_name}' has no function '{function_name}'"
         )
     return function
+
+
+def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
+    """The model an experiment's ``model`` section describes (built-in or from its factory)."""
+    spec = model_cfg.get("factory")
+    if spec is None:
+        return build_autoencoder(
+            model_cfg.get("layer", "relu3_1"), model_cfg.get("batch_norm", False)
+        )
+    kwargs = dict(model_cfg.get("kwargs") or {})
+    try:
+        model = import_factory(spec)(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model factory '{spec}' rejected kwargs {kwargs}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model factory '{spec}' returned {type(model).__name__}, not a torch module"
+        )
+    return model
+
+
+def example_input(model_cfg: Mapping[str, Any], crop: int) -> Tensor:
+    """The input used to trace the model: ``example_input_size`` or one ``crop`` RGB image."""
+    size = model_cfg.get("example_input_size") or (1, 3, crop, crop)
+    return torch.zeros(*size)

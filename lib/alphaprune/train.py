@@ -52,7 +52,7 @@ from .data import FixedCropDataset, RandomCropDataset, load_images, split_images
 from .evaluate import evaluate
 from .layers import attach_gates, gates, get_alpha, set_alpha
 from .locks import folder_lock
-from .models import build_autoencoder, load_vgg_weights
+from .models import build_model, example_input, load_vgg_weights
 from .schedules import Schedule
 
 __all__ = [
@@ -207,7 +207,7 @@ def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
     torch.manual_seed(cfg.seed)
-    model = build_autoencoder(cfg.model.layer, cfg.model.batch_norm)
+    model = build_model(cfg.model.model_dump())
     if cfg.model.vgg_weights:
         state = torch.load(cfg.model.vgg_weights, map_location="cpu", weights_only=True)
         load_vgg_weights(model, state)
@@ -219,7 +219,11 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
     model = load_model(original, verbose=False)
     if not gates(model):
         attach_gates(
-            model, keep=cfg.pruning.keep, criterion=cfg.pruning.criterion, target=cfg.pruning.target
+            model,
+            keep=cfg.pruning.keep,
+            criterion=cfg.pruning.criterion,
+            target=cfg.pruning.target,
+            example_inputs=example_input(cfg.model.model_dump(), cfg.data.crop),
         )
     return model
 
