@@ -14,7 +14,8 @@ For each model:
   Status ``pruned``, ``nothing pruned``, ``broken forward: …`` or ``raw error: …``. Its output is
   not comparable (different channels, no gates), so "wrong" is not defined for it.
 
-Params ratio = params after / params before. Then ResNet-18 (11.7 M params): seconds for tracing +
+Params ratio = params after / params before; ``same_ratio`` says whether both give the same
+ratio; ``ap_s`` / ``tp_s`` are the wall seconds of each pass (build, prune, check). Then ResNet-18 (11.7 M params): seconds for tracing +
 gating (``attach_gates``) and for ``shrink`` (which includes its own verification pass), median
 of ``--repeats`` runs, for a 224² and a 64² example input.
 
@@ -566,22 +567,36 @@ def run_torch_pruning(arch: Arch) -> dict:
 
 
 def time_resnet18(size: int, repeats: int) -> dict:
-    gate_s, shrink_s = [], []
+    """Median wall and CPU seconds of attach_gates (trace + gate) and shrink (with its
+    verification pass) on ResNet-18, and of one plain forward pass as a yardstick: on a shared
+    machine wall times swing several-fold, the ratios to a forward pass much less."""
+    times: dict[str, list[float]] = {k: [] for k in ("forward", "gate", "shrink")}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
     example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+    def timed(key: str, fn: Callable[[], object]) -> None:
+        wall, proc = time.perf_counter(), time.process_time()
+        fn()
+        times[key].append(time.perf_counter() - wall)
+        cpu[key].append(time.process_time() - proc)
+
     for _ in range(repeats):
         model = build(Arch("resnet18", ResNet18, (1, 3, size, size)))
-        start = time.perf_counter()
-        ap.attach_gates(model, keep=0.5, target="all", example_inputs=example)
-        gate_s.append(time.perf_counter() - start)
+        with torch.no_grad():
+            timed("forward", lambda m=model: m(example))
+        timed("gate", lambda m=model: ap.attach_gates(m, keep=0.5, target="all", example_inputs=example))  # fmt: skip
         ap.set_alpha(model, 0.0)
-        start = time.perf_counter()
-        ap.shrink(model, example_inputs=example)
-        shrink_s.append(time.perf_counter() - start)
+        timed("shrink", lambda m=model: ap.shrink(m, example_inputs=example))
+    med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "params": n_params(ResNet18()),
         "input": f"1x3x{size}x{size}",
-        "trace_gate_s": round(statistics.median(gate_s), 3),
-        "shrink_s": round(statistics.median(shrink_s), 3),
+        "trace_gate_s": round(med["gate"], 3),
+        "shrink_s": round(med["shrink"], 3),
+        "forward_s": round(med["forward"], 3),
+        "trace_gate_cpu_s": round(statistics.median(cpu["gate"]), 3),
+        "shrink_cpu_s": round(statistics.median(cpu["shrink"]), 3),
+        "forward_cpu_s": round(statistics.median(cpu["forward"]), 3),
     }
 
 
@@ -608,15 +623,18 @@ def main(argv: list[str] | None = None) -> None:
     for arch in archs:
         start = time.perf_counter()
         row = {"model": arch.name, "params": n_params(arch.factory())}
+        t0 = time.perf_counter()
         row |= run_alphaprune(arch)
+        t1 = time.perf_counter()
         row |= run_torch_pruning(arch)
+        row["ap_s"], row["tp_s"] = round(t1 - t0, 2), round(time.perf_counter() - t1, 2)
         rows.append(row)
         print(f"{arch.name}: {row['ap_status']} | {row['tp_status']} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)  # fmt: skip
     table = pd.DataFrame(rows)
     same = table["ap_params_ratio"].notna() & table["tp_params_ratio"].notna()
     table["same_ratio"] = None
     table.loc[same, "same_ratio"] = (table.loc[same, "ap_params_ratio"] - table.loc[same, "tp_params_ratio"]).abs() < 5e-4  # fmt: skip
-    shown = ["model", "params", "ap_status", "ap_params_ratio", "tp_status", "tp_params_ratio", "same_ratio"]  # fmt: skip
+    shown = ["model", "params", "ap_status", "ap_params_ratio", "tp_status", "tp_params_ratio", "same_ratio", "ap_s", "tp_s"]  # fmt: skip
     print(markdown(table[shown]))
     ap_ok = int((table["ap_status"] == "pruned exactly").sum())
     ap_wrong = int(table["ap_status"].str.startswith("wrong").sum())

@@ -395,8 +395,8 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, c: int, r: int = 4) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(c, c // r)
-        self.fc2 = nn.Linear(c // r, c)
+        self.fc1 = nn.Linear(c, max(1, c // r))
+        self.fc2 = nn.Linear(max(1, c // r), c)
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, _, _ = x.shape
@@ -521,6 +521,8 @@ class RandomNet(nn.Module):
       (``"bn"``, ``"gn"``, ``"in"`` or ``None``), activation (name or ``None``);
     - ``("dw", src, norm, act)``: depthwise 3×3 conv;
     - ``("group", src, width, groups, act)``: grouped 3×3 conv;
+    - ``("deconv", src, width, groups, act)``: (grouped) 3×3 ConvTranspose2d;
+    - ``("se", src)``: squeeze-and-excitation (two Linears, sigmoid, channel scaling);
     - ``("add", a, b)``: ``t[a] + t[b]`` (same width);
     - ``("cat", a, b)``: ``torch.cat([t[a], t[b]], 1)``.
 
@@ -562,6 +564,15 @@ class RandomNet(nn.Module):
                 layers = [nn.Conv2d(widths[src], width, 3, padding=1, groups=groups)]
                 layers += self._act(act)
                 widths.append(width)
+            elif kind == "deconv":
+                _, src, width, groups, act = op
+                layers = [nn.ConvTranspose2d(widths[src], width, 3, padding=1, groups=groups)]
+                layers += self._act(act)
+                widths.append(width)
+            elif kind == "se":
+                _, src = op
+                layers = [SqueezeExcite(widths[src], r=2)]
+                widths.append(widths[src])
             elif kind == "add":
                 _, a, b = op
                 assert widths[a] == widths[b]
