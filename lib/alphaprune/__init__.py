@@ -20,7 +20,7 @@ from .layers import (
     restore_gates,
     set_alpha,
 )
-from .models import AutoEncoder, build_autoencoder, load_vgg_weights
+from .models import AutoEncoder, build_autoencoder, build_unet, load_vgg_weights
 from .schedules import Schedule, make_schedule, schedule_from_dict
 from .shrink import count, shrink
 
@@ -36,6 +36,7 @@ __all__ = [
     "Schedule",
     "attach_gates",
     "build_autoencoder",
+    "build_unet",
     "count",
     "gates",
     "get_alpha",

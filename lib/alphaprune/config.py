@@ -193,6 +193,19 @@ class PruningConfig(_Section):
     criterion: Literal["l1", "bn"] = "l1"
     #: "encoder", "decoder", "both"/"all", or a list of layer-name patterns ("encoder.*")
     target: Literal["encoder", "decoder", "both", "all"] | list[str] = "encoder"
+    #: {"flops": r} or {"params": r}: per-group keep chosen to keep that fraction (instead of keep)
+    budget: dict[Literal["flops", "params"], FiniteFloat] | None = None
+    min_keep: FiniteFloat = Field(0.1, gt=0, le=1)
+    round_to: StrictInt = Field(1, ge=1)
+
+    @field_validator("budget")
+    @classmethod
+    def _one_budget(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None:
+            from .budget import check_budget
+
+            check_budget(value)
+        return value
 
     @field_validator("keep", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .budget import budget_masks
 from .graph import ChannelGraph, ChannelGroup, UnsupportedModelError, analyze
 from .layer_rules import ChannelwiseRule, MixingRule, rule_for
 
@@ -438,6 +439,9 @@ def attach_gates(
     masks: Mapping[str, Tensor] | None = None,
     example_inputs: Tensor | Sequence[Tensor] | None = None,
     strict: bool = False,
+    budget: Mapping[str, float] | None = None,
+    min_keep: float = 0.1,
+    round_to: int = 1,
 ) -> GatingPlan:
     """Gate the channels chosen for removal in every prunable channel group of ``model``.
 
@@ -461,6 +465,11 @@ def attach_gates(
             (overrides ``keep``/``criterion``).
         example_inputs: inputs for tracing; guessed from the first layer when None.
         strict: raise instead of skipping a group in ``target`` that cannot be pruned.
+        budget: ``{"flops": r}`` or ``{"params": r}`` instead of ``keep``: per-group keep
+            fractions from one global ranking of normalised importance, so that the shrunk
+            model keeps the fraction ``r`` of its FLOPs/params (see :mod:`alphaprune.budget`).
+        min_keep: with ``budget``, the least fraction of units any group keeps.
+        round_to: with ``budget``, units are removed this many at a time (e.g. 8 for GPUs).
 
     Returns:
         A :class:`GatingPlan` with every group, the gated layers and the masks.
@@ -471,9 +480,15 @@ def attach_gates(
         raise ValueError("model already has α gates; shrink it or build a fresh model first")
     if not isinstance(keep, Mapping) and masks is None:
         keep = _check_keep(keep, "keep")
+    if budget is not None and (masks is not None or isinstance(keep, Mapping)):
+        raise ValueError("give either budget or per-layer keep/masks, not both")
     graph = analyze(model, example_inputs)
     chosen = _choose_groups(graph, model, target, keep, masks, strict)
-    unit_masks = _plan_masks(graph, chosen, keep, criterion, masks)
+    if budget is not None:
+        scores = {g.name: unit_importance(graph, g, criterion) for g in chosen}
+        unit_masks = budget_masks(graph, chosen, budget, scores, min_keep, round_to)
+    else:
+        unit_masks = _plan_masks(graph, chosen, keep, criterion, masks)
     pruned = {
         u
         for group in chosen

@@ -135,7 +135,8 @@ class Report:
         section = b.section("1.3 Multiplying the weights: the smaller model", level=3)
         figure = self._figure(
             "shrink_channels",
-            "Output channels of each convolution in the original and the shrunk model.",
+            "Output channels of each convolution in the original and the shrunk model; the "
+            "number over a shrunk bar is the fraction of its channels kept.",
             width="70%",
         )
         return [b.group(section, b.markdown(self.notes.shrink), table), figure]

@@ -91,6 +91,10 @@ def channel_table(before, after) -> pd.DataFrame:
             "layer": list(old),
             "channels_before": list(old.values()),
             "channels_after": [new.get(name) for name in old],
+            "keep": [
+                round(new[name] / count, 3) if new.get(name) else None
+                for name, count in old.items()
+            ],
         }
     )
 
@@ -452,6 +456,11 @@ def plot_channels(layers: pd.DataFrame):
     ax = layers.plot.bar(x="layer", y=["channels_before", "channels_after"], figsize=(6, 3), rot=30)
     ax.set_ylabel("output channels")
     ax.legend(["original", "shrunk"], frameon=False)
+    if "keep" in layers:  # the kept fraction of each layer, over its shrunk bar
+        for bar, keep in zip(ax.containers[1], layers["keep"], strict=True):
+            if keep is not None and keep == keep:
+                ax.annotate(f"{keep:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=6)  # fmt: skip
     ax.figure.tight_layout()
     return ax.figure
 

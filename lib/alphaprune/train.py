@@ -224,6 +224,9 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
             criterion=cfg.pruning.criterion,
             target=cfg.pruning.target,
             example_inputs=example_input(cfg.model.model_dump(), cfg.data.crop),
+            budget=cfg.pruning.budget,
+            min_keep=cfg.pruning.min_keep,
+            round_to=cfg.pruning.round_to,
         )
     return model
 
