@@ -523,16 +523,20 @@ class CatDepthwise(nn.Module):
         return self.out(F.relu(self.dw(y)))
 
 
-def test_merged_group_never_empties_a_producer():
+@pytest.mark.parametrize(
+    "how", [{"keep": 0.5}, {"budget": {"params": 0.5}}], ids=["keep", "budget"]
+)
+def test_merged_group_never_empties_a_producer(how):
     """A keep fraction per coupled group must not remove every output of one of its producers:
     attach_gates plans it, then shrink refuses the plan ('every output channel of 'b' is gated to
     0'), so a model that attach_gates accepted cannot be shrunk."""
     torch.manual_seed(0)
     model = CatDepthwise().eval()
     x = seeded((2, 3, 16, 16), 0)
-    ap.attach_gates(model, keep=0.5, target="all", example_inputs=x)
+    ap.attach_gates(model, target="all", example_inputs=x, **how)
     ap.set_alpha(model, 0.0)
     small = ap.shrink(model, example_inputs=x)
+    assert 0 < small.b.out_channels
     y = seeded((2, 3, 16, 16), 1)
     assert_same(run(small, y), run(model, y))
 
