@@ -259,6 +259,8 @@ class ChannelGraph:
                 if layer.is_consumer and not set(self.units(layer.in_vars)).isdisjoint(group.units):
                     group.consumers.append(name)
         for group in by_root.values():
+            if group.skip is None and not group.consumers:
+                group.skip = "not read by any layer (its output is unused)"
             if group.owners:
                 owner = self.layers[group.owners[0]]
                 units = set(group.units)
@@ -628,7 +630,7 @@ def analyze(
                 for t in inputs
             )
             try:
-                ShapeProp(gm).propagate(*[t.clone() for t in moved])
+                output = ShapeProp(gm).propagate(*[t.clone() for t in moved])
             except Exception as exc:
                 shapes = [tuple(t.shape) for t in moved]
                 raise UnsupportedModelError(
@@ -641,4 +643,6 @@ def analyze(
     walker = _Walker(model)
     for node in gm.graph.nodes:
         walker.visit(node)
-    return ChannelGraph(model, walker.layers, walker.uf, walker.pins, walker.order, moved)
+    graph = ChannelGraph(model, walker.layers, walker.uf, walker.pins, walker.order, moved)
+    graph.example_output = output  # the model's output on the example input, in eval mode
+    return graph

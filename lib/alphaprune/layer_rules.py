@@ -124,8 +124,8 @@ class MixingRule(LayerRule):
         factor = broadcast_along(
             scale.to(device=weight.device, dtype=weight.dtype), self.in_axis, weight.dim()
         )
-        with torch.no_grad():
-            weight.mul_(factor)
+        # a new tensor, not ``mul_``: a weight tied to another layer must not be scaled twice
+        module.weight = nn.Parameter(weight.detach() * factor, requires_grad=weight.requires_grad)
 
     def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
         groups = self.groups(module)

@@ -411,8 +411,20 @@ def _units_from_channel_mask(graph: ChannelGraph, group: ChannelGroup, mask) -> 
     return torch.tensor([verdict.get(u, True) for u in group.units])
 
 
+def _keep_one_per_owner(
+    graph: ChannelGraph, group: ChannelGroup, mask: Tensor, scores: Tensor
+) -> None:
+    """A group can span several producers (a depthwise conv after a concat joins them): each
+    keeps at least its most important unit, so no layer loses every channel."""
+    position = {u: i for i, u in enumerate(group.units)}
+    for name in group.owners:
+        mine = [position[u] for u in set(graph.units(graph.layers[name].out_vars)) if u in position]
+        if mine and not mask[mine].any():
+            mask[max(mine, key=lambda i: float(scores[i]))] = True
+
+
 def _plan_masks(
-    graph: ChannelGraph, chosen: list[ChannelGroup], keep, criterion, masks
+    graph: ChannelGraph, chosen: list[ChannelGroup], keep, scores, masks
 ) -> dict[str, Tensor]:
     """Per chosen group: bool over its units, True = kept."""
     out = {}
@@ -426,7 +438,7 @@ def _plan_masks(
             fraction = _check_keep(keep[key], f"keep['{key}']")
         else:
             fraction = keep
-        out[group.name] = _keep_units(unit_importance(graph, group, criterion), fraction)
+        out[group.name] = _keep_units(scores[group.name], fraction)
     return out
 
 
@@ -484,11 +496,13 @@ def attach_gates(
         raise ValueError("give either budget or per-layer keep/masks, not both")
     graph = analyze(model, example_inputs)
     chosen = _choose_groups(graph, model, target, keep, masks, strict)
+    scores = {g.name: unit_importance(graph, g, criterion) for g in chosen}
     if budget is not None:
-        scores = {g.name: unit_importance(graph, g, criterion) for g in chosen}
         unit_masks = budget_masks(graph, chosen, budget, scores, min_keep, round_to)
     else:
-        unit_masks = _plan_masks(graph, chosen, keep, criterion, masks)
+        unit_masks = _plan_masks(graph, chosen, keep, scores, masks)
+    for group in chosen:
+        _keep_one_per_owner(graph, group, unit_masks[group.name], scores[group.name])
     pruned = {
         u
         for group in chosen
@@ -531,7 +545,8 @@ def _choose_groups(graph, model, target, keep, masks, strict) -> list[ChannelGro
                 chosen.append(group)
         return chosen
     in_target = [g for g in graph.groups if _in_target(g, target, model)]
-    skipped = [g for g in in_target if g.skip and g.owners and "model output" not in g.skip]
+    exempt = ("model output", "model input", "not read by any layer")
+    skipped = [g for g in in_target if g.skip and not any(e in g.skip for e in exempt)]
     if strict and skipped:
         group = skipped[0]
         raise UnsupportedModelError(
