@@ -562,22 +562,26 @@ def _choose_groups(graph, model, target, keep, masks, strict) -> list[ChannelGro
     return chosen
 
 
+def _group_row(group: ChannelGroup, kept: int, in_target: bool) -> GroupPlan:
+    return GroupPlan(
+        name=group.name,
+        layers=list(group.owners),
+        consumers=list(group.consumers),
+        channels=group.channels,
+        units=len(group.units),
+        kept=kept,
+        in_target=in_target,
+        skip=group.skip,
+    )
+
+
 def _describe_plan(graph, model, target, chosen, unit_masks) -> GatingPlan:
     rows = []
     for group in graph.groups:
         kept_units = unit_masks.get(group.name)
-        rows.append(
-            GroupPlan(
-                name=group.name,
-                layers=list(group.owners),
-                consumers=list(group.consumers),
-                channels=group.channels,
-                units=len(group.units),
-                kept=int(kept_units.sum()) if kept_units is not None else len(group.units),
-                in_target=group in chosen or _safe_in_target(group, target, model),
-                skip=group.skip,
-            )
-        )
+        kept = int(kept_units.sum()) if kept_units is not None else len(group.units)
+        in_target = group in chosen or _safe_in_target(group, target, model)
+        rows.append(_group_row(group, kept, in_target))
     return GatingPlan(groups=rows)
 
 
@@ -611,16 +615,7 @@ def explain(
     graph = graph or analyze(model, example_inputs)
     pruned = gated_units(graph)
     rows = [
-        GroupPlan(
-            name=g.name,
-            layers=list(g.owners),
-            consumers=list(g.consumers),
-            channels=g.channels,
-            units=len(g.units),
-            kept=sum(1 for u in g.units if u not in pruned),
-            in_target=_safe_in_target(g, target, model),
-            skip=g.skip,
-        )
+        _group_row(g, sum(1 for u in g.units if u not in pruned), _safe_in_target(g, target, model))
         for g in graph.groups
     ]
     plan = GatingPlan(groups=rows)
