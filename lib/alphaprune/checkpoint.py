@@ -29,7 +29,7 @@ from .layers import (
     restore_gates,
     set_alpha,
 )
-from .models import build_model
+from .models import build_model, example_input
 
 __all__ = [
     "CheckpointError",
@@ -193,7 +193,7 @@ def shrink_checkpoint(
     """Shrink the gated model in ``path``, verify it against the gated model, save it to ``out``.
 
     Returns parameters/FLOPs before and after and the max |difference| of the outputs on a random
-    ``image_size`` batch. The saved checkpoint (kind ``shrunk``) loads with :func:`load_model`.
+    ``image_size`` batch (or of the model's ``example_input_size``). The saved checkpoint (kind ``shrunk``) loads with :func:`load_model`.
     """
     from .shrink import count, shrink
 
@@ -201,12 +201,13 @@ def shrink_checkpoint(
     model = load_model(path, verbose=False)
     if not gates(model):
         raise CheckpointError(f"{path}: model has no α gates; nothing to shrink")
-    small = shrink(model)
+    example = example_input(data["config"].get("model", {}), image_size)
+    small = shrink(model, example_inputs=example)
     generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(2, 3, image_size, image_size, generator=generator)
+    x = torch.rand(2, *example.shape[1:], generator=generator)
     with torch.no_grad():
         diff = float((model(x) - small(x)).abs().max())
-    size = (1, 3, image_size, image_size)
+    size = tuple(example.shape)
     before, after = count(model, size), count(small, size)
     payload = {
         "kind": "shrunk",
