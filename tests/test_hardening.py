@@ -596,5 +596,5 @@ def test_report_with_a_diverged_run_builds_and_its_shrink_stage_says_so(tmp_path
     assert epoch is not None
     table = pd.read_csv(out / "tables" / "experiments.csv").set_index("run")
     assert table.loc["wild", "status"] == f"diverged at epoch {epoch}"
-    html = (out / "report.html").read_text(encoding="utf-8")
+    html = (out / "report.html").read_text(encoding="utf-8").replace("\xa0", " ")  # nbsp → space
     assert f"lr 1e6 (diverged at epoch {epoch})" in html
