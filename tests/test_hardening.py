@@ -16,7 +16,7 @@ import yaml
 from alphaprune.checkpoint import CheckpointError, last_path, read_checkpoint, save_checkpoint
 from alphaprune.config import ConfigError, config_from_dict, load_config
 from alphaprune.locks import LockError, folder_lock, lock_holder
-from alphaprune.train import Diverged, diverged_at, require_finished, train_baseline
+from alphaprune.train import Diverged, diverged_at, prune, require_finished, train_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -316,6 +316,23 @@ def test_prune_refuses_an_original_of_another_architecture(tmp_path):
     result = cli("prune", str(path), "--no-progress", cwd=tmp_path)
     one_line_error(result, str(base.checkpoint), "relu1_1", "model.layer relu2_1")
     assert not last_path(tmp_path / "runs" / "p").exists()  # refused before any training
+
+
+def test_prune_refuses_an_original_from_another_factory_model(tmp_path):
+    unet = {"factory": "alphaprune.models:build_unet", "kwargs": {"width": 4, "depth": 1},
+            "example_input_size": [1, 3, 16, 16]}  # fmt: skip
+    base = train_baseline(config_from_dict(tiny(tmp_path, epochs=1, model=unet)), progress=False)
+    for model, needle in [
+        ({**unet, "kwargs": {"width": 8, "depth": 1}}, "kwargs {'width': 8, 'depth': 1}"),
+        ({"layer": "relu1_1"}, "model.layer relu1_1"),
+    ]:
+        cfg = config_from_dict(
+            {**tiny(tmp_path, name="p", model=model), "init_from": str(base.checkpoint)}
+        )
+        with pytest.raises(CheckpointError, match="was built with model.factory") as err:
+            prune(cfg, progress=False)
+        assert needle in str(err.value) and str(base.checkpoint) in str(err.value)
+        assert not last_path(cfg.run_dir).exists()
 
 
 # --- locks -----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -413,16 +414,28 @@ def prune(
     return _run(cfg, "prune", cfg.build_schedule(), Path(source) if source else None, progress)
 
 
+def _architecture(model: Mapping[str, Any]) -> dict[str, Any]:
+    """What defines a model's architecture in a config's ``model`` section."""
+    if model.get("factory"):
+        return {"factory": model["factory"], "kwargs": dict(model.get("kwargs") or {})}
+    return {"layer": model.get("layer", "relu3_1"), "batch_norm": model.get("batch_norm", False)}
+
+
+def _describe_architecture(arch: Mapping[str, Any]) -> str:
+    if "factory" in arch:
+        return f"model.factory {arch['factory']} (kwargs {arch['kwargs']})"
+    return f"model.layer {arch['layer']} (batch_norm {arch['batch_norm']})"
+
+
 def _check_architecture(cfg: ExperimentConfig, original: Path) -> None:
-    """Refuse an original whose architecture (``model.layer``, ``batch_norm``) is not the
-    config's: the run would train one model and describe it as another."""
-    theirs = checkpoint_info(original)["config"].get("model", {})
-    ours = cfg.model
-    mine = {"layer": ours.layer, "batch_norm": ours.batch_norm}
-    other = {"layer": theirs.get("layer", "relu3_1"), "batch_norm": theirs.get("batch_norm", False)}
-    if mine != other:
+    """Refuse an original whose architecture (``model.layer``/``batch_norm``, or ``factory`` and
+    its ``kwargs``) is not the config's: the run would train one model and describe it as
+    another, and its checkpoints could not be loaded."""
+    theirs = _architecture(checkpoint_info(original)["config"].get("model", {}))
+    ours = _architecture(cfg.to_dict()["model"])
+    if theirs != ours:
         raise CheckpointError(
-            f"prune '{cfg.name}': the original {original} is a {other['layer']} model "
-            f"(batch_norm {other['batch_norm']}) but the config says model.layer {ours.layer} "
-            f"(batch_norm {ours.batch_norm}); use the same model settings as the original"
+            f"prune '{cfg.name}': the original {original} was built with "
+            f"{_describe_architecture(theirs)} but the config says {_describe_architecture(ours)}; "
+            "use the original's model settings"
         )
