@@ -615,3 +615,20 @@ def test_report_with_a_diverged_run_builds_and_its_shrink_stage_says_so(tmp_path
     assert table.loc["wild", "status"] == f"diverged at epoch {epoch}"
     html = (out / "report.html").read_text(encoding="utf-8").replace("\xa0", " ")  # nbsp → space
     assert f"lr 1e6 (diverged at epoch {epoch})" in html
+
+
+def test_stage_parameters_read_1e_minus_3_as_the_runner_does(tmp_path):
+    """The runner validates the params file with alphaprune's YAML reader; the notebooks must get
+    the same values (papermill's YAML 1.1 reader would pass ``1e-3`` on as a string)."""
+    from alphaprune.report_params import papermill_parameters, report_params_from_dict
+
+    text = (ROOT / "params" / "ci.yaml").read_text(encoding="utf-8")
+    text = text.replace("optimizer: {name: adam, lr: 0.001}", "optimizer: {name: adam, lr: 1e-3}")
+    assert "lr: 1e-3}" in text
+    path = tmp_path / "ci.yaml"
+    path.write_text(text, encoding="utf-8")
+    data = papermill_parameters(path, out_dir=tmp_path / "out")
+    assert data["defaults"]["optimizer"]["lr"] == 0.001
+    data.pop("out_dir")
+    params = report_params_from_dict(data, source=path)  # what each notebook's set-up does
+    assert params.defaults["optimizer"]["lr"] == 0.001

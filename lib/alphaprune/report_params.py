@@ -408,15 +408,18 @@ _PATH_KEYS = (("data", "source"), ("model", "vgg_weights"))
 def papermill_parameters(path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """The parameters ``papermill -f PATH [-p out_dir OUT_DIR]`` passes to every stage.
 
-    The file is read with papermill's own reader, as its command line does. The notebooks take
+    The file is read with :func:`alphaprune.config.read_yaml`, like every params file (``1e-3``
+    is a float, duplicate keys are refused), not with papermill's YAML 1.1 reader, which would pass
+    ``1e-3`` on as a string that the notebooks then refuse. The notebooks take
     relative paths in it as relative to the project's ``params/`` folder; for a file elsewhere,
     its relative ``data.source`` / ``model.vgg_weights`` / ``gpu.results_csv`` are made absolute
     (relative to the file) so that the notebooks read the same files.
     """
-    from papermill.iorw import read_yaml_file
-
     path = Path(path).resolve()
-    data = read_yaml_file(str(path)) or {}
+    try:
+        data = read_yaml(path)
+    except ConfigError as exc:
+        raise ReportParamsError(str(exc)) from None
     if path.parent != project_dir() / "params":
         gpu = data.get("gpu")
         if isinstance(gpu, dict) and isinstance(gpu.get("results_csv"), str):
