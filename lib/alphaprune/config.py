@@ -112,6 +112,11 @@ def yaml_load(text: str) -> Any:
 
 
 def _number(value: Any) -> Any:
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        raise ValueError(
+            "must be a number, not a string (a YAML 1.1 reader such as papermill's -f reads "
+            "1e-3 as a string: write 1.0e-3)"
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError("must be a number (not a bool or a string)")
     return value
