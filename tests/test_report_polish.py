@@ -16,7 +16,7 @@ def test_captions_and_cells_keep_numbers_and_phrases_together() -> None:
     for number in ("3e-07", "0.0001", "128×128", "25.07 dB"):
         assert f'<span class="nobreak">{number}</span>' in html
     assert rf.keep_together("constant α = 0") == "constant α\u00a0=\u00a00"
-    assert rf.keep_together("α 1 → 0.5 → 0") == "α\u00a01\u00a0→\u00a00.5\u00a0→\u00a00"
+    assert rf.keep_together("α 1 → 0.5 → 0") == "α\u00a01\u00a0→ 0.5\u00a0→ 0"
     table = rf.ReportBuilder().table(pd.DataFrame({"schedule": ["constant α = 0"]}), "x 3e-07")
     assert "constant α\u00a0=\u00a00" in table.data
 
@@ -46,3 +46,8 @@ def test_gpu_results_csv_is_labelled(tmp_path: Path) -> None:
     assert rf.gpu_results(path)["measured_at"][0] == "date not recorded"
     with pytest.raises(FileNotFoundError, match="gpu_check.sh"):
         rf.gpu_results(tmp_path / "missing.csv")
+
+
+def test_markdown_prose_keeps_alpha_equals_number_together() -> None:
+    text = rf.ReportBuilder.markdown("at α =\n0. and α = 0.1\n> quoted <b>bold</b>").data
+    assert text == "at α\u00a0=\u00a00. and α\u00a0=\u00a00.1\n> quoted <b>bold</b>"

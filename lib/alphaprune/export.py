@@ -61,7 +61,7 @@ main {
 .jp-RenderedHTMLCommon h3 { font-size: 1.1em; margin-top: 1.1em; }
 .report-byline { text-align: center; color: #444; margin-bottom: 1.5em; }
 .report-keep { break-inside: avoid; }
-figure.report-figure { margin: 1.2em auto; text-align: center; break-inside: avoid; }
+figure.report-figure { margin: 0.8em auto; text-align: center; break-inside: avoid; }
 figure.report-figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
 figcaption, .report-table caption {
   font-size: 0.92em; color: #222; margin-top: 0.4em; text-align: center; caption-side: bottom;
@@ -73,7 +73,7 @@ figcaption b, .report-table caption b { font-weight: bold; }
 }
 .jp-RenderedHTMLCommon table.report-table th, .jp-RenderedHTMLCommon table.report-table td,
 table.report-table th, table.report-table td {
-  padding: 0.2em 0.6em; border: none; text-align: right; font-size: 0.9em;
+  padding: 0.2em 0.4em; border: none; text-align: right; font-size: 0.9em;
   font-family: inherit;
 }
 .jp-RenderedHTMLCommon table.report-table td:first-child,
@@ -85,6 +85,7 @@ table.report-table { border-top: 1.5px solid #000; }
    report_figures.keep_together() left breakable; numbers in captions never break */
 .nobreak { white-space: nowrap; }
 table.report-table td:first-child { min-width: 7em; }
+table.report-table th { vertical-align: bottom; }
 @page { size: A4; margin: 18mm 16mm; }
 @media print { main { max-width: none; padding: 0; } }
 """

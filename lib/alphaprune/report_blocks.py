@@ -69,6 +69,7 @@ class Report:
             "training",
             "Validation loss (a, log scale) and α of the pruned channels (b) per epoch of each "
             "run; the baseline has no α.",
+            width="85%",  # with Table 1, fits the first page of a typical week
         )
         return [
             b.group(b.section("1. Weekly progress"), b.markdown(self.notes.progress)),

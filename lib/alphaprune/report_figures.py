@@ -117,7 +117,7 @@ def plot_training(metrics: Mapping[str, pd.DataFrame], labels: Mapping[str, str]
     import matplotlib.pyplot as plt
 
     labels = labels or {}
-    fig, (ax_loss, ax_alpha) = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    fig, (ax_loss, ax_alpha) = plt.subplots(1, 2, figsize=(9.5, 2.8))
     lowest = [f["val_loss"].min() for f in metrics.values() if not f.empty]
     top = 30 * float(pd.Series(lowest).median()) if lowest else None  # a diverged run is clipped
     for name, frame in metrics.items():
@@ -144,7 +144,7 @@ def plot_training(metrics: Mapping[str, pd.DataFrame], labels: Mapping[str, str]
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.legend(*ax_loss.get_legend_handles_labels(), loc="upper center", ncols=3, frameon=False,
-               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+               bbox_to_anchor=(0.5, 0.0), fontsize=8)  # fmt: skip
     return fig
 
 
@@ -225,10 +225,13 @@ class ReportBuilder:
 
     @staticmethod
     def markdown(text: str):
-        """Prose in Markdown (from the params file); empty text shows nothing."""
+        """Prose in Markdown (from the params file); empty text shows nothing. ``α = 0`` never
+        breaks across lines."""
         from IPython.display import Markdown
 
-        return Markdown(text or "")
+        return Markdown(
+            re.sub(r"α[ \t]*\n?[ \t]*=[ \t]*\n?[ \t]*(?=[-+]?\d)", "α\u00a0=\u00a0", text or "")
+        )
 
     def group(self, *parts):
         """Several pieces (HTML or Markdown objects) as one block that a page break avoids
@@ -289,13 +292,13 @@ class ReportBuilder:
 
 #: Numbers (with exponent, unit-like suffixes, ×) that a line must not break inside.
 _NUMBER = re.compile(r"[-+]?\d[\d.,]*(?:[eE][-+]?\d+)?(?:\s?(?:×|x)\s?\d+)?(?:\s?(?:dB|%|ms|px))?")
-_GLUE = re.compile(r"\s*([=≤≥<>])\s*|\s+(→)\s*")
+_GLUE = re.compile(r"[ \t]*([=≤≥<>])[ \t]*|[ \t]+(→)")
 
 
 def keep_together(text: str) -> str:
-    """``text`` with non-breaking spaces where a line must not break: around ``=`` and ``→``,
-    and after a short word before a number (``α = 0``, ``lr 0.01``, ``rate 0.3``)."""
-    text = _GLUE.sub(lambda m: f"\u00a0{m.group(1) or m.group(2)}\u00a0", text)
+    """``text`` with non-breaking spaces where a line must not break: around ``=``, before
+    ``→`` (a line may break after it) and after a short word before a number (``α = 0``, ``lr 0.01``, ``rate 0.3``)."""
+    text = _GLUE.sub(lambda m: f"\u00a0{m.group(1)}\u00a0" if m.group(1) else "\u00a0→", text)
     return re.sub(r"\b(\w{1,5}) (?=[-+]?\d)", "\\1\u00a0", text)
 
 
