@@ -81,8 +81,8 @@ table.report-table th, table.report-table td {
 table.report-table thead th { border-bottom: 1px solid #000; }
 table.report-table tbody tr:last-child td { border-bottom: 1px solid #000; }
 table.report-table { border-top: 1.5px solid #000; }
-/* no line breaks inside numbers or short phrases: table cells wrap only at the spaces that
-   report_figures.keep_together() left breakable; numbers in captions never break */
+/* no line breaks inside numbers or short phrases: table cells wrap only at the spaces that the
+   table builder left breakable (keep_together); numbers in captions never break */
 .nobreak { white-space: nowrap; }
 table.report-table td:first-child { min-width: 7em; }
 table.report-table th { vertical-align: bottom; }
