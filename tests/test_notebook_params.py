@@ -101,6 +101,34 @@ def test_stage_without_its_input_names_the_stage_and_command(project: Path) -> N
         setup(namespace(ci(), out_dir=str(out)), "05_report")
 
 
+def test_params_file_in_a_subfolder_is_recognised(project: Path) -> None:
+    data = ci()
+    data["name"] = "sub"
+    data["defaults"]["data"]["source"] = "photos"
+    path = project / "params" / "examples" / "sub.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    stage = setup(namespace(data, out_dir="out"), "01_prune")
+    # relative paths are relative to the file papermill read, as in alphaprune report
+    source = stage.params.run_config("baseline")["data"]["source"]
+    assert source == str(path.parent / "photos")
+    with pytest.raises(StageOrderError, match=r"-f params/examples/sub\.yaml"):
+        setup(namespace(data, out_dir="out"), "02_reconstruct")
+
+
+def test_recognised_file_is_read_as_the_runner_reads_it(project: Path) -> None:
+    from papermill.iorw import read_yaml_file
+
+    text = CI_PARAMS.read_text(encoding="utf-8").replace("lr: 0.001}", "lr: 1e-3}", 1)
+    path = project / "params" / "e3.yaml"
+    path.write_text(text.replace("name: ci", "name: e3"), encoding="utf-8")
+    passed = read_yaml_file(str(path))  # what plain `papermill -f` injects
+    assert passed["defaults"]["optimizer"]["lr"] == "1e-3"  # YAML 1.1: a string
+    stage = setup(namespace(passed, out_dir="out"), "01_prune")
+    assert stage.params_file == "params/e3.yaml"
+    assert stage.params.run_config("baseline")["optimizer"]["lr"] == 0.001  # as the runner sees it
+
+
 def test_relative_paths_of_a_params_file_elsewhere(tmp_path: Path) -> None:
     data = ci()
     data["defaults"]["data"]["source"] = "photos"

@@ -142,17 +142,32 @@ def _given(namespace: Mapping[str, Any]) -> dict[str, Any]:
     return {name: namespace[name] for name in names if name in namespace}
 
 
-def _holds(path: Path | None, data: Mapping[str, Any]) -> bool:
-    """Whether the params file ``path`` exists and sets exactly ``data`` (papermill's reader)."""
-    if path is None or not path.is_file():
-        return False
+def _read(path: Path) -> list[dict[str, Any]]:
+    """``path`` as papermill's reader and as alphaprune's reader see it (what each can read)."""
     from papermill.iorw import read_yaml_file
 
-    try:
-        content = read_yaml_file(str(path)) or {}
-    except Exception:  # noqa: BLE001 - unreadable: not the file that was passed
-        return False
-    return {k: v for k, v in content.items() if v is not None} == dict(data)
+    seen = []
+    for reader in (lambda: read_yaml_file(str(path)) or {}, lambda: read_yaml(path)):
+        try:
+            seen.append(reader())
+        except Exception:  # noqa: BLE001 - unreadable or invalid: compared as absent
+            pass
+    return seen
+
+
+def _find_file(root: Path, data: Mapping[str, Any]) -> tuple[Path, dict[str, Any]] | None:
+    """The params file under ``root/params`` that sets exactly ``data`` (as papermill ``-f`` or
+    ``alphaprune report`` passes it), trying ``params/<name>.yaml`` first, and its content as
+    alphaprune reads it (``1e-3`` a float, as the runner validates it); None if none matches."""
+    name = data.get("name") or (
+        f"week{data['week']:02d}" if isinstance(data.get("week"), int) else None
+    )
+    first = [root / "params" / f"{name}.yaml"] if name else []
+    for path in first + sorted((root / "params").rglob("*.yaml")):
+        for content in _read(path) if path.is_file() else []:
+            if {k: v for k, v in content.items() if v is not None} == dict(data):
+                return path, read_yaml(path)  # ConfigError (e.g. a duplicate key) names the file
+    return None
 
 
 def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
@@ -165,20 +180,22 @@ def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
             raise ReportParamsError(str(exc)) from None
         data, shown = {**base, **given}, INTERACTIVE
         source: Path = root / INTERACTIVE
+        label = INTERACTIVE if not given else f"{INTERACTIVE} with the notebook's parameters"
     else:
-        data = given
-        name = data.get("name") or (
-            f"week{data['week']:02d}" if isinstance(data.get("week"), int) else None
-        )
-        guess = root / "params" / f"{name}.yaml" if name else None
-        # the file papermill read, if it is params/<name>.yaml (for the commands shown)
-        shown = guess.relative_to(root).as_posix() if _holds(guess, data) else "PARAMS.yaml"
-        # relative paths in a params file are relative to params/ (its folder)
-        source = guess if guess else root / "params" / "<parameters>"
+        try:
+            match = _find_file(root, given)
+        except ConfigError as exc:
+            raise ReportParamsError(str(exc)) from None
+        # the file papermill read, when it is one of the project's params files: read as the
+        # runner reads it, relative paths relative to its folder (else params/), named in commands
+        data = match[1] if match else given
+        found = match[0] if match else None
+        shown = found.relative_to(root).as_posix() if found else "PARAMS.yaml"
+        source = found if found else root / "params" / "<parameters>"
+        label = shown if found else "the notebook's parameters (papermill -f / -p)"
     try:
         return report_params_from_dict(data, source=source), shown
-    except ReportParamsError as exc:  # the notebook cannot know which file -f named
-        label = shown if data is not given else "the notebook's parameters (papermill -f / -p)"
+    except ReportParamsError as exc:  # papermill does not tell which file -f named
         raise ReportParamsError(str(exc).replace(str(source), label)) from None
 
 

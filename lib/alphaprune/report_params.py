@@ -410,8 +410,9 @@ def papermill_parameters(path: str | Path, out_dir: str | Path | None = None) ->
 
     The file is read with :func:`alphaprune.config.read_yaml`, like every params file (``1e-3``
     is a float, duplicate keys are refused), not with papermill's YAML 1.1 reader, which would pass
-    ``1e-3`` on as a string that the notebooks then refuse. The notebooks take
-    relative paths in it as relative to the project's ``params/`` folder; for a file elsewhere,
+    ``1e-3`` on as a string. The notebooks recognise the project's params files (``params/`` and
+    below) by their content, read them with the same reader and take relative paths in them as
+    relative to their folder; for a file elsewhere,
     its relative ``data.source`` / ``model.vgg_weights`` / ``gpu.results_csv`` are made absolute
     (relative to the file) so that the notebooks read the same files.
     """
@@ -420,7 +421,7 @@ def papermill_parameters(path: str | Path, out_dir: str | Path | None = None) ->
         data = read_yaml(path)
     except ConfigError as exc:
         raise ReportParamsError(str(exc)) from None
-    if path.parent != project_dir() / "params":
+    if not path.is_relative_to(project_dir() / "params"):
         gpu = data.get("gpu")
         if isinstance(gpu, dict) and isinstance(gpu.get("results_csv"), str):
             if not Path(gpu["results_csv"]).expanduser().is_absolute():
