@@ -117,7 +117,9 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--alpha must be a finite number, got {args.alpha}")
         _require_finite_weights(path)
         model = load_model(path, alpha=args.alpha, override_alpha=args.override_alpha)
-        scores = evaluate(model, make_datasets(cfg)[1], batch_size=cfg.data.batch_size)
+        scores = evaluate(
+            model, make_datasets(cfg)[1], batch_size=cfg.data.batch_size, interval=True
+        )
         alpha = args.alpha if model.alpha_overridden else model.checkpoint_alpha
         print(_json({"checkpoint": str(path), "alpha": alpha, **scores}))
     elif args.command == "shrink":

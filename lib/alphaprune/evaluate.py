@@ -1,4 +1,5 @@
-"""Evaluation of a model on images: loss, PSNR, SSIM; and reconstructions for figures."""
+"""Evaluation of a model on images: loss, PSNR, SSIM (with bootstrap intervals over the validation
+items, the evaluation noise); and reconstructions for figures."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .analysis import psnr, ssim
 
-__all__ = ["evaluate", "reconstruct"]
+__all__ = ["evaluate", "evaluate_items", "reconstruct"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -19,13 +20,13 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(
+def evaluate_items(
     model: nn.Module,
     data: Dataset | Tensor,
     device: str | torch.device | None = None,
     batch_size: int = 8,
-) -> dict[str, float]:
-    """Mean pixel MSE (``loss``), PSNR (dB) and SSIM of ``model``'s reconstructions of ``data``.
+) -> dict[str, list[float]]:
+    """Per-item pixel MSE (``loss``), PSNR (dB) and SSIM of ``model``'s reconstructions of ``data``.
 
     ``data`` is a dataset of ``(3, H, W)`` tensors or an ``(N, 3, H, W)`` tensor. The model is run
     at whatever α its gates hold (never changed here) and put back in its previous mode.
@@ -34,22 +35,46 @@ def evaluate(
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     was_training = model.training
     model.eval()
-    total = {"loss": 0.0, "psnr": 0.0, "ssim": 0.0}
-    count = 0
+    items: dict[str, list[float]] = {"loss": [], "psnr": [], "ssim": []}
     try:
         for batch in loader:
             batch = batch.to(device)
             output = model(batch)
-            n = batch.shape[0]
-            total["loss"] += float(torch.mean((output - batch) ** 2)) * n
-            total["psnr"] += float(psnr(output, batch).sum())
-            total["ssim"] += float(ssim(output, batch).sum())
-            count += n
+            items["loss"] += ((output - batch) ** 2).flatten(1).mean(dim=1).tolist()
+            items["psnr"] += psnr(output, batch).tolist()
+            items["ssim"] += ssim(output, batch).tolist()
     finally:
         model.train(was_training)
-    if count == 0:
+    if not items["loss"]:
         raise ValueError("evaluate: no images in data")
-    return {key: value / count for key, value in total.items()}
+    return items
+
+
+def evaluate(
+    model: nn.Module,
+    data: Dataset | Tensor,
+    device: str | torch.device | None = None,
+    batch_size: int = 8,
+    interval: bool = False,
+    confidence: float = 0.95,
+) -> dict[str, float]:
+    """Mean pixel MSE (``loss``), PSNR (dB) and SSIM of ``model``'s reconstructions of ``data``.
+
+    With ``interval=True`` also ``psnr_ci_low/high`` and ``ssim_ci_low/high``: a bootstrap
+    interval of each mean over the validation items (:func:`alphaprune.stats.bootstrap_ci`), i.e.
+    how much the score depends on which crops were drawn — the evaluation noise, not the
+    seed-to-seed training noise — and ``n_items``.
+    """
+    items = evaluate_items(model, data, device=device, batch_size=batch_size)
+    scores = {key: sum(values) / len(values) for key, values in items.items()}
+    if interval:
+        from .stats import bootstrap_ci
+
+        for key in ("psnr", "ssim"):
+            low, high = bootstrap_ci(items[key], confidence=confidence)
+            scores[f"{key}_ci_low"], scores[f"{key}_ci_high"] = low, high
+        scores["n_items"] = len(items["psnr"])
+    return scores
 
 
 @torch.no_grad()
