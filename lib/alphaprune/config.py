@@ -186,6 +186,9 @@ class ModelConfig(_Section):
 class DataConfig(_Section):
     source: str = "bundled"  # "bundled" or a folder of JPEG/PNG files
     crop: StrictInt = Field(64, ge=8)
+    #: validation crops: "corners" (val_crops fixed crops per image) or "grid" (tiles covering
+    #: each held-out image; see alphaprune.data.validation_dataset)
+    val_protocol: Literal["corners", "grid"] = "corners"
     batch_size: StrictInt = Field(8, ge=1)
     samples_per_epoch: StrictInt = Field(64, ge=1)
     val_images: list[str] = Field(default_factory=lambda: ["astronaut", "chelsea"], min_length=1)
@@ -236,6 +239,9 @@ class OptimizerConfig(_Section):
     lr: FiniteFloat = Field(1e-3, gt=0)
     weight_decay: FiniteFloat = Field(0.0, ge=0)
     momentum: FiniteFloat = Field(0.9, ge=0, lt=1)
+    #: per-step multiplier of the learning rate over the whole run (see schedules.lr_factor)
+    lr_decay: Literal["none", "cosine"] = "none"
+    warmup_steps: StrictInt = Field(0, ge=0)
 
 
 class LossConfig(_Section):

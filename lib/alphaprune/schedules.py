@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
-__all__ = ["Schedule", "make_schedule", "schedule_from_dict", "SCHEDULE_KINDS"]
+__all__ = ["Schedule", "make_schedule", "schedule_from_dict", "SCHEDULE_KINDS", "lr_factor"]
 
 
 class ScheduleError(ValueError):
@@ -223,3 +223,20 @@ def schedule_from_dict(data: dict[str, Any]) -> Schedule:
 def make_schedule(kind: str = "linear", **params: Any) -> Schedule:
     """Keyword form of :func:`schedule_from_dict`: ``make_schedule("exponential", rate=0.3)``."""
     return schedule_from_dict({"kind": kind, **params})
+
+
+def lr_factor(decay: str, step: int, total: int, warmup: int = 0) -> float:
+    """Per-step multiplier of the learning rate (``optimizer.lr_decay``), in ``(0, 1]``.
+
+    ``"none"``: 1. ``"cosine"``: ``0.5 · (1 + cos(π · step / total))`` over the run's ``total``
+    optimiser steps, floored at 1 % of the peak. A linear warm-up over the first ``warmup`` steps
+    applies to both.
+    """
+    if decay not in ("none", "cosine"):
+        raise ScheduleError(f"unknown lr decay {decay!r}; choose 'none' or 'cosine'")
+    factor = 1.0
+    if decay == "cosine" and total > 0:
+        factor = max(0.01, 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
+    if warmup > 0 and step < warmup:
+        factor *= (step + 1) / warmup
+    return factor

@@ -49,12 +49,19 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import ExperimentConfig
-from .data import FixedCropDataset, RandomCropDataset, load_images, split_images
+from .data import (
+    FixedCropDataset,
+    GridCropDataset,
+    RandomCropDataset,
+    load_images,
+    split_images,
+    validation_dataset,
+)
 from .evaluate import evaluate
 from .layers import attach_gates, gates, get_alpha, set_alpha
 from .locks import folder_lock
 from .models import build_model, example_input, load_vgg_weights
-from .schedules import Schedule
+from .schedules import Schedule, lr_factor
 
 __all__ = [
     "RunResult",
@@ -148,7 +155,7 @@ def require_finished(checkpoint: str | Path, stage: str = "shrink") -> None:
 
 def make_datasets(
     cfg: ExperimentConfig, world_size: int = 1
-) -> tuple[RandomCropDataset, FixedCropDataset]:
+) -> tuple[RandomCropDataset, FixedCropDataset | GridCropDataset]:
     """Training (random crops) and validation (fixed crops) datasets of ``cfg.data``.
 
     With ``steps_per_epoch`` set, an epoch holds exactly ``steps × batch_size × world_size``
@@ -160,7 +167,9 @@ def make_datasets(
     if cfg.steps_per_epoch:
         samples = cfg.steps_per_epoch * cfg.data.batch_size * world_size
     train = RandomCropDataset(train_images, cfg.data.crop, samples, seed=cfg.seed)
-    val = FixedCropDataset(val_images, cfg.data.crop, crops_per_image=cfg.data.val_crops)
+    val = validation_dataset(
+        val_images, cfg.data.crop, cfg.data.val_protocol, val_crops=cfg.data.val_crops
+    )
     return train, val
 
 
@@ -326,14 +335,16 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         if schedule is not None:
             alpha, lr = schedule(epoch)
             set_alpha(model, alpha)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         train_ds.set_epoch(epoch)
         model.train()
         total, seen = 0.0, 0
         batches = itertools.islice(loader, steps)
-        for batch in tqdm(batches, total=steps, leave=False, desc=f"epoch {epoch}",
-                          disable=not (progress and ctx.is_main)):  # fmt: skip
+        for step, batch in enumerate(tqdm(batches, total=steps, leave=False, desc=f"epoch {epoch}",
+                          disable=not (progress and ctx.is_main))):  # fmt: skip
+            factor = lr_factor(cfg.optimizer.lr_decay, epoch * steps + step,
+                               cfg.epochs * steps, cfg.optimizer.warmup_steps)  # fmt: skip
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
             batch = batch.to(ctx.device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(net(batch), batch)
