@@ -1,0 +1,415 @@
+"""One run store shared by every week and study: training runs keyed by what determines them.
+
+A run's *fingerprint* hashes its kind (baseline / prune), its config (without ``name``,
+``output_dir`` and ``device``, and without keys left at their default value, so that adding an
+option does not invalidate the store), what it reads from disk (image folder, VGG weights), the
+fingerprint of the run it starts from (and the α of that run's milestone) and
+:data:`TRAINING_CODE_VERSION`. The run lives in ``<root>/<fingerprint>/``::
+
+    run.json        what the run is (written before training starts)
+    checkpoints/    last.pt, alpha_<α>.pt (see :mod:`alphaprune.train`)
+    metrics.csv
+    done.json       written only after last.pt of the final epoch exists: the run is complete
+    eval/<key>.json evaluation results cached by callers (e.g. studies)
+
+Two processes never train the same run at once: :meth:`RunStore.run` holds an exclusive lock
+(``fcntl.flock`` on ``<root>/.locks/<fingerprint>.lock``) while it trains, and a process that
+waited for the lock finds the run done and reuses it. A killed run resumes from its last
+checkpoint. Reports and studies *refer* to the runs they used (:meth:`RunStore.add_reference`,
+one file per referring folder in ``<root>/.refs/``); :meth:`RunStore.gc` removes the runs that no
+live reference needs (directly or as the start of a referenced run).
+
+Command line: ``python -m alphaprune runs list|gc [--root runs] [--dry-run]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from .atomic import atomic_write_text
+from .checkpoint import last_path, milestone_path
+from .config import ExperimentConfig
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "TRAINING_CODE_VERSION",
+    "RunStore",
+    "StoredRun",
+    "canonical_config",
+    "main",
+]
+
+_CHECKOUT = Path(__file__).resolve().parents[2]
+#: Default store: ``runs/`` at the repository root of a checkout (else of the working directory);
+#: ``$ALPHAPRUNE_RUNS`` overrides it.
+DEFAULT_ROOT = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.cwd()) / "runs"
+#: Part of every fingerprint. Bump it when a change to the training code or to a config default
+#: changes what a run with the same config produces.
+TRAINING_CODE_VERSION = "1"
+_FREE_KEYS = ("name", "output_dir", "device")
+Kind = Literal["baseline", "prune"]
+
+
+def default_root() -> Path:
+    """``$ALPHAPRUNE_RUNS`` if set, else :data:`DEFAULT_ROOT`."""
+    return Path(os.environ.get("ALPHAPRUNE_RUNS", DEFAULT_ROOT))
+
+
+def _drop_defaults(value: Any, default: Any) -> Any:
+    """``value`` without the (nested) keys whose value equals ``default``'s."""
+    if isinstance(value, dict) and isinstance(default, dict):
+        kept = {}
+        for key, item in value.items():
+            if key in default and item == default[key]:
+                continue
+            kept[key] = _drop_defaults(item, default.get(key))
+        return kept
+    return value
+
+
+def canonical_config(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The config keys that determine a run: no name/output_dir/device, no default values."""
+    data = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_KEYS}
+    defaults = ExperimentConfig().to_dict()
+    return _drop_defaults(data, defaults)
+
+
+def _input_manifest(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Files a run reads besides its config (names, sizes, modification times)."""
+    manifest: dict[str, Any] = {}
+    if cfg.data.source != "bundled":
+        folder = Path(cfg.data.source)
+        files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+        manifest["data"] = [
+            (p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in files
+        ]
+    if cfg.model.vgg_weights and Path(cfg.model.vgg_weights).is_file():
+        stat = Path(cfg.model.vgg_weights).stat()
+        manifest["vgg_weights"] = (stat.st_size, stat.st_mtime_ns)
+    return manifest
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A complete run of the store."""
+
+    fingerprint: str
+    run_dir: Path
+    kind: str
+    config: ExperimentConfig
+    reused: bool
+
+    @property
+    def checkpoint(self) -> Path:
+        return last_path(self.run_dir)
+
+    def milestone(self, alpha: float) -> Path:
+        return milestone_path(self.run_dir, alpha)
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.run_dir / "metrics.csv")
+
+    def read_eval(self, key: str) -> dict[str, Any] | None:
+        """A cached evaluation result, or None."""
+        path = self.run_dir / "eval" / f"{key}.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def write_eval(self, key: str, result: Mapping[str, Any]) -> None:
+        """Cache an evaluation result (atomic)."""
+        atomic_write_text(self.run_dir / "eval" / f"{key}.json", json.dumps(dict(result)))
+
+
+class RunStore:
+    """Runs keyed by fingerprint under ``root`` (default :func:`default_root`)."""
+
+    def __init__(self, root: str | Path | None = None, log=print) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.log = log
+
+    # -- fingerprints -------------------------------------------------------------------------
+
+    def fingerprint(
+        self,
+        cfg: ExperimentConfig,
+        kind: Kind,
+        source: StoredRun | str | Path | None = None,
+        source_alpha: float | None = None,
+    ) -> str:
+        """Hash of everything that determines the run (see the module docstring).
+
+        ``source`` is the run it starts from (a :class:`StoredRun`) or a checkpoint file outside
+        the store (hashed by content).
+        """
+        if isinstance(source, StoredRun):
+            start: Any = {"run": source.fingerprint, "alpha": source_alpha}
+        elif source is not None:
+            start = {"file_sha256": _file_sha256(Path(source))}
+        else:
+            start = None
+        payload = {
+            "kind": kind, "config": canonical_config(cfg), "start": start,
+            "inputs": _input_manifest(cfg), "code": TRAINING_CODE_VERSION,
+        }  # fmt: skip
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def path(self, fingerprint: str) -> Path:
+        return self.root / fingerprint
+
+    # -- running --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, fingerprint: str, blocking: bool = True) -> Iterator[bool]:
+        """Exclusive lock of one run; yields False if ``blocking=False`` and it is held."""
+        folder = self.root / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{fingerprint}.lock", "a+") as handle:
+            flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+            try:
+                fcntl.flock(handle.fileno(), flags)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def get(self, fingerprint: str) -> StoredRun | None:
+        """The complete run with ``fingerprint``, or None."""
+        run_dir = self.path(fingerprint)
+        try:
+            done = json.loads((run_dir / "done.json").read_text(encoding="utf-8"))
+            info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        if done.get("fingerprint") != fingerprint or not last_path(run_dir).exists():
+            return None
+        cfg = ExperimentConfig.model_validate(info["config"])
+        return StoredRun(fingerprint, run_dir, info["kind"], cfg, reused=True)
+
+    def run(
+        self,
+        cfg: ExperimentConfig,
+        kind: Kind = "baseline",
+        source: StoredRun | str | Path | None = None,
+        source_alpha: float | None = None,
+        label: str | None = None,
+        progress: bool = True,
+    ) -> StoredRun:
+        """The run of ``cfg``: reused when the store has it, else trained (or resumed) under lock.
+
+        ``kind="prune"`` needs ``source``: a stored run (its last checkpoint, or its milestone at
+        ``source_alpha``) or a checkpoint file.
+        """
+        from .train import prune, train_baseline
+
+        if kind == "prune" and source is None:
+            raise ValueError(f"prune run '{cfg.name}' needs a source run or checkpoint")
+        fp = self.fingerprint(cfg, kind, source, source_alpha)
+        name = label or cfg.name
+        found = self.get(fp)
+        if found is not None:
+            self.log(f"reused run {name} ({fp}) from {self.root}")
+            return found
+        with self.lock(fp):
+            found = self.get(fp)  # another process may have finished it while we waited
+            if found is not None:
+                self.log(f"reused run {name} ({fp}) from {self.root}")
+                return found
+            run_cfg = cfg.model_copy(update={"output_dir": str(self.root), "name": fp})
+            run_dir = self.path(fp)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            start = None
+            if isinstance(source, StoredRun):
+                start = {"run": source.fingerprint, "alpha": source_alpha}
+                original = source.checkpoint if source_alpha is None else source.milestone(
+                    source_alpha
+                )
+                if not original.exists():
+                    raise FileNotFoundError(
+                        f"run '{name}' starts from {original}, which run {source.fingerprint} "
+                        "did not write (is there an epoch at that α in its schedule?)"
+                    )
+            elif source is not None:
+                original = Path(source)
+                start = {"file": str(original)}
+            info = {
+                "fingerprint": fp, "name": name, "kind": kind, "start": start,
+                "config": run_cfg.to_dict(), "created": time.time(),
+            }  # fmt: skip
+            atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+            resuming = last_path(run_dir).exists()
+            self.log(f"{'resuming' if resuming else 'training'} run {name} ({fp}) in {run_dir}")
+            began = time.perf_counter()
+            if kind == "baseline":
+                result = train_baseline(run_cfg, progress=progress)
+            else:
+                result = prune(run_cfg, original=original, progress=progress)
+            if not result.checkpoint.exists():  # the done record vouches for the checkpoint
+                raise RuntimeError(f"run {fp} finished without {result.checkpoint}")
+            done = {
+                "fingerprint": fp, "finished": time.time(), "epochs": run_cfg.epochs,
+                "seconds": time.perf_counter() - began,
+            }  # fmt: skip
+            atomic_write_text(run_dir / "done.json", json.dumps(done))
+        return StoredRun(fp, run_dir, kind, run_cfg, reused=False)
+
+    # -- references, listing, garbage collection -------------------------------------------
+
+    def add_reference(self, owner: str | Path, fingerprints: Sequence[str]) -> Path:
+        """Record that folder ``owner`` (a report, a study) uses ``fingerprints``.
+
+        Writes ``<owner>/runs.json`` and the store's reference file (both atomic); a later call
+        for the same owner replaces its list.
+        """
+        owner = Path(owner).resolve()
+        record = {"owner": str(owner), "store": str(self.root.resolve()),
+                  "runs": sorted(set(fingerprints)), "updated": time.time()}  # fmt: skip
+        owner.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(owner / "runs.json", json.dumps(record, indent=1))
+        key = hashlib.sha256(str(owner).encode()).hexdigest()[:16]
+        ref = self.root / ".refs" / f"{key}.json"
+        atomic_write_text(ref, json.dumps(record, indent=1))
+        return ref
+
+    def references(self) -> dict[str, list[str]]:
+        """Live references: owner folder → fingerprints (owners that no longer exist are left out)."""
+        refs: dict[str, list[str]] = {}
+        for path in sorted((self.root / ".refs").glob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                continue
+            if Path(record["owner"]).is_dir():
+                refs[record["owner"]] = list(record["runs"])
+        return refs
+
+    def _run_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def _start_of(self, fingerprint: str) -> str | None:
+        try:
+            info = json.loads((self.path(fingerprint) / "run.json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        start = info.get("start") or {}
+        return start.get("run")
+
+    def needed(self) -> set[str]:
+        """Fingerprints referenced by a live owner, and the runs they start from (transitively)."""
+        todo = [fp for fps in self.references().values() for fp in fps]
+        needed: set[str] = set()
+        while todo:
+            fp = todo.pop()
+            if fp in needed:
+                continue
+            needed.add(fp)
+            parent = self._start_of(fp)
+            if parent:
+                todo.append(parent)
+        return needed
+
+    def list(self) -> pd.DataFrame:
+        """One row per run folder: fingerprint, name, kind, done, size (MB), modified, used_by."""
+        used: dict[str, list[str]] = {}
+        for owner, fps in self.references().items():
+            for fp in fps:
+                used.setdefault(fp, []).append(owner)
+        needed = self.needed()
+        rows = []
+        for run_dir in self._run_dirs():
+            fp = run_dir.name
+            try:
+                info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+            except (FileNotFoundError, ValueError):
+                info = {}
+            size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
+            rows.append({
+                "fingerprint": fp, "name": info.get("name", "?"), "kind": info.get("kind", "?"),
+                "done": (run_dir / "done.json").exists(), "size_mb": size / 2**20,
+                "modified": pd.Timestamp(run_dir.stat().st_mtime, unit="s").floor("s"),
+                "used_by": ", ".join(used.get(fp, [])) or ("(start of a used run)"
+                                                            if fp in needed else ""),
+            })  # fmt: skip
+        columns = ["fingerprint", "name", "kind", "done", "size_mb", "modified", "used_by"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def gc(self, dry_run: bool = False) -> list[str]:
+        """Remove runs no live reference needs (skipping runs being trained); returns them."""
+        needed = self.needed()
+        removed = []
+        for run_dir in self._run_dirs():
+            fp = run_dir.name
+            if fp in needed:
+                continue
+            with self.lock(fp, blocking=False) as free:
+                if not free:
+                    continue  # being trained right now
+                if not dry_run:
+                    shutil.rmtree(run_dir)
+                    (self.root / ".locks" / f"{fp}.lock").unlink(missing_ok=True)
+                removed.append(fp)
+        if not dry_run:  # drop reference files of owners that are gone
+            for path in (self.root / ".refs").glob("*.json"):
+                try:
+                    owner = json.loads(path.read_text(encoding="utf-8"))["owner"]
+                except (ValueError, KeyError):
+                    continue
+                if not Path(owner).is_dir():
+                    path.unlink(missing_ok=True)
+        return removed
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``runs list|gc``: show the store's runs (size, users) or remove unreferenced ones."""
+    parser = argparse.ArgumentParser(prog="python -m alphaprune runs", description=main.__doc__)
+    parser.add_argument("action", choices=["list", "gc"])
+    parser.add_argument("--root", help=f"store folder (default {default_root()})")
+    parser.add_argument("--dry-run", action="store_true", help="gc: only say what would go")
+    args = parser.parse_args(argv)
+    store = RunStore(args.root)
+    if args.action == "list":
+        table = store.list()
+        if table.empty:
+            print(f"no runs in {store.root}")
+        else:
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+            print(f"{len(table)} runs, {table['size_mb'].sum():.1f} MB in {store.root}")
+        return 0
+    removed = store.gc(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} unreferenced run(s) from {store.root}: {' '.join(removed)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
