@@ -17,12 +17,12 @@ NB ?= reports/week09/05_report.ipynb
 NBSTRIP := $(VENV)/bin/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets"
 LINTED := lib tests benchmarks notebooks
 
-.PHONY: report test test-quick lint format venv kernel-config pdf-engine bench lab html pdf clean-reports
+.PHONY: report test test-quick lint format venv kernel-config pdf-engine bench lab html pdf clean-reports study runs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'torch==2.13.0' --extra-index-url $(TORCH_INDEX)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,compare]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,compare,dask]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@$(MAKE) --no-print-directory kernel-config
 	@touch $(STAMP)
@@ -54,6 +54,16 @@ test: $(STAMP) pdf-engine
 
 test-quick: $(STAMP)
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)
+
+# A study (params/studies/*.yaml): its missing runs in JOBS local processes, tables in
+# reports/studies/<name>/. Runs are cached in the shared store runs/ (see `make runs`).
+STUDY ?= params/studies/schedules.yaml
+JOBS ?= 2
+study: $(STAMP)
+	$(PY) -m alphaprune study $(STUDY) --jobs $(JOBS)
+
+runs: $(STAMP)
+	$(PY) -m alphaprune runs list
 
 # The checks of .pre-commit-config.yaml: ruff lint and formatter (enforced), clean notebooks.
 lint: $(STAMP)

@@ -241,8 +241,8 @@ class RunStore:
             start = None
             if isinstance(source, StoredRun):
                 start = {"run": source.fingerprint, "alpha": source_alpha}
-                original = source.checkpoint if source_alpha is None else source.milestone(
-                    source_alpha
+                original = (
+                    source.checkpoint if source_alpha is None else source.milestone(source_alpha)
                 )
                 if not original.exists():
                     raise FileNotFoundError(

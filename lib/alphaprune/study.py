@@ -61,6 +61,7 @@ __all__ = [
     "plot_study",
     "write_study",
     "worker_threads",
+    "main",
 ]
 
 #: Config keys a method may not set: they would break the equal budget.
@@ -623,3 +624,61 @@ def write_study(
     if store is not None:
         store.add_reference(folder, result.fingerprints)
     return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``study PARAMS [--jobs N] [--out DIR] [--root STORE] [--dask ADDRESS]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m alphaprune study",
+        description="run a study's missing runs (cached in the run store) and write its tables",
+    )
+    parser.add_argument("params", help="params YAML with a study: section")
+    parser.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    parser.add_argument("--out", help="output folder (default reports/studies/<name>)")
+    parser.add_argument("--root", help="run store (default: runs/ of the checkout)")
+    parser.add_argument(
+        "--dask", metavar="ADDRESS",
+        help="run on a Dask cluster (scheduler address, or 'local' for a LocalCluster of --jobs "
+        "one-thread workers); needs the 'dask' extra",
+    )  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    spec = load_study(args.params)
+    store = RunStore(args.root)
+    out = Path(args.out) if args.out else Path("reports") / "studies" / spec.name
+    progress = not args.no_progress
+    if args.dask:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("--dask needs the 'dask' extra: pip install -e '.[dask]'") from None
+        if args.dask == "local":
+            cluster = LocalCluster(n_workers=args.jobs, threads_per_worker=1,
+                                   dashboard_address=None)  # fmt: skip
+            client = Client(cluster)
+        else:
+            cluster, client = None, Client(args.dask)
+        try:
+            result = run_study(spec, store, executor=client.get_executor(), progress=progress)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    else:
+        result = run_study(spec, store, jobs=args.jobs, progress=progress)
+    paths = write_study(result, out, store)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(
+            result.summary.drop(columns=["label"]).to_string(
+                index=False, float_format=lambda v: f"{v:.3f}"
+            )
+        )
+    print(result.conclusion)
+    if result.seeds_note:
+        print(result.seeds_note)
+    print(f"study written to {paths['summary'].parent.parent}")
+    return 0
