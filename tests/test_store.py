@@ -163,3 +163,21 @@ def test_done_record_only_after_the_checkpoint(tmp_path, one_torch_thread, monke
     fp = store.fingerprint(tiny(), "baseline")
     assert not (store.path(fp) / "done.json").exists() and not last_path(store.path(fp)).exists()
     assert store.get(fp) is None
+
+
+def test_keys_a_run_does_not_read_do_not_split_the_store(tmp_path):
+    store = RunStore(tmp_path)
+    fp = store.fingerprint(tiny(), "baseline")
+    # a week's baseline carries the week's pruning defaults: the baseline does not read them
+    assert fp == store.fingerprint(tiny(**{"pruning.keep": 0.3}), "baseline")
+    assert fp == store.fingerprint(tiny(schedule={"kind": "constant", "alpha": 0.0}), "baseline")
+    # with steps_per_epoch set, samples_per_epoch is unused
+    assert fp == store.fingerprint(tiny(**{"data.samples_per_epoch": 48}), "baseline")
+    assert fp != store.fingerprint(tiny(steps_per_epoch=None), "baseline")
+    # a pruning run does read them
+    pruned = store.fingerprint(tiny(), "prune", source=None)
+    assert pruned != store.fingerprint(tiny(**{"pruning.keep": 0.3}), "prune", source=None)
+    grid = tiny(**{"data.val_protocol": "grid"})
+    assert store.fingerprint(grid, "baseline") == store.fingerprint(
+        tiny(**{"data.val_protocol": "grid", "data.val_crops": 5}), "baseline"
+    )

@@ -81,9 +81,18 @@ def _drop_defaults(value: Any, default: Any) -> Any:
     return value
 
 
-def canonical_config(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The config keys that determine a run: no name/output_dir/device, no default values."""
+def canonical_config(cfg: ExperimentConfig, kind: str = "prune") -> dict[str, Any]:
+    """The config keys that determine a run: no name/output_dir/device, no default values, and
+    no keys the run does not read (a baseline's pruning/schedule/init_from; samples_per_epoch
+    when steps_per_epoch is set; val_crops under the grid protocol)."""
     data = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_KEYS}
+    if kind == "baseline":
+        for key in ("pruning", "schedule", "init_from"):
+            data.pop(key, None)
+    if cfg.steps_per_epoch:
+        data["data"].pop("samples_per_epoch", None)
+    if cfg.data.val_protocol == "grid":
+        data["data"].pop("val_crops", None)
     defaults = ExperimentConfig().to_dict()
     return _drop_defaults(data, defaults)
 
@@ -166,7 +175,7 @@ class RunStore:
         else:
             start = None
         payload = {
-            "kind": kind, "config": canonical_config(cfg), "start": start,
+            "kind": kind, "config": canonical_config(cfg, kind), "start": start,
             "inputs": _input_manifest(cfg), "code": TRAINING_CODE_VERSION,
         }  # fmt: skip
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
