@@ -181,3 +181,32 @@ def test_keys_a_run_does_not_read_do_not_split_the_store(tmp_path):
     assert store.fingerprint(grid, "baseline") == store.fingerprint(
         tiny(**{"data.val_protocol": "grid", "data.val_crops": 5}), "baseline"
     )
+
+
+def test_shrunk_start_and_links(tmp_path, one_torch_thread):
+    from alphaprune.checkpoint import load_model
+
+    store = RunStore(tmp_path / "store", log=lambda m: None)
+    base = store.run(tiny(), "baseline", progress=False)
+    decay = store.run(tiny(epochs=2, schedule={"kind": "step", "values": [0.5, 0.0]}), "prune",
+                      source=base, progress=False)  # fmt: skip
+    cfg = tiny(**{"pruning.target": "decoder"})
+    plain = store.fingerprint(cfg, "prune", decay, 0.0)
+    shrunk_fp = store.fingerprint(cfg, "prune", decay, 0.0, shrink_source=True)
+    assert plain != shrunk_fp
+    run = store.run(cfg, "prune", source=decay, source_alpha=0.0, shrink_source=True,
+                    progress=False)  # fmt: skip
+    assert run.fingerprint == shrunk_fp and (run.run_dir / "start.pt").exists()
+    small, big = (
+        load_model(run.checkpoint, verbose=False),
+        load_model(decay.checkpoint, verbose=False),
+    )
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in big.parameters())
+
+    link = store.link(run, tmp_path / "report" / "runs" / "decoder")
+    assert link.is_symlink() and (link / "checkpoints" / "last.pt").exists()
+    store.link(base, link)  # replaced atomically
+    assert link.resolve() == base.run_dir.resolve()
+    (tmp_path / "report" / "runs" / "real").mkdir()
+    with pytest.raises(FileExistsError):
+        store.link(base, tmp_path / "report" / "runs" / "real")

@@ -162,6 +162,7 @@ class RunStore:
         kind: Kind,
         source: StoredRun | str | Path | None = None,
         source_alpha: float | None = None,
+        shrink_source: bool = False,
     ) -> str:
         """Hash of everything that determines the run (see the module docstring).
 
@@ -170,6 +171,8 @@ class RunStore:
         """
         if isinstance(source, StoredRun):
             start: Any = {"run": source.fingerprint, "alpha": source_alpha}
+            if shrink_source:
+                start["shrink"] = True
         elif source is not None:
             start = {"file_sha256": _file_sha256(Path(source))}
         else:
@@ -223,17 +226,21 @@ class RunStore:
         source_alpha: float | None = None,
         label: str | None = None,
         progress: bool = True,
+        shrink_source: bool = False,
     ) -> StoredRun:
         """The run of ``cfg``: reused when the store has it, else trained (or resumed) under lock.
 
         ``kind="prune"`` needs ``source``: a stored run (its last checkpoint, or its milestone at
-        ``source_alpha``) or a checkpoint file.
+        ``source_alpha``) or a checkpoint file. ``shrink_source=True`` (stored source only) first
+        shrinks that checkpoint into the run's ``start.pt`` and prunes the smaller model.
         """
         from .train import prune, train_baseline
 
         if kind == "prune" and source is None:
             raise ValueError(f"prune run '{cfg.name}' needs a source run or checkpoint")
-        fp = self.fingerprint(cfg, kind, source, source_alpha)
+        if shrink_source and not isinstance(source, StoredRun):
+            raise ValueError("shrink_source needs a stored source run")
+        fp = self.fingerprint(cfg, kind, source, source_alpha, shrink_source)
         name = label or cfg.name
         found = self.get(fp)
         if found is not None:
@@ -250,6 +257,8 @@ class RunStore:
             start = None
             if isinstance(source, StoredRun):
                 start = {"run": source.fingerprint, "alpha": source_alpha}
+                if shrink_source:
+                    start["shrink"] = True
                 original = (
                     source.checkpoint if source_alpha is None else source.milestone(source_alpha)
                 )
@@ -258,6 +267,13 @@ class RunStore:
                         f"run '{name}' starts from {original}, which run {source.fingerprint} "
                         "did not write (is there an epoch at that α in its schedule?)"
                     )
+                if shrink_source:
+                    from .checkpoint import shrink_checkpoint
+
+                    shrunk = run_dir / "start.pt"
+                    if not shrunk.exists():  # written atomically by save_checkpoint
+                        shrink_checkpoint(original, shrunk, image_size=cfg.data.crop)
+                    original = shrunk
             elif source is not None:
                 original = Path(source)
                 start = {"file": str(original)}
@@ -281,6 +297,19 @@ class RunStore:
             }  # fmt: skip
             atomic_write_text(run_dir / "done.json", json.dumps(done))
         return StoredRun(fp, run_dir, kind, run_cfg, reused=False)
+
+    def link(self, run: StoredRun, path: str | Path) -> Path:
+        """Make ``path`` (e.g. ``reports/week10/runs/baseline``) a symlink to ``run``'s folder,
+        replacing what was there atomically (a real folder there is an error)."""
+        path = Path(path)
+        if path.exists() and not path.is_symlink():
+            raise FileExistsError(f"{path} exists and is not a link to the run store")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.link")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run.run_dir.resolve(), target_is_directory=True)
+        os.replace(tmp, path)
+        return path
 
     # -- references, listing, garbage collection -------------------------------------------
 
