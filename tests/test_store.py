@@ -210,3 +210,18 @@ def test_shrunk_start_and_links(tmp_path, one_torch_thread):
     (tmp_path / "report" / "runs" / "real").mkdir()
     with pytest.raises(FileExistsError):
         store.link(base, tmp_path / "report" / "runs" / "real")
+
+
+def test_force_retrains_and_init_from_is_the_start(tmp_path, one_torch_thread):
+    messages = []
+    store = RunStore(tmp_path, log=messages.append)
+    base = store.run(tiny(), "baseline", progress=False)
+    again = store.run(tiny(), "baseline", progress=False, force=True)
+    assert not again.reused and sum(m.startswith("training") for m in messages) == 2
+    cfg = tiny(schedule={"kind": "constant", "alpha": 0.0}, init_from=str(base.checkpoint))
+    run = store.run(cfg, "prune", progress=False)  # the start is init_from's content
+    assert run.fingerprint == store.fingerprint(cfg, "prune", base.checkpoint)
+    moved = tmp_path / "moved.pt"
+    shutil.copy(base.checkpoint, moved)
+    elsewhere = tiny(schedule={"kind": "constant", "alpha": 0.0}, init_from=str(moved))
+    assert store.run(elsewhere, "prune", progress=False).reused  # same file content, same run

@@ -83,11 +83,12 @@ def _drop_defaults(value: Any, default: Any) -> Any:
 
 def canonical_config(cfg: ExperimentConfig, kind: str = "prune") -> dict[str, Any]:
     """The config keys that determine a run: no name/output_dir/device, no default values, and
-    no keys the run does not read (a baseline's pruning/schedule/init_from; samples_per_epoch
-    when steps_per_epoch is set; val_crops under the grid protocol)."""
-    data = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_KEYS}
+    no keys the run does not read (a baseline's pruning/schedule; samples_per_epoch when
+    steps_per_epoch is set; val_crops under the grid protocol; init_from, whose content is part
+    of the fingerprint as the run's start instead)."""
+    data = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_KEYS + ("init_from",)}
     if kind == "baseline":
-        for key in ("pruning", "schedule", "init_from"):
+        for key in ("pruning", "schedule"):
             data.pop(key, None)
     if cfg.steps_per_epoch:
         data["data"].pop("samples_per_epoch", None)
@@ -227,30 +228,36 @@ class RunStore:
         label: str | None = None,
         progress: bool = True,
         shrink_source: bool = False,
+        force: bool = False,
     ) -> StoredRun:
         """The run of ``cfg``: reused when the store has it, else trained (or resumed) under lock.
 
         ``kind="prune"`` needs ``source``: a stored run (its last checkpoint, or its milestone at
         ``source_alpha``) or a checkpoint file. ``shrink_source=True`` (stored source only) first
         shrinks that checkpoint into the run's ``start.pt`` and prunes the smaller model.
+        ``force=True`` trains it again from scratch even if the store has it.
         """
         from .train import prune, train_baseline
 
+        if kind == "prune" and source is None and cfg.init_from:
+            source = Path(cfg.init_from)
         if kind == "prune" and source is None:
             raise ValueError(f"prune run '{cfg.name}' needs a source run or checkpoint")
         if shrink_source and not isinstance(source, StoredRun):
             raise ValueError("shrink_source needs a stored source run")
         fp = self.fingerprint(cfg, kind, source, source_alpha, shrink_source)
         name = label or cfg.name
-        found = self.get(fp)
+        found = None if force else self.get(fp)
         if found is not None:
             self.log(f"reused run {name} ({fp}) from {self.root}")
             return found
         with self.lock(fp):
             found = self.get(fp)  # another process may have finished it while we waited
-            if found is not None:
+            if found is not None and not force:
                 self.log(f"reused run {name} ({fp}) from {self.root}")
                 return found
+            if force and self.path(fp).exists():
+                shutil.rmtree(self.path(fp))
             run_cfg = cfg.model_copy(update={"output_dir": str(self.root), "name": fp})
             run_dir = self.path(fp)
             run_dir.mkdir(parents=True, exist_ok=True)
