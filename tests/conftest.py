@@ -11,3 +11,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def run_store(tmp_path_factory, monkeypatch):
+    """Every test (and every notebook it runs) uses its own run store, never the checkout's runs/."""
+    root = tmp_path_factory.mktemp("run-store")
+    monkeypatch.setenv("ALPHAPRUNE_RUNS", str(root))
+    return root

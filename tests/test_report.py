@@ -469,8 +469,9 @@ def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
     baseline, experiments = tiny_runs()
     first = run_all(baseline, experiments, progress=False)
     assert list(first) == ["baseline", "enc", "dec"]
-    shrunk = checkpoint_info("runs/enc/checkpoints/last_shrunk.pt")
+    shrunk = checkpoint_info("runs/dec/start.pt")  # the shrunk start, in the run's store folder
     assert shrunk["kind"] == "shrunk" and shrunk["alpha"] == 0.0
+    assert Path("runs/baseline").is_symlink() and Path("runs.json").exists()
     assert checkpoint_info(first["dec"].checkpoint)["alpha"] == 0.0
     table = summary_table(first)
     assert list(table["final_alpha"].fillna(-1)) == [-1, 0.0, 0.0]
