@@ -248,3 +248,23 @@ def test_study_on_a_dask_cluster(tmp_path):
         result = run_study(spec, store, executor=executor, progress=False, log=lambda m: None)
     _check_tables(result, spec)
     assert set(result.runs["threads"]) == {1}
+
+
+@pytest.mark.slow
+def test_cli_study_and_runs(tmp_path, capsys, one_torch_thread):
+    from alphaprune.cli import main
+
+    assert main(["study", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: no such file" in capsys.readouterr().err
+    params = tmp_path / "p.yaml"
+    params.write_text(json.dumps(tiny_params(seeds=2)))  # JSON is YAML
+    out = tmp_path / "out"
+    store = tmp_path / "store"
+    assert main(["study", str(params), "--out", str(out), "--root", str(store),
+                 "--no-progress"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "one-shot" in printed and (out / "tables" / "study_summary.csv").exists()
+    assert main(["runs", "list", "--root", str(store)]) == 0
+    listing = capsys.readouterr().out
+    assert "t-baseline" in listing and str(out.resolve()) in listing
+    assert main(["study", str(params), "--jobs", "0"]) == 2

@@ -1,4 +1,5 @@
-"""Command line: ``python -m alphaprune train|prune|evaluate|shrink|report PARAMS.yaml``.
+"""Command line: ``python -m alphaprune train|prune|evaluate|shrink|report|study PARAMS.yaml`` and
+``python -m alphaprune runs list|gc``.
 
 Bad input gives a one-line ``error: …`` on stderr and exit code 2; nothing runs before the
 config has been validated. A run whose loss becomes inf/NaN stops with a one-line error and exit
@@ -82,7 +83,26 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun every stage and retrain every run, even if unchanged",
     )
+    # delegated to their modules' own parsers (alphaprune.study.main, alphaprune.store.main)
+    sub.add_parser(
+        "study", add_help=False, help="run a study's missing runs and write its tables "
+        "(study PARAMS [--jobs N] [--out DIR] [--dask ADDRESS])",
+    )  # fmt: skip
+    sub.add_parser("runs", add_help=False, help="the shared run store: runs list | runs gc")
     return parser
+
+
+_DELEGATED = ("study", "runs")
+
+
+def _delegate(argv: Sequence[str]) -> int:
+    if argv[0] == "study":
+        from .study import main as study_main
+
+        return study_main(argv[1:])
+    from .store import main as store_main
+
+    return store_main(argv[1:])
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -137,9 +157,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    delegated = bool(argv) and argv[0] in _DELEGATED
+    args = None if delegated else _parser().parse_args(argv)
     try:
-        return _run(args)
+        return _delegate(argv) if delegated else _run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
