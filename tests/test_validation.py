@@ -125,3 +125,24 @@ def test_cosine_decay_reaches_the_optimiser(tmp_path, one_torch_thread, monkeypa
     train.train_baseline(cfg, progress=False)
     expected = [0.01 * lr_factor("cosine", s, 6, 2) for s in range(6)]
     assert seen == pytest.approx(expected)
+
+
+class _Shift(nn.Module):
+    def __init__(self, shift: float) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x):
+        return x + self.shift
+
+
+def test_a_model_above_its_original_beyond_the_evaluation_noise_is_flagged():
+    from alphaprune.evaluate import compare_to_original
+
+    x = torch.rand(30, 3, 16, 16) * 0.8
+    better = compare_to_original(_Shift(0.01), _Shift(0.05), x)
+    assert better["above_original"] and better["vs_original_ci_low"] > 0
+    worse = compare_to_original(_Shift(0.05), _Shift(0.01), x)
+    assert not worse["above_original"] and worse["vs_original"] < 0
+    same = compare_to_original(_Shift(0.02), _Shift(0.02), x)
+    assert not same["above_original"] and same["vs_original"] == 0

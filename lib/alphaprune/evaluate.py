@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .analysis import psnr, ssim
 
-__all__ = ["evaluate", "evaluate_items", "reconstruct"]
+__all__ = ["evaluate", "evaluate_items", "compare_to_original", "reconstruct"]
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -75,6 +75,28 @@ def evaluate(
             scores[f"{key}_ci_low"], scores[f"{key}_ci_high"] = low, high
         scores["n_items"] = len(items["psnr"])
     return scores
+
+
+def compare_to_original(
+    model: nn.Module,
+    original: nn.Module,
+    data: Dataset | Tensor,
+    batch_size: int = 8,
+    confidence: float = 0.95,
+) -> dict[str, float | bool]:
+    """PSNR of ``model`` minus PSNR of its ``original`` on the same items, with a bootstrap
+    interval of the mean per-item difference. ``above_original`` is True when the pruned model
+    scores above its original by more than the evaluation noise (the interval lies above 0) —
+    suspicious for a model with fewer channels, and a report must flag it."""
+    from .stats import bootstrap_ci
+
+    mine = evaluate_items(model, data, batch_size=batch_size)["psnr"]
+    theirs = evaluate_items(original, data, batch_size=batch_size)["psnr"]
+    diff = [a - b for a, b in zip(mine, theirs, strict=True)]
+    low, high = bootstrap_ci(diff, confidence=confidence)
+    mean = sum(diff) / len(diff)
+    return {"vs_original": mean, "vs_original_ci_low": low, "vs_original_ci_high": high,
+            "above_original": bool(low > 0)}  # fmt: skip
 
 
 @torch.no_grad()
