@@ -463,7 +463,7 @@ def tiny_runs() -> tuple[dict, list[dict]]:
 
 def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
     from alphaprune.checkpoint import checkpoint_info
-    from alphaprune.report_runs import run_all, summary_table
+    from alphaprune.report_runs import original_check, run_all, summary_table
 
     monkeypatch.chdir(tmp_path)  # run paths are relative to the report folder
     baseline, experiments = tiny_runs()
@@ -472,6 +472,9 @@ def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
     shrunk = checkpoint_info("runs/dec/start.pt")  # the shrunk start, in the run's store folder
     assert shrunk["kind"] == "shrunk" and shrunk["alpha"] == 0.0
     assert Path("runs/baseline").is_symlink() and Path("runs.json").exists()
+    check = original_check(first)
+    assert list(check["run"]) == ["enc", "dec"] and check["above_original"].dtype == bool
+    assert (check["vs_original_ci_low"] <= check["vs_original"]).all()
     assert checkpoint_info(first["dec"].checkpoint)["alpha"] == 0.0
     table = summary_table(first)
     assert list(table["final_alpha"].fillna(-1)) == [-1, 0.0, 0.0]

@@ -24,7 +24,7 @@ from .config import ExperimentConfig, config_from_dict
 from .store import RunStore, StoredRun
 from .train import RunResult, diverged_at
 
-__all__ = ["run_all", "summary_table"]
+__all__ = ["run_all", "summary_table", "original_check"]
 
 
 def run_all(
@@ -160,3 +160,30 @@ def _describe(schedule: Mapping[str, Any]) -> str:
     if kind == "step":
         return "step α " + " → ".join(f"{v:g}" for v in schedule.get("values", []))
     return str(kind)
+
+
+def original_check(
+    results: Mapping[str, RunResult], labels: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Every experiment's final model against the original on the baseline's validation items:
+    the mean per-item PSNR difference, its bootstrap 95 % interval and ``above_original`` — True
+    when a pruned model beats its own original by more than the evaluation noise, which the
+    report must flag. Runs whose model has other shapes (shrunk starts) are compared too."""
+    from .checkpoint import load_model
+    from .evaluate import compare_to_original
+    from .train import make_datasets
+
+    labels = labels or {}
+    base = results["baseline"]
+    original = load_model(base.checkpoint, verbose=False)
+    val = make_datasets(base.config)[1]
+    rows = []
+    for name, result in results.items():
+        if name == "baseline":
+            continue
+        model = load_model(result.checkpoint, verbose=False)
+        scores = compare_to_original(model, original, val, batch_size=32)
+        rows.append({"run": name, "label": labels.get(name, name), **scores})
+    columns = ["run", "label", "vs_original", "vs_original_ci_low", "vs_original_ci_high",
+               "above_original"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
