@@ -109,6 +109,14 @@ def test_bad_specs_are_rejected_with_the_key(change, message):
         study_from_params(tiny_params(**change), source="p.yaml")
 
 
+def test_curves_may_use_a_cheaper_protocol_but_scores_use_the_baselines():
+    spec = study_from_params(tiny_params(curve_protocol="grid"))
+    assert spec.method_config("step", 0).data.val_protocol == "grid"
+    assert spec.baseline_config().data.val_protocol == "corners"
+    job = plan(spec, [0], "/store", "fp")[0]
+    assert job.eval_config["data"]["val_protocol"] == "corners"
+
+
 def test_the_shipped_study_files_are_valid():
     ci = load_study(REPO / "params" / "studies" / "ci.yaml")
     assert len(ci.methods) == 2 and ci.seeds == 2
@@ -170,6 +178,7 @@ def _check_tables(result, spec):
     assert (runs["psnr_ci_low"] <= runs["val_psnr"]).all()
     assert (runs["val_psnr"] <= runs["psnr_ci_high"]).all()
     assert (runs["flops_ratio"] < 1).all() and (runs["params_ratio"] < 1).all()
+    assert (runs["n_items"] == result.original["n_items"]).all()
     ref = summary.set_index("method").loc[spec.reference]
     other = summary.set_index("method").loc["step"]
     assert ref["n"] == spec.seeds and ref["ci_low"] <= ref["mean"] <= ref["ci_high"]

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -116,6 +116,9 @@ class StudySpec(_Strict):
     budget: Budget
     defaults: dict[str, Any] = Field(default_factory=dict)
     baseline: dict[str, Any] = Field(default_factory=dict)
+    #: validation protocol of the per-epoch curves of the method runs (None: the baseline's).
+    #: The study's numbers always come from the baseline's protocol, on every final model.
+    curve_protocol: Literal["corners", "grid"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
@@ -143,6 +146,8 @@ class StudySpec(_Strict):
             name=f"{self.name}-{method}-s{seed}", seed=seed, epochs=self.budget.epochs,
             steps_per_epoch=self.budget.steps_per_epoch, schedule=dict(spec.schedule),
         )  # fmt: skip
+        if self.curve_protocol is not None:
+            data.setdefault("data", {})["val_protocol"] = self.curve_protocol
         return config_from_dict(data, source=f"study '{self.name}' method '{method}'")
 
     def check(self) -> None:
@@ -227,13 +232,13 @@ class Job:
     config: dict[str, Any]
     baseline: str  # fingerprint of the baseline run in the store
     threads: int
-    eval_key: str
+    eval_config: dict[str, Any]  # the config whose validation set scores the final model
 
 
 def plan(spec: StudySpec, seeds: Sequence[int], root: str | Path, baseline: str,
          threads: int = 1) -> list[Job]:  # fmt: skip
     """The jobs of ``seeds``: every method at every seed, seed by seed (pairs finish together)."""
-    key = _eval_key(spec.baseline_config())
+    evaluation = spec.baseline_config().to_dict()
     return [
         Job(
             str(root),
@@ -242,7 +247,7 @@ def plan(spec: StudySpec, seeds: Sequence[int], root: str | Path, baseline: str,
             spec.method_config(method, seed).to_dict(),
             baseline,
             threads,
-            key,
+            evaluation,
         )  # fmt: skip
         for seed in seeds
         for method in spec.methods
@@ -264,24 +269,27 @@ def _eval_key(cfg: ExperimentConfig) -> str:
     return f"v{EVAL_VERSION}-{data.val_protocol}{extra}-{data.crop}-{images}"
 
 
-def evaluate_run(run: StoredRun, key: str | None = None) -> dict[str, Any]:
+def evaluate_run(run: StoredRun, evaluation: ExperimentConfig | None = None) -> dict[str, Any]:
     """Validation scores (with per-item PSNR and bootstrap intervals), params and FLOPs of a
-    stored run's final model (shrunk when its α is 0); cached in the run folder under ``key``."""
+    stored run's final model (shrunk when its α is 0) on the validation set of ``evaluation``'s
+    data config (default: the run's own); cached in the run folder."""
     from .checkpoint import load_model
     from .evaluate import evaluate_items
     from .shrink import count, shrink
     from .train import make_datasets
 
-    key = key or _eval_key(run.config)
+    evaluation = evaluation or run.config
+    key = _eval_key(evaluation)
     cached = run.read_eval(key)
     if cached is not None:
         return cached
     model = load_model(run.checkpoint, verbose=False)
-    val = make_datasets(run.config)[1]
+    val = make_datasets(evaluation)[1]
     items = evaluate_items(model, val, batch_size=32)
     alpha = getattr(model, "checkpoint_alpha", None)
     small = shrink(model.eval()) if alpha == 0.0 else model
-    size = count(small, (1, 3, run.config.data.crop, run.config.data.crop))
+    crop = evaluation.data.crop
+    size = count(small, (1, 3, crop, crop))
     low, high = bootstrap_ci(items["psnr"])
     result = {
         "psnr": float(np.mean(items["psnr"])), "ssim": float(np.mean(items["ssim"])),
@@ -312,7 +320,7 @@ def execute(job: Job) -> dict[str, Any]:
     cfg = ExperimentConfig.model_validate(job.config)
     began = time.perf_counter()
     run = store.run(cfg, "prune", source=baseline, label=cfg.name, progress=False)
-    scores = evaluate_run(run, job.eval_key)
+    scores = evaluate_run(run, ExperimentConfig.model_validate(job.eval_config))
     return {
         "method": job.method, "seed": job.seed, "fingerprint": run.fingerprint,
         "reused": run.reused, "train_seconds": _done_seconds(run),
@@ -392,7 +400,7 @@ def run_study(
     try:
         base_cfg = spec.baseline_config()
         baseline = store.run(base_cfg, "baseline", label=base_cfg.name, progress=progress)
-        original = evaluate_run(baseline, _eval_key(base_cfg))
+        original = evaluate_run(baseline, base_cfg)
         rows = _run_jobs(plan(spec, range(spec.seeds), store.root, baseline.fingerprint, threads),
                          executor, progress, log)  # fmt: skip
         n = spec.seeds
@@ -447,6 +455,7 @@ def _runs_table(
             "method": method, "label": spec.label(method), "seed": seed,
             "val_psnr": r["psnr"], "val_ssim": r["ssim"],
             "psnr_ci_low": r["psnr_ci_low"], "psnr_ci_high": r["psnr_ci_high"],
+            "n_items": r["n_items"],
             "diff_to_reference": r["psnr"] - ref["psnr"] if ref is not None else math.nan,
             "diff_eval_ci_low": diff_low, "diff_eval_ci_high": diff_high,
             "vs_original": r["psnr"] - original["psnr"],
