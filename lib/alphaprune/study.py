@@ -53,6 +53,7 @@ __all__ = [
     "StudyResult",
     "Job",
     "load_study",
+    "study_of_report",
     "study_from_params",
     "plan",
     "run_study",
@@ -212,6 +213,27 @@ def study_from_params(params: Mapping[str, Any], source: str = "<params>") -> St
         raise ConfigError(_format(exc, source)) from None
     spec.check()
     return spec
+
+
+def study_of_report(params: Any) -> StudySpec | None:
+    """The study of a week's validated params (:class:`alphaprune.report_params.ReportParams`),
+    or None when the week has no ``study:`` section. The week's ``defaults``, ``baseline``,
+    ``seed`` and ``device`` lie under the study's own, so the study shares the week's baseline;
+    relative data / VGG-weight paths are resolved against the params file's folder."""
+    study = getattr(params, "study", None)
+    if not study:
+        return None
+    defaults = copy.deepcopy(params.defaults)
+    baseline = copy.deepcopy(params.baseline)
+    for config in (defaults, baseline, study.get("defaults") or {}, study.get("baseline") or {}):
+        for section, key in (("data", "source"), ("model", "vgg_weights")):
+            block = config.get(section)
+            value = block.get(key) if isinstance(block, dict) else None
+            if isinstance(value, str) and value and value != "bundled":
+                block[key] = str(params.resolve(value))
+    data = {"seed": params.seed, "device": params.device, "defaults": defaults,
+            "baseline": baseline, "study": copy.deepcopy(study)}  # fmt: skip
+    return study_from_params(data, source=str(params.source))
 
 
 def load_study(path: str | Path) -> StudySpec:
