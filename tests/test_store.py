@@ -225,3 +225,17 @@ def test_force_retrains_and_init_from_is_the_start(tmp_path, one_torch_thread):
     shutil.copy(base.checkpoint, moved)
     elsewhere = tiny(schedule={"kind": "constant", "alpha": 0.0}, init_from=str(moved))
     assert store.run(elsewhere, "prune", progress=False).reused  # same file content, same run
+
+
+def test_a_diverged_run_is_finished_and_reused(tmp_path, one_torch_thread):
+    from alphaprune.train import diverged_at
+
+    messages = []
+    store = RunStore(tmp_path, log=messages.append)
+    cfg = tiny(epochs=2, **{"optimizer.lr": 1e30})
+    run = store.run(cfg, "baseline", progress=False)
+    assert diverged_at(run.run_dir) is not None
+    done = json.loads((run.run_dir / "done.json").read_text())
+    assert done["diverged_at"] == diverged_at(run.run_dir)
+    assert any(m.startswith("warning: run") for m in messages)
+    assert store.run(cfg, "baseline", progress=False).reused

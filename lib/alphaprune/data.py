@@ -440,4 +440,6 @@ def validation_dataset(
         return FixedCropDataset(images, crop, crops_per_image=val_crops)
     if protocol == "grid":
         return GridCropDataset(images, crop)
-    raise DataError(f"unknown validation protocol {protocol!r}; choose one of {list(VAL_PROTOCOLS)}")
+    raise DataError(
+        f"unknown validation protocol {protocol!r}; choose one of {list(VAL_PROTOCOLS)}"
+    )

@@ -41,6 +41,11 @@ class Report:
     def _validation_input(self) -> str:
         """What the validation metrics of Table 1 are measured on, from the baseline's config."""
         data = config_from_dict(self.params.run_config(BASELINE)).data
+        if data.val_protocol == "grid":
+            return (
+                f"mean over {data.crop}×{data.crop} tiles covering every pixel of each "
+                f"validation image ({', '.join(data.val_images)})"
+            )
         crops = "crop" if data.val_crops == 1 else "crops"
         return (
             f"mean over {data.val_crops} fixed {data.crop}×{data.crop} {crops} of each validation "
@@ -141,6 +146,59 @@ class Report:
             width="70%",
         )
         return [b.group(section, b.markdown(self.notes.shrink), table), figure]
+
+    def study(self) -> list[Any]:
+        """1.4 Study (only when the params have a ``study:`` section): the computed conclusion,
+        the summary table with intervals, the figure (every seed a dot) and the seeds note."""
+        if not getattr(self.params, "study", None):
+            return []
+        import json
+
+        b = self.builder
+        record = json.loads((self.stage.folder / "study.json").read_text(encoding="utf-8"))
+        summary = self._read("study_summary")
+        runs = self._read("study")
+        reference = summary.loc[summary["method"] == record["reference"], "label"].iloc[0]
+        original = record["original"]
+        parts: list[Any] = [
+            b.section("1.4 Study: does the α schedule pay?", level=3),
+            b.markdown(f"**{record['conclusion']}** {record['seeds_note']}"),
+        ]
+        flagged = runs[runs["above_original"].astype(bool)]
+        if len(flagged):
+            which = ", ".join(f"{r.label} seed {r.seed} ({r.vs_original:+.2f} dB)"
+                              for r in flagged.itertuples())  # fmt: skip
+            parts.append(b.markdown(
+                f"**Flag: {len(flagged)} pruned model(s) score above their own original "
+                f"({original['psnr']:.2f} dB) by more than the evaluation's 95 % interval: "
+                f"{which}. Check the validation set and the original's training.**"
+            ))  # fmt: skip
+        n_items = int(original.get("n_items", 0))
+        caption = (
+            f"Validation PSNR of every method at an equal budget of {int(runs['steps'][0])} "
+            f"optimiser steps from the same original ({original['psnr']:.2f} dB), over "
+            f"{int(summary['n'].max())} seeds: mean, sd and 95 % t interval; the paired "
+            f"difference to {reference} (same seed) with its 95 % interval and paired t-test "
+            f"p-value (uncorrected); 'eval ±': mean half-width of the bootstrap interval of a "
+            f"per-seed difference over the {n_items} validation crops (evaluation noise), to "
+            f"compare with the sd across seeds (training noise)."
+        )
+        parts.append(b.table(
+            summary, caption,
+            formats={"mean": ".2f", "std": ".2f", "ci_low": ".2f", "ci_high": ".2f",
+                     "diff_mean": "+.2f", "diff_std": ".2f", "diff_ci_low": "+.2f",
+                     "diff_ci_high": "+.2f", "p_value": ".3g", "diff_eval_halfwidth": ".2f"},
+            columns={"label": "method", "n": "n", "mean": "PSNR (dB)", "std": "sd",
+                     "ci_low": "CI low", "ci_high": "CI high", "diff_mean": "Δ (dB)",
+                     "diff_std": "sd Δ", "diff_ci_low": "Δ CI low", "diff_ci_high": "Δ CI high",
+                     "p_value": "p", "diff_eval_halfwidth": "eval ±"},
+        ))  # fmt: skip
+        figure = self._figure(
+            "study",
+            f"(a) Validation PSNR of every seed (dots) and mean ± 95 % CI (black) per method; "
+            f"dashed: the original. (b) Difference to {reference} at the same seed, mean ± 95 % CI.",
+        )
+        return [b.group(*parts), figure]
 
     def gpu(self) -> list[Any]:
         """2. Addendum: the benchmark of this run, and measured GPU results when given."""

@@ -238,5 +238,10 @@ def stage_inputs(params: ReportParams) -> dict[str, list[str]]:
         "02_reconstruct": ["tables/reconstruction.csv", "figures/reconstruction.png"],
         "03_shrink": ["tables/shrink.csv", "tables/shrink_check.csv"],
         "04_gpu_addendum": ["tables/benchmark.csv", "figures/benchmark.png"],
+        "06_study": (
+            ["tables/study.csv", "tables/study_summary.csv", "figures/study.png", "study.json"]
+            if params.study
+            else []
+        ),
         "05_report": [],
     }

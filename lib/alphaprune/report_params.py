@@ -52,6 +52,7 @@ STAGES: tuple[str, ...] = (
     "02_reconstruct",
     "03_shrink",
     "04_gpu_addendum",
+    "06_study",  # before the report, which shows it (a week without a study: nothing to do)
     "05_report",
 )
 #: Folder (inside the report folder) holding the training runs.
@@ -180,6 +181,8 @@ class ReportParams(_Strict):
     shrink: ShrinkParams
     gpu: GpuParams
     notes: Notes = Field(default_factory=Notes)
+    #: a seeded study (see alphaprune.study), run by the 06_study stage and shown in the report
+    study: dict[str, Any] | None = None
     #: set by the loader: the params file (for error messages and relative paths)
     _source: Path = PrivateAttr(default=Path("<dict>"))
 
@@ -361,6 +364,13 @@ def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportP
     params._source = Path(source)
     _check_references(params)
     _check_run_configs(params)
+    if params.study is not None:
+        from .study import study_of_report
+
+        try:
+            study_of_report(params)
+        except ConfigError as exc:
+            raise ReportParamsError(str(exc)) from None
     return params
 
 

@@ -237,7 +237,7 @@ class RunStore:
         shrinks that checkpoint into the run's ``start.pt`` and prunes the smaller model.
         ``force=True`` trains it again from scratch even if the store has it.
         """
-        from .train import prune, train_baseline
+        from .train import Diverged, prune, train_baseline
 
         if kind == "prune" and source is None and cfg.init_from:
             source = Path(cfg.init_from)
@@ -292,15 +292,20 @@ class RunStore:
             resuming = last_path(run_dir).exists()
             self.log(f"{'resuming' if resuming else 'training'} run {name} ({fp}) in {run_dir}")
             began = time.perf_counter()
-            if kind == "baseline":
-                result = train_baseline(run_cfg, progress=progress)
-            else:
-                result = prune(run_cfg, original=original, progress=progress)
+            diverged = None
+            try:
+                if kind == "baseline":
+                    result = train_baseline(run_cfg, progress=progress)
+                else:
+                    result = prune(run_cfg, original=original, progress=progress)
+            except Diverged as exc:  # finished too: the same config would diverge again
+                result, diverged = exc.result, exc.epoch
+                self.log(f"warning: {exc}")
             if not result.checkpoint.exists():  # the done record vouches for the checkpoint
                 raise RuntimeError(f"run {fp} finished without {result.checkpoint}")
             done = {
                 "fingerprint": fp, "finished": time.time(), "epochs": run_cfg.epochs,
-                "seconds": time.perf_counter() - began,
+                "seconds": time.perf_counter() - began, "diverged_at": diverged,
             }  # fmt: skip
             atomic_write_text(run_dir / "done.json", json.dumps(done))
         return StoredRun(fp, run_dir, kind, run_cfg, reused=False)
