@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -490,3 +491,18 @@ def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
     assert Path(third["enc"].checkpoint).stat().st_mtime_ns != stamp["enc"]
     assert Path(third["dec"].checkpoint).stat().st_mtime_ns != stamp["dec"]
     assert third["enc"].config.optimizer.lr == 0.002
+
+
+def test_report_force_retrains_the_weeks_runs_in_the_store(tmp_path: Path, monkeypatch) -> None:
+    from alphaprune.report import RETRAIN_ENV as REPORT_ENV
+    from alphaprune.report_runs import RETRAIN_ENV, run_all
+
+    assert REPORT_ENV == RETRAIN_ENV
+    monkeypatch.chdir(tmp_path)
+    baseline, experiments = tiny_runs()
+    first = run_all(baseline, experiments[:1], progress=False)
+    stamp = Path(first["enc"].checkpoint).stat().st_mtime_ns
+    monkeypatch.setenv(RETRAIN_ENV, "1")  # what `alphaprune report --force` sets for its kernels
+    again = run_all(baseline, experiments[:1], progress=False)
+    assert Path(again["enc"].checkpoint).stat().st_mtime_ns != stamp
+    assert not list(Path(os.environ["ALPHAPRUNE_RUNS"]).glob(".*.previous-*"))  # aside removed

@@ -59,6 +59,8 @@ __all__ = [
 ]
 
 STATE_FILE = ".stages.json"
+#: = ``report_runs.RETRAIN_ENV`` (not imported here: it would load torch for every report)
+RETRAIN_ENV = "ALPHAPRUNE_RETRAIN"
 #: Record of the last complete export: which executed notebook report.html/pdf were made from.
 EXPORT_FILE = ".export.json"
 #: Sub-folders whose files count as a stage's outputs.
@@ -348,7 +350,16 @@ def run_report(
     with folder_lock(folder, "report folder"):
         aside = _set_aside(folder) if force else None
         try:
-            records = run_stages(stages, folder, force=force, progress=progress)
+            # the notebooks' kernels inherit it: run_all retrains the week's runs in the store
+            previous = os.environ.pop(RETRAIN_ENV, None)
+            if force:
+                os.environ[RETRAIN_ENV] = "1"
+            try:
+                records = run_stages(stages, folder, force=force, progress=progress)
+            finally:
+                os.environ.pop(RETRAIN_ENV, None)
+                if previous is not None:
+                    os.environ[RETRAIN_ENV] = previous
             message = _export(records[-1].notebook, folder, params.report_title)
         except BaseException:
             if aside is not None:

@@ -13,6 +13,7 @@ checkpoint is its last finite epoch, and :func:`summary_table` shows it as *dive
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ from .config import ExperimentConfig, config_from_dict
 from .store import RunStore, StoredRun
 from .train import RunResult, diverged_at
 
-__all__ = ["run_all", "summary_table", "original_check"]
+__all__ = ["run_all", "summary_table", "original_check", "RETRAIN_ENV"]
+
+#: Set to "1" by ``alphaprune report --force`` for its notebooks: retrain every run of the week.
+RETRAIN_ENV = "ALPHAPRUNE_RETRAIN"
 
 
 def run_all(
@@ -47,6 +51,7 @@ def run_all(
     fingerprints it uses (``runs.json``, and the store's references). ``force`` retrains all.
     """
     store = store or RunStore(log=log)
+    force = force or os.environ.get(RETRAIN_ENV) == "1"  # set by `alphaprune report --force`
     stored: dict[str, StoredRun] = {}
     results: dict[str, RunResult] = {}
     cfg = config_from_dict(baseline, source="baseline")

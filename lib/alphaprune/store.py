@@ -256,8 +256,10 @@ class RunStore:
             if found is not None and not force:
                 self.log(f"reused run {name} ({fp}) from {self.root}")
                 return found
-            if force and self.path(fp).exists():
-                shutil.rmtree(self.path(fp))
+            aside = None
+            if force and self.path(fp).exists():  # set aside, never deleted before the new one
+                aside = self.root / f".{fp}.previous-{time.time_ns()}"
+                os.replace(self.path(fp), aside)
             run_cfg = cfg.model_copy(update={"output_dir": str(self.root), "name": fp})
             run_dir = self.path(fp)
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +310,8 @@ class RunStore:
                 "seconds": time.perf_counter() - began, "diverged_at": diverged,
             }  # fmt: skip
             atomic_write_text(run_dir / "done.json", json.dumps(done))
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
         return StoredRun(fp, run_dir, kind, run_cfg, reused=False)
 
     def link(self, run: StoredRun, path: str | Path) -> Path:
