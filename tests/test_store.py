@@ -121,6 +121,7 @@ def test_list_and_gc_keep_referenced_runs_and_their_sources(tmp_path, one_torch_
     pruned = store.run(tiny(schedule={"kind": "constant", "alpha": 0.0}), "prune", source=base,
                        progress=False)  # fmt: skip
     orphan = store.run(tiny(seed=5), "baseline", progress=False)
+    (store.root / "notes").mkdir()  # not a run folder: never listed or removed
     report = tmp_path / "reports" / "week10"
     store.add_reference(report, [pruned.fingerprint])
     assert json.loads((report / "runs.json").read_text())["runs"] == [pruned.fingerprint]
@@ -138,6 +139,7 @@ def test_list_and_gc_keep_referenced_runs_and_their_sources(tmp_path, one_torch_
     shutil.rmtree(report)  # the report is gone: its runs are no longer needed
     assert sorted(store.gc()) == sorted([base.fingerprint, pruned.fingerprint])
     assert store.list().empty and not list((store.root / ".refs").glob("*.json"))
+    assert (store.root / "notes").is_dir()
     assert runs_main(["list", "--root", str(store.root)]) == 0
     assert "no runs" in capsys.readouterr().out
 

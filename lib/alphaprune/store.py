@@ -30,6 +30,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -62,6 +63,7 @@ DEFAULT_ROOT = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.
 TRAINING_CODE_VERSION = "1"
 _FREE_KEYS = ("name", "output_dir", "device")
 Kind = Literal["baseline", "prune"]
+_FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 
 
 def default_root() -> Path:
@@ -360,7 +362,8 @@ class RunStore:
     def _run_dirs(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        # only run folders (named by a fingerprint): gc never touches anything else in the root
+        return sorted(p for p in self.root.iterdir() if p.is_dir() and _FINGERPRINT.match(p.name))
 
     def _start_of(self, fingerprint: str) -> str | None:
         try:
