@@ -209,9 +209,13 @@ def test_shrunk_start_and_links(tmp_path, one_torch_thread):
     assert link.is_symlink() and (link / "checkpoints" / "last.pt").exists()
     store.link(base, link)  # replaced atomically
     assert link.resolve() == base.run_dir.resolve()
-    (tmp_path / "report" / "runs" / "real").mkdir()
-    with pytest.raises(FileExistsError):
-        store.link(base, tmp_path / "report" / "runs" / "real")
+    real = tmp_path / "report" / "runs" / "real"
+    real.mkdir()
+    (real / "kept.txt").write_text("a run from before the store")
+    store.link(base, real)
+    assert real.is_symlink()
+    (aside,) = real.parent.glob(".real.before-store-*")
+    assert (aside / "kept.txt").read_text() == "a run from before the store"
 
 
 def test_force_retrains_and_init_from_is_the_start(tmp_path, one_torch_thread):

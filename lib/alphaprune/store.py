@@ -318,10 +318,13 @@ class RunStore:
 
     def link(self, run: StoredRun, path: str | Path) -> Path:
         """Make ``path`` (e.g. ``reports/week10/runs/baseline``) a symlink to ``run``'s folder,
-        replacing what was there atomically (a real folder there is an error)."""
+        replacing a link there atomically. A real folder there (a report from before the store,
+        or a copy) is moved aside to ``.<name>.before-store-<time>``, never deleted."""
         path = Path(path)
         if path.exists() and not path.is_symlink():
-            raise FileExistsError(f"{path} exists and is not a link to the run store")
+            aside = path.with_name(f".{path.name}.before-store-{time.time_ns()}")
+            os.replace(path, aside)
+            self.log(f"moved {path} aside to {aside} (runs now live in the store {self.root})")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.link")
         tmp.unlink(missing_ok=True)
