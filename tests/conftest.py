@@ -13,6 +13,16 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_run_store(tmp_path_factory):
+    """A run store for the whole session, so that module-scoped fixtures (the CI report) never
+    train into the checkout's runs/ either."""
+    root = tmp_path_factory.mktemp("session-run-store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALPHAPRUNE_RUNS", str(root))
+        yield root
+
+
 @pytest.fixture(autouse=True)
 def run_store(tmp_path_factory, monkeypatch):
     """Every test (and every notebook it runs) uses its own run store, never the checkout's runs/."""
