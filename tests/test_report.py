@@ -506,3 +506,22 @@ def test_report_force_retrains_the_weeks_runs_in_the_store(tmp_path: Path, monke
     again = run_all(baseline, experiments[:1], progress=False)
     assert Path(again["enc"].checkpoint).stat().st_mtime_ns != stamp
     assert not list(Path(os.environ["ALPHAPRUNE_RUNS"]).glob(".*.previous-*"))  # aside removed
+
+
+@pytest.mark.slow
+def test_ci_report_has_the_study_section(ci_report: Path) -> None:
+    summary = pd.read_csv(ci_report / "tables" / "study_summary.csv")
+    assert list(summary["method"]) == ["one_shot", "step"] and (summary["n"] == 2).all()
+    runs = pd.read_csv(ci_report / "tables" / "study.csv")
+    assert len(runs) == 4 and {"val_psnr", "val_ssim", "params", "flops"} <= set(runs.columns)
+    record = json.loads((ci_report / "study.json").read_text())
+    html = (ci_report / "report.html").read_text(encoding="utf-8")
+    assert "1.4 Study: does the α schedule pay?" in html
+    assert record["conclusion"].split(":")[0] in html
+    # the study shares the week's baseline: one baseline run in the report's references
+    used = json.loads((ci_report / "runs.json").read_text())["runs"]
+    assert (
+        json.loads((ci_report / "runs" / "baseline" / "run.json").read_text())["fingerprint"]
+        in used
+    )
+    assert record["runs"][0] in used

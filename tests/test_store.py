@@ -125,6 +125,11 @@ def test_list_and_gc_keep_referenced_runs_and_their_sources(tmp_path, one_torch_
     report = tmp_path / "reports" / "week10"
     store.add_reference(report, [pruned.fingerprint])
     assert json.loads((report / "runs.json").read_text())["runs"] == [pruned.fingerprint]
+    store.add_reference(report, [base.fingerprint], role="study")  # a second role is kept apart
+    record = json.loads((report / "runs.json").read_text())
+    assert record["runs"] == sorted([pruned.fingerprint, base.fingerprint])
+    store.add_reference(report, [], role="study")
+    assert json.loads((report / "runs.json").read_text())["runs"] == [pruned.fingerprint]
     table = store.list().set_index("fingerprint")
     assert table.loc[pruned.fingerprint, "used_by"] == str(report.resolve())
     assert table.loc[base.fingerprint, "used_by"] == "(start of a used run)"

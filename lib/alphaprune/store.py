@@ -334,19 +334,29 @@ class RunStore:
 
     # -- references, listing, garbage collection -------------------------------------------
 
-    def add_reference(self, owner: str | Path, fingerprints: Sequence[str]) -> Path:
-        """Record that folder ``owner`` (a report, a study) uses ``fingerprints``.
+    def add_reference(
+        self, owner: str | Path, fingerprints: Sequence[str], role: str = "runs"
+    ) -> Path:
+        """Record that folder ``owner`` (a report, a study) uses ``fingerprints`` for ``role``
+        (e.g. a week's ``runs`` and its ``study``: each role's list is kept separately).
 
-        Writes ``<owner>/runs.json`` and the store's reference file (both atomic); a later call
-        for the same owner replaces its list.
+        Writes ``<owner>/runs.json`` (every role, and ``runs``: their union) and the store's
+        reference file (both atomic); a later call for the same owner and role replaces that
+        role's list.
         """
         owner = Path(owner).resolve()
-        record = {"owner": str(owner), "store": str(self.root.resolve()),
-                  "runs": sorted(set(fingerprints)), "updated": time.time()}  # fmt: skip
-        owner.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(owner / "runs.json", json.dumps(record, indent=1))
         key = hashlib.sha256(str(owner).encode()).hexdigest()[:16]
         ref = self.root / ".refs" / f"{key}.json"
+        try:
+            roles = json.loads(ref.read_text(encoding="utf-8")).get("roles", {})
+        except (FileNotFoundError, ValueError):
+            roles = {}
+        roles[role] = sorted(set(fingerprints))
+        union = sorted({fp for fps in roles.values() for fp in fps})
+        record = {"owner": str(owner), "store": str(self.root.resolve()), "runs": union,
+                  "roles": roles, "updated": time.time()}  # fmt: skip
+        owner.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(owner / "runs.json", json.dumps(record, indent=1))
         atomic_write_text(ref, json.dumps(record, indent=1))
         return ref
 

@@ -653,7 +653,7 @@ def write_study(
               "reference": result.spec.reference, "runs": result.fingerprints}  # fmt: skip
     atomic_write_text(paths["json"], json.dumps(record, indent=1))
     if store is not None:
-        store.add_reference(folder, result.fingerprints)
+        store.add_reference(folder, result.fingerprints, role="study")
     return paths
 
 
