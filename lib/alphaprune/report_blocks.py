@@ -76,11 +76,28 @@ class Report:
             "run; the baseline has no α.",
             width="85%",  # with Table 1, fits the first page of a typical week
         )
-        return [
+        blocks = [
             b.group(b.section("1. Weekly progress"), b.markdown(self.notes.progress)),
             table,
-            figure,
         ]
+        check = self._read("original_check") if self._has("original_check") else pd.DataFrame()
+        if not check.empty and check["above_original"].astype(bool).any():
+            above = check[check["above_original"].astype(bool)]
+            which = ", ".join(
+                f"{r.label} ({r.vs_original:+.2f} dB, 95 % CI [{r.vs_original_ci_low:+.2f}, "
+                f"{r.vs_original_ci_high:+.2f}])"
+                for r in above.itertuples()
+            )
+            blocks.append(b.markdown(
+                f"**Flag: {which} score(s) above the original model by more than the "
+                "evaluation's 95 % interval (bootstrap over the validation crops, paired per "
+                "crop). A pruned model should not beat its own original: check the original's "
+                "training and the validation set before reading Table 1.**"
+            ))  # fmt: skip
+        return [*blocks, figure]
+
+    def _has(self, table: str) -> bool:
+        return (self.stage.folder / "tables" / f"{table}.csv").is_file()
 
     def weights(self) -> list[Any]:
         """1.1 Weights against the original model (Figure 2, when a run is comparable)."""

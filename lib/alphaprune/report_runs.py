@@ -184,7 +184,7 @@ def original_check(
     val = make_datasets(base.config)[1]
     rows = []
     for name, result in results.items():
-        if name == "baseline":
+        if name == "baseline" or getattr(result, "diverged_at", None) is not None:
             continue
         model = load_model(result.checkpoint, verbose=False)
         scores = compare_to_original(model, original, val, batch_size=32)
