@@ -619,8 +619,8 @@ def plot_study(result: StudyResult):
     left.set_ylabel("validation PSNR (dB)")
     left.set_title(f"every seed a dot; black: mean ± {pct} CI")
     left.legend(frameon=False, fontsize=8)
-    right.set_ylabel(f"PSNR − {spec.label(spec.reference)} (dB, same seed)")
-    right.set_title(f"paired difference, mean ± {pct} CI")
+    right.set_ylabel("Δ PSNR to the reference (dB, same seed)")
+    right.set_title(f"− {spec.label(spec.reference)}: mean ± {pct} CI", fontsize=10)
     fig.tight_layout()
     return fig
 
