@@ -123,6 +123,8 @@ def test_the_shipped_study_files_are_valid():
     real = load_study(REPO / "params" / "studies" / "schedules.yaml")
     assert real.seeds >= 5 and len(real.methods) >= 4 and real.reference == "one_shot"
     assert real.baseline_config().model.layer in ("relu2_1", "relu3_1")
+    before = load_study(REPO / "params" / "studies" / "before.yaml")
+    assert before.seeds >= 5 and before.baseline_config().data.val_protocol == "corners"
 
 
 def test_worker_threads_do_not_oversubscribe():
