@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
+from configs import tiny_config, write_yaml
 
 import alphaprune as ap
 from alphaprune.checkpoint import (
@@ -32,31 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny(tmp_path: Path, **changes) -> dict:
-    data = {
-        "name": "base",
-        "output_dir": str(tmp_path / "runs"),
-        "seed": 0,
-        "device": "cpu",
-        "epochs": 2,
-        "steps_per_epoch": 2,
-        "model": {"layer": "relu1_1"},
-        "data": {"crop": 16, "batch_size": 2, "samples_per_epoch": 4, "val_crops": 1},
-        "pruning": {"keep": 0.5, "target": "both"},
-        "schedule": {"kind": "linear", "start": 1.0, "end": 0.0, "epochs": 2},
-        "optimizer": {"lr": 0.001},
-    }
-    for key, value in changes.items():
-        node = data
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    return data
-
-
-def write_yaml(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return tiny_config(tmp_path, steps=2, samples=4, **changes)
 
 
 @pytest.fixture(scope="module")
