@@ -135,12 +135,24 @@ def library_digest() -> str:
     return digest.hexdigest()
 
 
+#: Top-level params that only the report's text reads: a change reruns ``05_report`` alone.
+PROSE_KEYS = frozenset({"notes", "title", "author", "date", "week"})
+#: Where things are read from or written to, not what they are: never part of a hash.
+PLACE_KEYS = frozenset({"out_dir", "output_dir", "notebooks_dir"})
+
+
+def _hashed_parameters(stage: Stage) -> dict:
+    drop = PLACE_KEYS if stage.name == "05_report" else PLACE_KEYS | PROSE_KEYS
+    return {key: value for key, value in stage.parameters.items() if key not in drop}
+
+
 def stage_hash(stage: Stage, previous: Sequence[str] = ()) -> str:
-    """Content hash of ``stage``: its notebook's cells, its parameters, the earlier stages' hashes
-    and the library's source."""
+    """Content hash of ``stage``: its notebook's cells, the parameters it depends on (the prose
+    only for ``05_report``; output and notebook folders never), the earlier stages' hashes and
+    the library's source."""
     payload = {
         "notebook": _notebook_digest(stage.notebook),
-        "parameters": stage.parameters,
+        "parameters": _hashed_parameters(stage),
         "previous": list(previous),
         "library": library_digest(),
     }
