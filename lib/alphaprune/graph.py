@@ -190,7 +190,6 @@ class ChannelGraph:
         for var, reason in pins.items():
             self.pinned.setdefault(uf.find(var), reason)
         self.groups = self._build_groups(order)
-        self.group_of_unit = {u: g for g in self.groups for u in g.units}
 
     def unit(self, var: int) -> int:
         """The pruning unit (class root) of a channel variable."""
