@@ -92,7 +92,7 @@ html: $(STAMP)
 # One executed notebook as PDF, the project's route: the report HTML (no code, images embedded)
 # printed by headless Chromium. nbconvert's webpdf is not used: it needs Playwright's own browser.
 pdf: $(STAMP) pdf-engine
-	$(PY) -c 'import sys, pathlib; from alphaprune.export import export_report as e; nb = pathlib.Path(sys.argv[1]); print(e(nb, nb.parent, stem=nb.stem).message)' $(NB)
+	$(PY) -c 'import sys, pathlib; from alphaprune.report.export import export_report as e; nb = pathlib.Path(sys.argv[1]); print(e(nb, nb.parent, stem=nb.stem).message)' $(NB)
 
 clean-reports:
 	rm -rf reports/week*/ reports/ci/

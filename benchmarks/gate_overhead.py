@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from alphaprune import attach_gates, build_autoencoder, set_alpha
-from alphaprune.bench import benchmark, train_step_benchmark, write_csv
+from alphaprune.bench.timing import benchmark, train_step_benchmark, write_csv
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,15 +53,24 @@ def main(argv: list[str] | None = None) -> int:
     eval_gated = copy.deepcopy(gated).eval()
     set_alpha(eval_gated, 0.0)
     latency = benchmark(
-        {"no gates": plain.eval(), "gates α=0": eval_gated}, batch_size=args.batch,
-        image_size=args.size, device=args.device, repeats=args.repeats, warmup=args.warmup,
-        reference="no gates", progress=not args.no_progress,
-    )  # fmt: skip
-    table = train_step_benchmark(
-        {"no gates": plain.train(), "gates": gated.train()}, batch_size=args.batch,
-        image_size=args.size, device=args.device, steps=args.steps, warmup=args.warmup,
+        {"no gates": plain.eval(), "gates α=0": eval_gated},
+        batch_size=args.batch,
+        image_size=args.size,
+        device=args.device,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        reference="no gates",
         progress=not args.no_progress,
-    )  # fmt: skip
+    )
+    table = train_step_benchmark(
+        {"no gates": plain.train(), "gates": gated.train()},
+        batch_size=args.batch,
+        image_size=args.size,
+        device=args.device,
+        steps=args.steps,
+        warmup=args.warmup,
+        progress=not args.no_progress,
+    )
     table.insert(1, "layer", args.layer)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(latency.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from alphaprune.bench import write_csv
-from alphaprune.checkpoint import load_model
-from alphaprune.config import config_from_dict
-from alphaprune.evaluate import evaluate
-from alphaprune.train import make_datasets, prune, train_baseline
+from alphaprune.bench.timing import write_csv
+from alphaprune.engine.checkpoint import load_model
+from alphaprune.engine.config import config_from_dict
+from alphaprune.engine.evaluate import evaluate
+from alphaprune.engine.train import make_datasets, prune, train_baseline
 
 
 def main() -> None:
@@ -42,12 +42,15 @@ def main() -> None:
     args = parser.parse_args()
 
     common = {
-        "output_dir": args.workdir, "seed": args.seed, "device": "auto",
-        "steps_per_epoch": args.steps, "model": {"layer": args.layer},
+        "output_dir": args.workdir,
+        "seed": args.seed,
+        "device": "auto",
+        "steps_per_epoch": args.steps,
+        "model": {"layer": args.layer},
         "data": {"crop": args.crop, "batch_size": args.batch_size},
         "pruning": {"keep": args.keep, "target": "encoder"},
         "optimizer": {"lr": args.lr},
-    }  # fmt: skip
+    }
     began = time.perf_counter()
     base = train_baseline(
         config_from_dict({**common, "name": "original", "epochs": args.baseline_epochs})
@@ -82,13 +85,16 @@ def main() -> None:
         model = load_model(path, verbose=False)
         scores = evaluate(model, val, batch_size=args.batch_size)
         rows.append({"model": label, "alpha": model.checkpoint_alpha, **scores})
-    table = pd.DataFrame(rows).rename(columns={"loss": "val_mse", "psnr": "val_psnr_db",
-                                               "ssim": "val_ssim"})  # fmt: skip
+    table = pd.DataFrame(rows).rename(
+        columns={"loss": "val_mse", "psnr": "val_psnr_db", "ssim": "val_ssim"}
+    )
     original_psnr = table.loc[table["model"] == "original", "val_psnr_db"].iloc[0]
     table["psnr_vs_original_db"] = table["val_psnr_db"] - original_psnr
-    print(f"\nlayer={args.layer} crop={args.crop} keep={args.keep} baseline_epochs="
-          f"{args.baseline_epochs} prune_epochs={args.prune_epochs} steps={args.steps} "
-          f"seed={args.seed}  ({time.perf_counter() - began:.0f} s)")  # fmt: skip
+    print(
+        f"\nlayer={args.layer} crop={args.crop} keep={args.keep} baseline_epochs="
+        f"{args.baseline_epochs} prune_epochs={args.prune_epochs} steps={args.steps} "
+        f"seed={args.seed}  ({time.perf_counter() - began:.0f} s)"
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     write_csv(table, args.out)
 

@@ -2,7 +2,7 @@
 
 Masked models (gates at α = 0) keep every tensor full size and should be as fast as the original;
 only shrunk models can be faster, ideally in proportion to their FLOPs. For each target, all keep
-fractions are timed in one interleaved run (see ``alphaprune.bench.benchmark``).
+fractions are timed in one interleaved run (see ``alphaprune.bench.timing.benchmark``).
 
     .venv/bin/python benchmarks/shrink_speed.py --keeps 0.5 --targets both --repeats 10
     python3 benchmarks/shrink_speed.py --device cuda --batch 32 --size 256 --layer relu5_1
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from alphaprune import build_autoencoder
-from alphaprune.bench import compare_pruned, write_csv
+from alphaprune.bench.timing import compare_pruned, write_csv
 
 SHOWN = [
     "model",
@@ -78,9 +78,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--torch-pruning", choices=["auto", "on", "off"], default="auto", help="peer row"
     )
     parser.add_argument(
-        "--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
+        "--cudnn-benchmark",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="let cuDNN pick the fastest algorithm per shape (CUDA only)",
-    )  # fmt: skip
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--out", default="reports/bench/shrink_speed.csv", help="CSV path")
     parser.add_argument(
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 repeats=args.repeats,
                 warmup=args.warmup,
                 progress=not args.no_progress,
-            )  # fmt: skip
+            )
         )
     if args.samples_out:
         write_samples(tables, Path(args.samples_out))

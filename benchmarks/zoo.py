@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import alphaprune as ap
-from alphaprune.bench import write_csv
+from alphaprune.bench.timing import write_csv
 
 # -- architectures ----------------------------------------------------------------------------------
 
@@ -123,7 +123,15 @@ class MobileNetV2(nn.Module):
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
-        settings = [[1, 16, 1, 1], [6, 24, 2, 2], [6, 32, 3, 2], [6, 64, 4, 2], [6, 96, 3, 1], [6, 160, 3, 2], [6, 320, 1, 1]]  # fmt: skip
+        settings = [
+            [1, 16, 1, 1],
+            [6, 24, 2, 2],
+            [6, 32, 3, 2],
+            [6, 64, 4, 2],
+            [6, 96, 3, 1],
+            [6, 160, 3, 2],
+            [6, 320, 1, 1],
+        ]
         c = 32
         features: list[nn.Module] = [Conv2dNormActivation(3, c, stride=2)]
         for t, ch, n, s in settings:
@@ -218,7 +226,7 @@ class Fire(nn.Module):
             [
                 self.expand1x1_activation(self.expand1x1(x)),
                 self.expand3x3_activation(self.expand3x3(x)),
-            ],  # fmt: skip
+            ],
             1,
         )
 
@@ -273,7 +281,9 @@ class UNet(nn.Module):
         w = [base * 2**i for i in range(5)]
         self.inc = DoubleConv(c_in, w[0])
         self.downs = nn.ModuleList(DoubleConv(w[i], w[i + 1]) for i in range(4))
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in reversed(range(4)))  # fmt: skip
+        self.ups = nn.ModuleList(
+            nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in reversed(range(4))
+        )
         self.dec = nn.ModuleList(DoubleConv(2 * w[i], w[i]) for i in reversed(range(4)))
         self.outc = nn.Conv2d(w[0], n_classes, 1)
 
@@ -378,7 +388,7 @@ class ListModel(nn.Module):
                 nn.Conv2d(3, 32, 3, padding=1),
                 nn.Conv2d(64, 48, 3, padding=1),
                 nn.Conv2d(48, 48, 3, padding=1),
-            ]  # fmt: skip
+            ]
         )
         self.head = nn.Conv2d(48, 3, 3, padding=1)
 
@@ -439,12 +449,12 @@ ARCHS: list[Arch] = [
         "groupnorm_silu_chain",
         lambda: chain(_act(nn.SiLU), lambda c: nn.GroupNorm(8, c)),
         (1, 3, 32, 32),
-    ),  # fmt: skip
+    ),
     Arch(
         "instancenorm_relu_chain",
         lambda: chain(_act(nn.ReLU), lambda c: nn.InstanceNorm2d(c, affine=True)),
         (1, 3, 32, 32),
-    ),  # fmt: skip
+    ),
     Arch("moduledict_functional", DictModel, (1, 3, 32, 32)),
     Arch("modulelist_self_concat", ListModel, (1, 3, 32, 32)),
     Arch("grouped_deconv_decoder", GroupedDeconvDecoder, (1, 3, 32, 32)),
@@ -482,7 +492,9 @@ def n_params(model: nn.Module) -> int:
 
 def output_layer(model: nn.Module) -> nn.Module:
     """The last registered Conv/ConvTranspose/Linear: every zoo model ends with it."""
-    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]  # fmt: skip
+    layers = [
+        m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+    ]
     return layers[-1]
 
 
@@ -503,7 +515,9 @@ def run_alphaprune(arch: Arch) -> dict:
             reference = model(test.clone())
         plan = ap.attach_gates(model, keep=0.5, target="all", example_inputs=example)
         groups = len(plan)
-        skipped = sum(1 for g in plan.groups if g.skip and g.layers and "model output" not in g.skip)  # fmt: skip
+        skipped = sum(
+            1 for g in plan.groups if g.skip and g.layers and "model output" not in g.skip
+        )
         stage = "shrink"
         ap.set_alpha(model, 0.0)
         small = ap.shrink(model, example_inputs=example)
@@ -514,7 +528,10 @@ def run_alphaprune(arch: Arch) -> dict:
         return {"ap_status": f"refused ({stage}): {short(exc)}", "ap_params_ratio": None}
     except Exception as exc:  # noqa: BLE001 - the point is to see every raw error
         traceback.print_exc(file=sys.stderr)
-        return {"ap_status": f"raw error ({stage}): {type(exc).__name__}: {short(exc, 80)}", "ap_params_ratio": None}  # fmt: skip
+        return {
+            "ap_status": f"raw error ({stage}): {type(exc).__name__}: {short(exc, 80)}",
+            "ap_params_ratio": None,
+        }
     ratio = n_params(small) / before
     row = {"ap_groups": groups, "ap_skipped": skipped, "ap_params_ratio": round(ratio, 4)}
     if got.shape != gated.shape:
@@ -553,15 +570,24 @@ def run_torch_pruning(arch: Arch) -> dict:
             )
             pruner.step()
     except Exception as exc:  # noqa: BLE001
-        return {"tp_status": f"raw error: {type(exc).__name__}: {short(exc, 80)}", "tp_params_ratio": None}  # fmt: skip
+        return {
+            "tp_status": f"raw error: {type(exc).__name__}: {short(exc, 80)}",
+            "tp_params_ratio": None,
+        }
     ratio = n_params(model) / before
     try:
         with torch.no_grad():
             out = model(example.clone())
     except Exception as exc:  # noqa: BLE001
-        return {"tp_status": f"broken forward: {type(exc).__name__}: {short(exc, 80)}", "tp_params_ratio": round(ratio, 4)}  # fmt: skip
+        return {
+            "tp_status": f"broken forward: {type(exc).__name__}: {short(exc, 80)}",
+            "tp_params_ratio": round(ratio, 4),
+        }
     if out.shape != reference.shape:
-        return {"tp_status": f"wrong output shape {tuple(out.shape)}", "tp_params_ratio": round(ratio, 4)}  # fmt: skip
+        return {
+            "tp_status": f"wrong output shape {tuple(out.shape)}",
+            "tp_params_ratio": round(ratio, 4),
+        }
     status = "pruned" if ratio < 1.0 else "nothing pruned"
     return {"tp_status": status, "tp_params_ratio": round(ratio, 4)}
 
@@ -584,7 +610,10 @@ def time_resnet18(size: int, repeats: int) -> dict:
         model = build(Arch("resnet18", ResNet18, (1, 3, size, size)))
         with torch.no_grad():
             timed("forward", lambda m=model: m(example))
-        timed("gate", lambda m=model: ap.attach_gates(m, keep=0.5, target="all", example_inputs=example))  # fmt: skip
+        timed(
+            "gate",
+            lambda m=model: ap.attach_gates(m, keep=0.5, target="all", example_inputs=example),
+        )
         ap.set_alpha(model, 0.0)
         timed("shrink", lambda m=model: ap.shrink(m, example_inputs=example))
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -629,12 +658,27 @@ def main(argv: list[str] | None = None) -> None:
         row |= run_torch_pruning(arch)
         row["ap_s"], row["tp_s"] = round(t1 - t0, 2), round(time.perf_counter() - t1, 2)
         rows.append(row)
-        print(f"{arch.name}: {row['ap_status']} | {row['tp_status']} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)  # fmt: skip
+        print(
+            f"{arch.name}: {row['ap_status']} | {row['tp_status']} ({time.perf_counter() - start:.1f} s)",
+            file=sys.stderr,
+        )
     table = pd.DataFrame(rows)
     same = table["ap_params_ratio"].notna() & table["tp_params_ratio"].notna()
     table["same_ratio"] = None
-    table.loc[same, "same_ratio"] = (table.loc[same, "ap_params_ratio"] - table.loc[same, "tp_params_ratio"]).abs() < 5e-4  # fmt: skip
-    shown = ["model", "params", "ap_status", "ap_params_ratio", "tp_status", "tp_params_ratio", "same_ratio", "ap_s", "tp_s"]  # fmt: skip
+    table.loc[same, "same_ratio"] = (
+        table.loc[same, "ap_params_ratio"] - table.loc[same, "tp_params_ratio"]
+    ).abs() < 5e-4
+    shown = [
+        "model",
+        "params",
+        "ap_status",
+        "ap_params_ratio",
+        "tp_status",
+        "tp_params_ratio",
+        "same_ratio",
+        "ap_s",
+        "tp_s",
+    ]
     print(markdown(table[shown]))
     ap_ok = int((table["ap_status"] == "pruned exactly").sum())
     ap_wrong = int(table["ap_status"].str.startswith("wrong").sum())

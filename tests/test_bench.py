@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from alphaprune import attach_gates, build_autoencoder, gates
-from alphaprune.bench import (
+from alphaprune.bench.monitor import Sample, Sampler, Window, nvml_reader, window_stats
+from alphaprune.bench.timing import (
     BENCH_COLUMNS,
     TRAIN_COLUMNS,
     benchmark,
@@ -23,7 +24,6 @@ from alphaprune.bench import (
     torch_pruning_model,
     train_step_benchmark,
 )
-from alphaprune.monitor import Sample, Sampler, Window, nvml_reader, window_stats
 
 
 @pytest.fixture(autouse=True)
@@ -90,9 +90,17 @@ def test_compare_pruned_columns_and_sane_values(cpu_table):
 
 def test_compare_pruned_sweeps_keep_fractions_in_one_run():
     table = compare_pruned(
-        build_autoencoder("relu1_1"), keep=[0.75, 0.25], target="encoder", rows=("shrunk",),
-        torch_pruning=False, batch_size=1, image_size=8, repeats=2, warmup=0, progress=False,
-    )  # fmt: skip
+        build_autoencoder("relu1_1"),
+        keep=[0.75, 0.25],
+        target="encoder",
+        rows=("shrunk",),
+        torch_pruning=False,
+        batch_size=1,
+        image_size=8,
+        repeats=2,
+        warmup=0,
+        progress=False,
+    )
     assert table["model"].tolist() == ["original", "shrunk", "shrunk"]
     assert table["keep"].tolist() == [1.0, 0.75, 0.25]
     assert (table["target"] == "encoder").all()
@@ -179,9 +187,14 @@ def test_models_are_timed_interleaved_with_rotating_order(block, expected):
     models = {name: Logged(name, log) for name in "ABC"}
     repeats = len(expected) // 3
     table = benchmark(
-        models, batch_size=1, image_size=4, repeats=repeats, warmup=2, block=block,
+        models,
+        batch_size=1,
+        image_size=4,
+        repeats=repeats,
+        warmup=2,
+        block=block,
         progress=False,
-    )  # fmt: skip
+    )
     assert "".join(log[-len(expected) :]) == expected
     turns = [w["model"] for w in table.attrs["windows"]]
     assert "".join(turns) == expected[::block]
@@ -219,9 +232,17 @@ def test_injected_gpu_reader_fills_the_utilisation_and_memory_columns():
         return {"gpu_util_pct": 90.0 if running == "A" else 30.0, "nvml_mem_used_mib": 512.0}
 
     table = benchmark(
-        models, batch_size=1, image_size=4, repeats=6, warmup=1, block=3, progress=False,
-        sample_interval=0.005, settle_s=0.0, gpu_reader=fake_read,
-    ).set_index("model")  # fmt: skip
+        models,
+        batch_size=1,
+        image_size=4,
+        repeats=6,
+        warmup=1,
+        block=3,
+        progress=False,
+        sample_interval=0.005,
+        settle_s=0.0,
+        gpu_reader=fake_read,
+    ).set_index("model")
     assert (table["gpu_util_samples"] > 0).all()
     assert (table["gpu_util_rate_hz"] >= 10).all()
     assert (table["nvml_mem_used_mib"] == 512.0).all()
@@ -291,9 +312,13 @@ def test_train_step_benchmark_columns_and_overhead():
     gated.load_state_dict(model.state_dict())
     attach_gates(gated, keep=0.5, target="both", alpha=0.5)
     table = train_step_benchmark(
-        {"plain": model, "gated": gated}, batch_size=2, image_size=8, steps=3, warmup=1,
+        {"plain": model, "gated": gated},
+        batch_size=2,
+        image_size=8,
+        steps=3,
+        warmup=1,
         progress=False,
-    ).set_index("model")  # fmt: skip
+    ).set_index("model")
     assert list(table.reset_index().columns) == TRAIN_COLUMNS
     assert (table["step_ms_p10"] <= table["step_ms_median"]).all()
     assert (table["step_ms_median"] <= table["step_ms_p90"]).all()

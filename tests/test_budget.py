@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import alphaprune as ap
-from alphaprune.config import ConfigError, config_from_dict
+from alphaprune.engine.config import ConfigError, config_from_dict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

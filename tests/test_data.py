@@ -1,4 +1,4 @@
-"""Tests for alphaprune.data: bundled images, folders, splits, crops and every DataError case."""
+"""Tests for alphaprune.engine.data: bundled images, folders, splits, crops and every DataError case."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alphaprune.data import (
+from alphaprune.engine.data import (
     BUNDLED_IMAGES,
     DEFAULT_VAL_IMAGES,
     DataError,

@@ -15,7 +15,7 @@ import torch
 from configs import tiny_config, write_yaml
 
 import alphaprune as ap
-from alphaprune.checkpoint import (
+from alphaprune.engine.checkpoint import (
     CheckpointError,
     checkpoint_info,
     last_path,
@@ -24,9 +24,9 @@ from alphaprune.checkpoint import (
     read_checkpoint,
     shrink_checkpoint,
 )
-from alphaprune.config import ConfigError, config_from_dict, load_config
-from alphaprune.evaluate import evaluate
-from alphaprune.train import METRIC_COLUMNS, make_datasets, prune, train_baseline
+from alphaprune.engine.config import ConfigError, config_from_dict, load_config
+from alphaprune.engine.evaluate import evaluate
+from alphaprune.engine.train import METRIC_COLUMNS, make_datasets, prune, train_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,8 +86,14 @@ def test_malformed_yaml_and_missing_file(tmp_path):
 
 def test_overrides_and_schedule_lr_default(tmp_path):
     path = write_yaml(tmp_path / "ok.yaml", tiny(tmp_path))
-    cfg = load_config(path, ["optimizer.lr=0.05", "pruning.target=encoder",
-                             "schedule={kind: exponential, start: 1.0, rate: 0.3}"])  # fmt: skip
+    cfg = load_config(
+        path,
+        [
+            "optimizer.lr=0.05",
+            "pruning.target=encoder",
+            "schedule={kind: exponential, start: 1.0, rate: 0.3}",
+        ],
+    )
     assert cfg.optimizer.lr == 0.05 and cfg.pruning.target == "encoder"
     schedule = cfg.build_schedule()
     assert schedule.lr_for(0) == 0.05 and schedule.alpha(1) == pytest.approx(0.7408, abs=1e-4)
@@ -142,8 +148,14 @@ def test_shrunk_checkpoint_evaluates_like_gated(pruned_run, tmp_path):
 def test_restart_from_milestone_keeps_masks(pruned_run, tmp_path):
     _, run = pruned_run
     start = milestone_path(run.run_dir, 0.5)
-    cfg = config_from_dict(tiny(tmp_path, name="restart", epochs=2,
-                                schedule={"kind": "restart", "alpha": 0.1, "rate": 0.3}))  # fmt: skip
+    cfg = config_from_dict(
+        tiny(
+            tmp_path,
+            name="restart",
+            epochs=2,
+            schedule={"kind": "restart", "alpha": 0.1, "rate": 0.3},
+        )
+    )
     result = prune(cfg, original=start, progress=False)
     assert result.metrics["alpha"].iloc[0] == pytest.approx(0.1)
     before, after = read_checkpoint(start)["model"], read_checkpoint(result.checkpoint)["model"]
@@ -168,9 +180,12 @@ def test_damaged_checkpoints_give_clear_errors(pruned_run, tmp_path):
     garbage.write_bytes(os.urandom(4096))
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    for path, needle in [(truncated, "truncated or corrupted"), (garbage, "truncated or corrupted"),
-                         (foreign, "not an alphaprune checkpoint"),
-                         (tmp_path / "missing.pt", "not found")]:  # fmt: skip
+    for path, needle in [
+        (truncated, "truncated or corrupted"),
+        (garbage, "truncated or corrupted"),
+        (foreign, "not an alphaprune checkpoint"),
+        (tmp_path / "missing.pt", "not found"),
+    ]:
         with pytest.raises(CheckpointError) as err:
             load_model(path)
         assert str(path) in str(err.value) and needle in str(err.value)
@@ -184,24 +199,29 @@ def test_other_config_in_run_folder_is_refused(pruned_run):
 
 
 def test_weight_analysis(pruned_run):
-    from alphaprune.analysis import plot_weight_ratios, weight_comparison
+    from alphaprune.report.weights import weight_comparison
 
     base, run = pruned_run
-    frame = weight_comparison(load_model(run.checkpoint, verbose=False),
-                              load_model(base.checkpoint, verbose=False))  # fmt: skip
+    frame = weight_comparison(
+        load_model(run.checkpoint, verbose=False), load_model(base.checkpoint, verbose=False)
+    )
     assert {"layer", "l2_ratio", "max_ratio", "mean_ratio", "kept_out"} <= set(frame.columns)
     first = frame.iloc[0]
     assert first["kept_out"] == first["out_channels"] // 2
     assert (frame["l2_ratio"] > 0).all()
-    assert plot_weight_ratios(frame).axes
 
 
 # --- processes: CLI, kill and resume, torchrun ----------------------------------------------
 
 
 def cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "alphaprune", *args], cwd=cwd, timeout=timeout,
-                          capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "alphaprune", *args],
+        cwd=cwd,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
@@ -220,8 +240,11 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     killed_cfg = write_yaml(tmp_path / "killed.yaml", {**data, "name": "killed"})
     clean_cfg = write_yaml(tmp_path / "clean.yaml", {**data, "name": "clean"})
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "alphaprune", "train", str(killed_cfg),
-                             "--no-progress"], cwd=tmp_path, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alphaprune", "train", str(killed_cfg), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+    )
     metrics = tmp_path / "runs" / "killed" / "metrics.csv"
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
@@ -253,10 +276,24 @@ def test_torchrun_two_processes_gloo(tmp_path):
     path = write_yaml(tmp_path / "ddp.yaml", tiny(tmp_path, name="ddp", epochs=1))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "alphaprune", "train", str(path), "--no-progress"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "alphaprune",
+            "train",
+            str(path),
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     model = load_model(last_path(tmp_path / "runs" / "ddp"), verbose=False)
     cfg = load_config(path)
@@ -289,7 +326,7 @@ def test_feature_loss_with_local_vgg_weights(tmp_path):
 
 def test_shrunk_model_gated_again_round_trips_through_a_checkpoint(tmp_path):
     """Week 10: shrink the pruned encoder, then prune again (here: the encoder once more)."""
-    from alphaprune.checkpoint import model_from_state
+    from alphaprune.engine.checkpoint import model_from_state
 
     torch.manual_seed(0)
     model = ap.build_autoencoder("relu2_1")
@@ -308,11 +345,12 @@ def test_shrunk_model_gated_again_round_trips_through_a_checkpoint(tmp_path):
 def test_kill_between_milestone_and_last_checkpoint_loses_nothing(tmp_path, monkeypatch):
     """A crash after the α milestone but before last.pt redoes that epoch, milestone included,
     and metrics.csv never holds a row that last.pt lacks."""
-    import alphaprune.train as train_module
+    import alphaprune.engine.train as train_module
 
     base = train_baseline(config_from_dict(tiny(tmp_path, epochs=1)), progress=False)
-    cfg = config_from_dict(tiny(tmp_path, name="p", epochs=3,
-                                schedule={"kind": "step", "values": [1.0, 0.1, 0.0]}))  # fmt: skip
+    cfg = config_from_dict(
+        tiny(tmp_path, name="p", epochs=3, schedule={"kind": "step", "values": [1.0, 0.1, 0.0]})
+    )
     real_save = train_module.save_checkpoint
 
     def crash_before_last(path, payload):

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import alphaprune as ap
-from alphaprune.checkpoint import load_model, shrink_checkpoint
-from alphaprune.config import ConfigError, config_from_dict
-from alphaprune.models import build_model, import_factory
-from alphaprune.train import prune, train_baseline
+from alphaprune.engine.checkpoint import load_model, shrink_checkpoint
+from alphaprune.engine.config import ConfigError, config_from_dict
+from alphaprune.engine.models import build_model, import_factory
+from alphaprune.engine.train import prune, train_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 UNET_PARAMS = ROOT / "params" / "examples" / "unet.yaml"
@@ -28,7 +28,7 @@ def unet_config(tmp_path: Path, **overrides) -> dict:
         "epochs": 1,
         "steps_per_epoch": 1,
         "model": {
-            "factory": "alphaprune.models:build_unet",
+            "factory": "alphaprune.engine.models:build_unet",
             "kwargs": {"width": 4, "depth": 1},
             "example_input_size": [1, 3, 16, 16],
         },
@@ -43,7 +43,7 @@ def unet_config(tmp_path: Path, **overrides) -> dict:
     "spec, message",
     [
         ("no_such_package.models:build", "cannot import module 'no_such_package.models'"),
-        ("alphaprune.models:no_such_function", "has no function 'no_such_function'"),
+        ("alphaprune.engine.models:no_such_function", "has no function 'no_such_function'"),
         ("os.system('echo hi')", "must look like 'package.module:function'"),
         ("__import__('os'):system", "must look like 'package.module:function'"),
     ],
@@ -77,7 +77,7 @@ def test_factory_model_trains_prunes_loads_and_shrinks(tmp_path) -> None:
     cfg = config_from_dict(unet_config(tmp_path, name="pruned", schedule=schedule))
     pruned = prune(cfg, original=base.checkpoint, progress=False)
     model = load_model(pruned.checkpoint, verbose=False)
-    assert isinstance(model, ap.models.UNet) and ap.get_alpha(model) == 0.0
+    assert isinstance(model, ap.engine.models.UNet) and ap.get_alpha(model) == 0.0
     assert any(name.startswith("merge.") for name in ap.gates(model))  # behind the cat skips
     summary = shrink_checkpoint(pruned.checkpoint, tmp_path / "small.pt", image_size=16)
     assert summary["max_abs_diff"] <= 1e-5
@@ -90,7 +90,7 @@ def test_factory_model_trains_prunes_loads_and_shrinks(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_unet_example_runs_through_the_weekly_report(tmp_path) -> None:
-    from alphaprune.report import run_report
+    from alphaprune.report.runner import run_report
 
     folder = run_report(UNET_PARAMS, out_dir=tmp_path / "unet", progress=False)
     check = pd.read_csv(folder / "tables" / "shrink_check.csv")

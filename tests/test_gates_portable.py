@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import alphaprune as ap
-from alphaprune.checkpoint import checkpoint_info, load_model
+from alphaprune.engine.checkpoint import checkpoint_info, load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LEGACY = FIXTURES / "legacy_prune_v0.1.0.torchsave"  # written by alphaprune 0.1.0 (gate modules)

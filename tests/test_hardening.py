@@ -14,10 +14,15 @@ import torch
 import yaml
 from configs import tiny_config, write_yaml
 
-from alphaprune.checkpoint import CheckpointError, last_path, read_checkpoint, save_checkpoint
-from alphaprune.config import ConfigError, config_from_dict, load_config
-from alphaprune.locks import LockError, folder_lock, lock_holder
-from alphaprune.train import Diverged, diverged_at, prune, require_finished, train_baseline
+from alphaprune.engine.checkpoint import (
+    CheckpointError,
+    last_path,
+    read_checkpoint,
+    save_checkpoint,
+)
+from alphaprune.engine.config import ConfigError, config_from_dict, load_config
+from alphaprune.engine.locks import LockError, folder_lock, lock_holder
+from alphaprune.engine.train import Diverged, diverged_at, prune, require_finished, train_baseline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +33,14 @@ def tiny(tmp_path: Path, **changes) -> dict:
 
 def cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "alphaprune", *args], cwd=cwd, timeout=timeout,
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "alphaprune", *args],
+        cwd=cwd,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
@@ -94,7 +105,7 @@ def test_non_finite_numbers_are_refused_everywhere(tmp_path, key, text):
 
 
 def test_report_params_refuse_non_finite_and_bool_numbers(tmp_path):
-    from alphaprune.report_params import ReportParamsError, report_params_from_dict
+    from alphaprune.report.params import ReportParamsError, report_params_from_dict
 
     data = yaml.safe_load((ROOT / "params" / "ci.yaml").read_text(encoding="utf-8"))
     for section, key, value in [
@@ -257,18 +268,27 @@ def test_checkpoint_with_non_finite_alpha_is_refused(tmp_path, alpha):
 
 
 def test_report_table_shows_a_diverged_run_and_the_report_goes_on(tmp_path, monkeypatch):
-    from alphaprune.report_runs import run_all, summary_table
+    from alphaprune.report.runs import run_all, summary_table
 
     monkeypatch.chdir(tmp_path)
     baseline = tiny(tmp_path, name="baseline", output_dir="runs", epochs=1)
     start = "runs/baseline/checkpoints/last.pt"
     experiments = [
-        {"name": "wild", "config": {**wild(tmp_path), "name": "wild", "output_dir": "runs",
-                                    "init_from": start}},
-        {"name": "after", "start": {"run": "wild"},
-         "config": {**tiny(tmp_path, epochs=1), "name": "after", "output_dir": "runs",
-                    "init_from": "runs/wild/checkpoints/last.pt"}},
-    ]  # fmt: skip
+        {
+            "name": "wild",
+            "config": {**wild(tmp_path), "name": "wild", "output_dir": "runs", "init_from": start},
+        },
+        {
+            "name": "after",
+            "start": {"run": "wild"},
+            "config": {
+                **tiny(tmp_path, epochs=1),
+                "name": "after",
+                "output_dir": "runs",
+                "init_from": "runs/wild/checkpoints/last.pt",
+            },
+        },
+    ]
     results = run_all(baseline, experiments, progress=False)
     epoch = results["wild"].diverged_at
     assert epoch is not None and epoch == diverged_at("runs/wild")
@@ -296,8 +316,11 @@ def test_prune_refuses_an_original_of_another_architecture(tmp_path):
 
 
 def test_prune_refuses_an_original_from_another_factory_model(tmp_path):
-    unet = {"factory": "alphaprune.models:build_unet", "kwargs": {"width": 4, "depth": 1},
-            "example_input_size": [1, 3, 16, 16]}  # fmt: skip
+    unet = {
+        "factory": "alphaprune.engine.models:build_unet",
+        "kwargs": {"width": 4, "depth": 1},
+        "example_input_size": [1, 3, 16, 16],
+    }
     base = train_baseline(config_from_dict(tiny(tmp_path, epochs=1, model=unet)), progress=False)
     for model, needle in [
         ({**unet, "kwargs": {"width": 8, "depth": 1}}, "kwargs {'width': 8, 'depth': 1}"),
@@ -328,8 +351,11 @@ time.sleep(120)
 def hold_lock(folder: Path) -> subprocess.Popen:
     """A separate process holding ``folder``'s lock, as a running report or training would."""
     folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder / ".alphaprune.lock")],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder / ".alphaprune.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -378,8 +404,8 @@ def fake_stages(monkeypatch):
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-    import alphaprune.report as report_module
-    from alphaprune import export
+    import alphaprune.report.runner as report_module
+    from alphaprune.report import export
 
     state = {"text": "v1", "ran": True, "calls": 0}
 
@@ -402,10 +428,10 @@ def fake_stages(monkeypatch):
     [KeyboardInterrupt("kill during the export"), OSError(28, "No space left on device")],
     ids=["killed", "disk-full"],
 )
-def test_interrupted_export_is_redone_not_called_up_to_date(tmp_path, fake_stages, monkeypatch,
-                                                            capsys, failure):  # fmt: skip
-    from alphaprune import export
-    from alphaprune.report import ReportError, run_report
+def test_interrupted_export_is_redone_not_called_up_to_date(
+    tmp_path, fake_stages, monkeypatch, capsys, failure
+):
+    from alphaprune.report.runner import ReportError, export, run_report
 
     out = tmp_path / "out"
     run_report(CI_PARAMS, out_dir=out)
@@ -449,7 +475,7 @@ def old_report(folder: Path) -> Path:
 
 
 def test_force_with_a_missing_notebooks_dir_deletes_nothing(tmp_path, fake_stages):
-    from alphaprune.report import ReportError, run_report
+    from alphaprune.report.runner import ReportError, run_report
 
     out = tmp_path / "out"
     model = old_report(out)
@@ -464,10 +490,11 @@ def test_force_with_a_missing_notebooks_dir_deletes_nothing(tmp_path, fake_stage
     assert json.loads((out / ".stages.json").read_text())["stages"] == {"01_prune": {}}
 
 
-def test_force_moves_old_runs_aside_and_keeps_them_when_the_rebuild_fails(tmp_path, fake_stages,
-                                                                          monkeypatch, capsys):  # fmt: skip
-    import alphaprune.report as report_module
-    from alphaprune.report import ReportError, run_report
+def test_force_moves_old_runs_aside_and_keeps_them_when_the_rebuild_fails(
+    tmp_path, fake_stages, monkeypatch, capsys
+):
+    import alphaprune.report.runner as report_module
+    from alphaprune.report.runner import ReportError, run_report
 
     out = tmp_path / "out"
     old_report(out)
@@ -485,7 +512,7 @@ def test_force_moves_old_runs_aside_and_keeps_them_when_the_rebuild_fails(tmp_pa
 
 
 def test_force_on_a_read_only_report_folder_names_the_folder(tmp_path, fake_stages):
-    from alphaprune.report import ReportError, run_report
+    from alphaprune.report.runner import ReportError, run_report
 
     out = tmp_path / "out"
     model = old_report(out)
@@ -515,7 +542,7 @@ class read_only:
 
 
 def test_second_report_into_the_same_folder_is_refused_naming_the_holder(tmp_path, fake_stages):
-    from alphaprune.report import run_report
+    from alphaprune.report.runner import run_report
 
     out = tmp_path / "out"
     holder = hold_lock(out)
@@ -538,11 +565,13 @@ def test_stage_failing_on_a_full_disk_names_the_cell_error(tmp_path, monkeypatch
     import papermill.engines
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from alphaprune.report import Stage, StageFailed, run_stages
+    from alphaprune.report.runner import Stage, StageFailed, run_stages
 
     source = tmp_path / "full.ipynb"
-    cells = [new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-             new_code_cell("raise OSError(28, 'No space left on device', 'figures/a.png')")]  # fmt: skip
+    cells = [
+        new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell("raise OSError(28, 'No space left on device', 'figures/a.png')"),
+    ]
     nbformat.write(new_notebook(cells=cells), source)
     real_write = papermill.engines.write_ipynb
 
@@ -563,15 +592,22 @@ def test_stage_failing_on_a_full_disk_names_the_cell_error(tmp_path, monkeypatch
 
 @pytest.mark.slow
 def test_report_with_a_diverged_run_builds_and_its_shrink_stage_says_so(tmp_path):
-    from alphaprune.report import StageFailed, run_report
+    from alphaprune.report.runner import StageFailed, run_report
 
     data = yaml.safe_load(CI_PARAMS.read_text(encoding="utf-8"))
     data["notebooks_dir"] = str(ROOT / "notebooks")
-    data["experiments"].append({
-        "name": "wild", "label": "lr 1e6", "start": {"run": "decay", "alpha": 0.0},
-        "config": {"epochs": 2, "optimizer": {"name": "sgd"},
-                   "schedule": {"kind": "constant", "alpha": 0.0, "lr": 1.0e6}},
-    })  # fmt: skip
+    data["experiments"].append(
+        {
+            "name": "wild",
+            "label": "lr 1e6",
+            "start": {"run": "decay", "alpha": 0.0},
+            "config": {
+                "epochs": 2,
+                "optimizer": {"name": "sgd"},
+                "schedule": {"kind": "constant", "alpha": 0.0, "lr": 1.0e6},
+            },
+        }
+    )
     data["shrink"]["experiment"] = "wild"
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -597,7 +633,7 @@ def test_report_with_a_diverged_run_builds_and_its_shrink_stage_says_so(tmp_path
 def test_stage_parameters_read_1e_minus_3_as_the_runner_does(tmp_path):
     """The runner validates the params file with alphaprune's YAML reader; the notebooks must get
     the same values (papermill's YAML 1.1 reader would pass ``1e-3`` on as a string)."""
-    from alphaprune.report_params import papermill_parameters, report_params_from_dict
+    from alphaprune.report.params import papermill_parameters, report_params_from_dict
 
     text = (ROOT / "params" / "ci.yaml").read_text(encoding="utf-8")
     text = text.replace("optimizer: {name: adam, lr: 0.001}", "optimizer: {name: adam, lr: 1e-3}")

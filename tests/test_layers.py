@@ -20,8 +20,8 @@ from alphaprune import (
     set_alpha,
     shrink,
 )
-from alphaprune.graph import UnsupportedModelError
-from alphaprune.layers import prunable_layers
+from alphaprune.core.gates import prunable_layers
+from alphaprune.core.graph import UnsupportedModelError
 
 
 def small_chain(seed: int = 0) -> nn.Sequential:
@@ -78,8 +78,11 @@ def test_gate_keeps_state_dict_keys_and_stores_alpha_exactly() -> None:
     gated_keys = list(model.state_dict())
     assert [k for k in gated_keys if "gate_" not in k] == keys  # original names unchanged
     assert {k for k in gated_keys if "gate_" in k} == {
-        "2.gate_mask", "2.gate_alpha", "5.gate_mask", "5.gate_alpha"
-    }  # fmt: skip
+        "2.gate_mask",
+        "2.gate_alpha",
+        "5.gate_mask",
+        "5.gate_alpha",
+    }
     assert get_alpha(model) == 0.1  # float64 buffer: the value set is the value read back
     for dtype in (torch.float16, torch.bfloat16):
         copy_ = small_chain()
@@ -428,7 +431,7 @@ def test_untraceable_model_says_so() -> None:
 
 def test_checkpoint_state_from_before_the_graph_core_migrates() -> None:
     """A state dict with the old ``<anchor>_gate.mask`` modules loads into consumer gates."""
-    from alphaprune.layers import migrate_state_dict
+    from alphaprune.core.gates import migrate_state_dict
 
     model = build_autoencoder("relu1_1")
     state = model.state_dict()

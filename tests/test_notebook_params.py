@@ -13,20 +13,34 @@ import pandas as pd
 import pytest
 import yaml
 
-from alphaprune.report import run_report
-from alphaprune.report_notebook import PARAMETER_NAMES, StageOrderError, setup
-from alphaprune.report_params import STAGES, ReportParamsError, papermill_parameters
+from alphaprune.report.notebook import PARAMETER_NAMES, StageOrderError, setup
+from alphaprune.report.params import STAGES, ReportParamsError, papermill_parameters
+from alphaprune.report.runner import run_report
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_PARAMS = ROOT / "params" / "ci.yaml"
 #: Columns that measure time (or depend on it, or on what ran before): not compared.
 TIMING = {
-    "seconds", "latency_ms_median", "latency_ms_p10", "latency_ms_p90", "throughput_img_s",
-    "latency_ratio", "cpu_util_pct", "rss_peak_mib", "gpu_util_pct_mean", "gpu_util_pct_max",
-    "gpu_util_samples", "gpu_util_rate_hz", "torch_peak_alloc_mib", "torch_peak_activation_mib",
-    "nvml_mem_used_mib", "timed_batches", "block_batches",
-    "reused", "train_seconds",  # the second path finds the first path's runs in the store
-}  # fmt: skip
+    "seconds",
+    "latency_ms_median",
+    "latency_ms_p10",
+    "latency_ms_p90",
+    "throughput_img_s",
+    "latency_ratio",
+    "cpu_util_pct",
+    "rss_peak_mib",
+    "gpu_util_pct_mean",
+    "gpu_util_pct_max",
+    "gpu_util_samples",
+    "gpu_util_rate_hz",
+    "torch_peak_alloc_mib",
+    "torch_peak_activation_mib",
+    "nvml_mem_used_mib",
+    "timed_batches",
+    "block_batches",
+    "reused",
+    "train_seconds",  # the second path finds the first path's runs in the store
+}
 
 
 def namespace(data: dict, injected: bool = True, **extra) -> dict:

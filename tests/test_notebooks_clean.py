@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from alphaprune.report_notebook import PARAMETER_NAMES
-from alphaprune.report_params import STAGES, ReportParams
+from alphaprune.report.notebook import PARAMETER_NAMES
+from alphaprune.report.params import STAGES, ReportParams
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -15,9 +15,7 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
-from alphaprune import export
-from alphaprune.report import ReportError, Stage, StageFailed, run_report, run_stages, stage_hash
-from alphaprune.report_params import (
+from alphaprune.report.params import (
     STAGES,
     ReportParamsError,
     load_report_params,
@@ -25,14 +23,29 @@ from alphaprune.report_params import (
     report_params_from_dict,
     run_specs,
 )
+from alphaprune.report.runner import (
+    ReportError,
+    Stage,
+    StageFailed,
+    export,
+    run_report,
+    run_stages,
+    stage_hash,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_PARAMS = ROOT / "params" / "ci.yaml"
 FIGURES = ["training", "weights", "reconstruction", "shrink_channels", "benchmark"]
 TABLES = [
-    "experiments", "metrics", "weights", "reconstruction",
-    "shrink", "shrink_check", "shrink_layers", "benchmark",
-]  # fmt: skip
+    "experiments",
+    "metrics",
+    "weights",
+    "reconstruction",
+    "shrink",
+    "shrink_check",
+    "shrink_layers",
+    "benchmark",
+]
 SECTIONS = [
     "1. Weekly progress",
     "1.2 Reconstruction",
@@ -196,14 +209,23 @@ def stages(tmp_path: Path) -> list[Stage]:
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     return [
-        Stage("a", small_notebook(nbs / "a.ipynb", "name = 'a'\nvalue = 1", WRITE_TABLE),
-              {"value": 1}),
-        Stage("b", small_notebook(nbs / "b.ipynb", "name = 'b'\nvalue = 1", WRITE_TABLE),
-              {"value": 2}),
-        Stage("c", small_notebook(nbs / "c.ipynb", "name = 'c'\nvalue = 1",
-                                  "value = int(open('tables/b.csv').read().split()[1])",
-                                  WRITE_TABLE), {}),
-    ]  # fmt: skip
+        Stage(
+            "a", small_notebook(nbs / "a.ipynb", "name = 'a'\nvalue = 1", WRITE_TABLE), {"value": 1}
+        ),
+        Stage(
+            "b", small_notebook(nbs / "b.ipynb", "name = 'b'\nvalue = 1", WRITE_TABLE), {"value": 2}
+        ),
+        Stage(
+            "c",
+            small_notebook(
+                nbs / "c.ipynb",
+                "name = 'c'\nvalue = 1",
+                "value = int(open('tables/b.csv').read().split()[1])",
+                WRITE_TABLE,
+            ),
+            {},
+        ),
+    ]
 
 
 @pytest.mark.slow
@@ -353,7 +375,7 @@ def test_ci_report_html(ci_report: Path) -> None:
 
 
 def test_reconstruction_uses_alpha_zero_models(ci_report: Path) -> None:
-    from alphaprune.checkpoint import checkpoint_info
+    from alphaprune.engine.checkpoint import checkpoint_info
 
     table = pd.read_csv(ci_report / "tables" / "reconstruction.csv").set_index("panel")
     assert list(table.index) == ["a", "b", "c", "d"]
@@ -463,8 +485,8 @@ def tiny_runs() -> tuple[dict, list[dict]]:
 
 
 def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
-    from alphaprune.checkpoint import checkpoint_info
-    from alphaprune.report_runs import original_check, run_all, summary_table
+    from alphaprune.engine.checkpoint import checkpoint_info
+    from alphaprune.report.runs import original_check, run_all, summary_table
 
     monkeypatch.chdir(tmp_path)  # run paths are relative to the report folder
     baseline, experiments = tiny_runs()
@@ -494,8 +516,8 @@ def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_report_force_retrains_the_weeks_runs_in_the_store(tmp_path: Path, monkeypatch) -> None:
-    from alphaprune.report import RETRAIN_ENV as REPORT_ENV
-    from alphaprune.report_runs import RETRAIN_ENV, run_all
+    from alphaprune.report.runner import RETRAIN_ENV as REPORT_ENV
+    from alphaprune.report.runs import RETRAIN_ENV, run_all
 
     assert REPORT_ENV == RETRAIN_ENV
     monkeypatch.chdir(tmp_path)

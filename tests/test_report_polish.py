@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alphaprune import report_figures as rf
+from alphaprune.report import figures as rf
 
 
 def test_captions_and_cells_keep_numbers_and_phrases_together() -> None:
@@ -36,9 +36,16 @@ def test_weight_figure_uses_log_scale_for_a_diverged_run() -> None:
 def test_gpu_results_csv_is_labelled(tmp_path: Path) -> None:
     path = tmp_path / "shrink_speed_relu3_1.csv"
     pd.DataFrame(
-        [{"model": "shrunk", "latency_ms_median": 1.5, "device": "cuda", "device_name": "H200",
-          "measured_at": "2026-11-20 10:00 UTC"}]
-    ).to_csv(path, index=False)  # fmt: skip
+        [
+            {
+                "model": "shrunk",
+                "latency_ms_median": 1.5,
+                "device": "cuda",
+                "device_name": "H200",
+                "measured_at": "2026-11-20 10:00 UTC",
+            }
+        ]
+    ).to_csv(path, index=False)
     table = rf.gpu_results(path)
     assert table["source"][0] == path.name and table["device_name"][0] == "H200"
     assert table["measured_at"][0] == "2026-11-20 10:00 UTC"

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from alphaprune import make_schedule, schedule_from_dict
-from alphaprune.schedules import SCHEDULE_KINDS, Schedule
+from alphaprune.core.schedules import SCHEDULE_KINDS, Schedule
 
 #: One schedule dict per kind, with every key set to a non-default value.
 EXAMPLES: dict[str, dict] = {

@@ -13,8 +13,8 @@ from skimage import data as skdata
 from torch import nn
 
 from alphaprune import AlphaGate, attach_gates, build_autoencoder, count, set_alpha, shrink
-from alphaprune.layers import prunable_layers
-from alphaprune.shrink import input_axis, output_axis
+from alphaprune.core.gates import prunable_layers
+from alphaprune.core.shrink import input_axis, output_axis
 
 REL_TOL = 1e-5
 ABS_TOL = 1e-6
@@ -277,11 +277,15 @@ def test_square_consumer_gate_folds_along_input_axis(kind, right_axis, wrong_axi
 def test_transposed_producer_is_cut_on_output_axis() -> None:
     torch.manual_seed(4)
     model = nn.Sequential(
-        nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(),
-        nn.ConvTranspose2d(5, 6, 4, stride=2, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.ConvTranspose2d(6, 6, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(3, 5, 3, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(5, 6, 4, stride=2, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.ConvTranspose2d(6, 6, 3, padding=1),
+        nn.ReLU(),
         nn.Conv2d(6, 3, 1),
-    ).eval()  # fmt: skip
+    ).eval()
     _randomise_norm(model[3])
     mask = torch.tensor([True, False, False, True, True, False])
     attach_gates(model, masks={"2": mask}, target="both", alpha=0.0)

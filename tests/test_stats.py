@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from alphaprune.stats import (
+from alphaprune.engine.stats import (
     bootstrap_ci,
     mean_ci,
     paired_difference,

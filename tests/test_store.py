@@ -6,17 +6,21 @@ import shutil
 
 import pytest
 
-from alphaprune.checkpoint import last_path
-from alphaprune.config import config_from_dict
-from alphaprune.store import RunStore, canonical_config
-from alphaprune.store import main as runs_main
+from alphaprune.engine.checkpoint import last_path
+from alphaprune.engine.config import config_from_dict
+from alphaprune.study.store import RunStore, canonical_config
+from alphaprune.study.store import main as runs_main
 
 TINY = {
-    "name": "tiny", "seed": 0, "device": "cpu", "epochs": 1, "steps_per_epoch": 1,
+    "name": "tiny",
+    "seed": 0,
+    "device": "cpu",
+    "epochs": 1,
+    "steps_per_epoch": 1,
     "model": {"layer": "relu1_1"},
     "data": {"crop": 16, "batch_size": 2, "val_crops": 1},
     "pruning": {"keep": 0.5, "target": "encoder"},
-}  # fmt: skip
+}
 
 
 def tiny(**changes):
@@ -70,8 +74,9 @@ def test_second_run_is_reused_and_says_so(tmp_path, one_torch_thread):
     assert second.reused and second.fingerprint == first.fingerprint
     assert second.checkpoint.stat().st_mtime_ns == mtime  # not trained again
     assert any(m.startswith("reused run week10 baseline") for m in messages)
-    pruned = store.run(tiny(schedule={"kind": "constant", "alpha": 0.0}), "prune", source=first,
-                       progress=False)  # fmt: skip
+    pruned = store.run(
+        tiny(schedule={"kind": "constant", "alpha": 0.0}), "prune", source=first, progress=False
+    )
     assert (
         json.loads((pruned.run_dir / "run.json").read_text())["start"]["run"] == first.fingerprint
     )
@@ -118,8 +123,9 @@ def test_two_processes_never_train_the_same_run(tmp_path):
 def test_list_and_gc_keep_referenced_runs_and_their_sources(tmp_path, one_torch_thread, capsys):
     store = RunStore(tmp_path / "store", log=lambda m: None)
     base = store.run(tiny(), "baseline", progress=False)
-    pruned = store.run(tiny(schedule={"kind": "constant", "alpha": 0.0}), "prune", source=base,
-                       progress=False)  # fmt: skip
+    pruned = store.run(
+        tiny(schedule={"kind": "constant", "alpha": 0.0}), "prune", source=base, progress=False
+    )
     orphan = store.run(tiny(seed=5), "baseline", progress=False)
     (store.root / "notes").mkdir()  # not a run folder: never listed or removed
     report = tmp_path / "reports" / "week10"
@@ -158,7 +164,7 @@ def test_gc_skips_a_run_being_trained(tmp_path, one_torch_thread):
 
 
 def test_done_record_only_after_the_checkpoint(tmp_path, one_torch_thread, monkeypatch):
-    import alphaprune.train as train
+    import alphaprune.engine.train as train
 
     def broken(cfg, progress=True):
         raise RuntimeError("killed")
@@ -191,18 +197,23 @@ def test_keys_a_run_does_not_read_do_not_split_the_store(tmp_path):
 
 
 def test_shrunk_start_and_links(tmp_path, one_torch_thread):
-    from alphaprune.checkpoint import load_model
+    from alphaprune.engine.checkpoint import load_model
 
     store = RunStore(tmp_path / "store", log=lambda m: None)
     base = store.run(tiny(), "baseline", progress=False)
-    decay = store.run(tiny(epochs=2, schedule={"kind": "step", "values": [0.5, 0.0]}), "prune",
-                      source=base, progress=False)  # fmt: skip
+    decay = store.run(
+        tiny(epochs=2, schedule={"kind": "step", "values": [0.5, 0.0]}),
+        "prune",
+        source=base,
+        progress=False,
+    )
     cfg = tiny(**{"pruning.target": "decoder"})
     plain = store.fingerprint(cfg, "prune", decay, 0.0)
     shrunk_fp = store.fingerprint(cfg, "prune", decay, 0.0, shrink_source=True)
     assert plain != shrunk_fp
-    run = store.run(cfg, "prune", source=decay, source_alpha=0.0, shrink_source=True,
-                    progress=False)  # fmt: skip
+    run = store.run(
+        cfg, "prune", source=decay, source_alpha=0.0, shrink_source=True, progress=False
+    )
     assert run.fingerprint == shrunk_fp and (run.run_dir / "start.pt").exists()
     small, big = (
         load_model(run.checkpoint, verbose=False),
@@ -239,7 +250,7 @@ def test_force_retrains_and_init_from_is_the_start(tmp_path, one_torch_thread):
 
 
 def test_a_diverged_run_is_finished_and_reused(tmp_path, one_torch_thread):
-    from alphaprune.train import diverged_at
+    from alphaprune.engine.train import diverged_at
 
     messages = []
     store = RunStore(tmp_path, log=messages.append)

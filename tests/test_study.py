@@ -9,9 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from alphaprune.config import ConfigError
-from alphaprune.store import RunStore
-from alphaprune.study import (
+from alphaprune.engine.config import ConfigError
+from alphaprune.study.grid import (
     StudySpec,
     conclusion,
     load_study,
@@ -22,6 +21,7 @@ from alphaprune.study import (
     worker_threads,
     write_study,
 )
+from alphaprune.study.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,8 +61,11 @@ def test_spec_takes_the_week_defaults_and_baseline_and_gives_equal_budgets():
     assert spec.label("step") == "step" and spec.label("one_shot") == "one-shot"
     jobs = plan(spec, [0, 1], "/store", "fp", threads=1)
     assert [(j.method, j.seed) for j in jobs] == [
-        ("one_shot", 0), ("step", 0), ("one_shot", 1), ("step", 1),
-    ]  # fmt: skip
+        ("one_shot", 0),
+        ("step", 0),
+        ("one_shot", 1),
+        ("step", 1),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -78,7 +81,7 @@ def test_spec_takes_the_week_defaults_and_baseline_and_gives_equal_budgets():
                     "one_shot": {"schedule": {"kind": "constant", "alpha": 0.0}},
                     "x": {"schedule": {"kind": "constant", "alpha": 0.0}, "config": {"epochs": 9}},
                 }
-            },  # fmt: skip
+            },
             "equal budget",
         ),
         (
@@ -87,7 +90,7 @@ def test_spec_takes_the_week_defaults_and_baseline_and_gives_equal_budgets():
                     "one_shot": {"schedule": {"kind": "constant", "alpha": 0.0}},
                     "slow": {"schedule": {"kind": "linear", "epochs": 10}},
                 }
-            },  # fmt: skip
+            },
             "must reach α = 0",
         ),
         (
@@ -99,7 +102,7 @@ def test_spec_takes_the_week_defaults_and_baseline_and_gives_equal_budgets():
                         "config": {"data": {"val_images": ["coffee"]}},
                     },
                 }
-            },  # fmt: skip
+            },
             "validates on other images",
         ),
     ],
@@ -134,22 +137,47 @@ def test_worker_threads_do_not_oversubscribe():
 
 
 def _summary(diffs, lows, highs, ns=(5, 5), stds=(0.4, 0.4)):
-    rows = [{"method": "ref", "label": "one-shot", "n": ns[0], "diff_mean": math.nan,
-             "diff_std": math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan,
-             "p_value": math.nan, "seeds_needed": math.nan}]  # fmt: skip
+    rows = [
+        {
+            "method": "ref",
+            "label": "one-shot",
+            "n": ns[0],
+            "diff_mean": math.nan,
+            "diff_std": math.nan,
+            "diff_ci_low": math.nan,
+            "diff_ci_high": math.nan,
+            "p_value": math.nan,
+            "seeds_needed": math.nan,
+        }
+    ]
     for i, (d, lo, hi, n, s) in enumerate(zip(diffs, lows, highs, ns, stds, strict=False)):
-        rows.append({"method": f"m{i}", "label": f"method {i}", "n": n, "diff_mean": d,
-                     "diff_std": s, "diff_ci_low": lo, "diff_ci_high": hi, "p_value": 0.01,
-                     "seeds_needed": 9})  # fmt: skip
+        rows.append(
+            {
+                "method": f"m{i}",
+                "label": f"method {i}",
+                "n": n,
+                "diff_mean": d,
+                "diff_std": s,
+                "diff_ci_low": lo,
+                "diff_ci_high": hi,
+                "p_value": 0.01,
+                "seeds_needed": 9,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def _spec():
-    return StudySpec.model_validate({
-        "reference": "ref", "budget": {"steps": 2, "steps_per_epoch": 1},
-        "methods": {"ref": {"label": "one-shot", "schedule": {"kind": "constant", "alpha": 0}},
-                    "m0": {"schedule": {"kind": "constant", "alpha": 0}}},
-    })  # fmt: skip
+    return StudySpec.model_validate(
+        {
+            "reference": "ref",
+            "budget": {"steps": 2, "steps_per_epoch": 1},
+            "methods": {
+                "ref": {"label": "one-shot", "schedule": {"kind": "constant", "alpha": 0}},
+                "m0": {"schedule": {"kind": "constant", "alpha": 0}},
+            },
+        }
+    )
 
 
 def test_conclusion_sentence_is_computed_from_the_summary():
@@ -209,8 +237,10 @@ def test_study_runs_caches_and_writes_its_tables(tmp_path, one_torch_thread):
     assert paths["figure"].stat().st_size > 0
     record = json.loads(paths["json"].read_text())
     assert record["conclusion"] == result.conclusion
-    assert set(store.list()["used_by"]) <= {str((tmp_path / "report").resolve()),
-                                            "(start of a used run)"}  # fmt: skip
+    assert set(store.list()["used_by"]) <= {
+        str((tmp_path / "report").resolve()),
+        "(start of a used run)",
+    }
 
     again = run_study(spec, store, progress=False, log=messages.append)
     assert again.runs["reused"].all()
@@ -226,8 +256,9 @@ def test_study_runs_caches_and_writes_its_tables(tmp_path, one_torch_thread):
 def test_study_adds_seeds_when_the_interval_is_too_wide(tmp_path, one_torch_thread):
     spec = study_from_params(tiny_params(seeds=2, max_seeds=3, target_halfwidth_db=1e-6))
     messages = []
-    result = run_study(spec, RunStore(tmp_path, log=lambda m: None), progress=False,
-                       log=messages.append)  # fmt: skip
+    result = run_study(
+        spec, RunStore(tmp_path, log=lambda m: None), progress=False, log=messages.append
+    )
     assert sorted(set(result.runs["seed"])) == [0, 1, 2]
     assert any("adding seeds 2..2" in m for m in messages)
     assert "wider than the requested" in result.seeds_note
@@ -236,10 +267,20 @@ def test_study_adds_seeds_when_the_interval_is_too_wide(tmp_path, one_torch_thre
 @pytest.mark.slow
 def test_study_in_local_worker_processes_matches_in_process(tmp_path):
     spec = study_from_params(tiny_params())
-    one = run_study(spec, RunStore(tmp_path / "a", log=lambda m: None), progress=False,
-                    log=lambda m: None, threads=1)  # fmt: skip
-    two = run_study(spec, RunStore(tmp_path / "b", log=lambda m: None), jobs=2, progress=False,
-                    log=lambda m: None)  # fmt: skip
+    one = run_study(
+        spec,
+        RunStore(tmp_path / "a", log=lambda m: None),
+        progress=False,
+        log=lambda m: None,
+        threads=1,
+    )
+    two = run_study(
+        spec,
+        RunStore(tmp_path / "b", log=lambda m: None),
+        jobs=2,
+        progress=False,
+        log=lambda m: None,
+    )
     assert set(two.runs["threads"]) == {worker_threads(2)}
     pd.testing.assert_series_equal(one.runs["val_psnr"], two.runs["val_psnr"], rtol=1e-4)
 
@@ -250,10 +291,11 @@ def test_study_on_a_dask_cluster(tmp_path):
     spec = study_from_params(tiny_params())
     store = RunStore(tmp_path, log=lambda m: None)
     with (
-        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                 dashboard_address=None) as cluster,
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
         distributed.Client(cluster) as client,
-    ):  # fmt: skip
+    ):
         executor = client.get_executor()
         assert isinstance(executor, cf.Executor)
         result = run_study(spec, store, executor=executor, progress=False, log=lambda m: None)
@@ -271,8 +313,9 @@ def test_cli_study_and_runs(tmp_path, capsys, one_torch_thread):
     params.write_text(json.dumps(tiny_params(seeds=2)))  # JSON is YAML
     out = tmp_path / "out"
     store = tmp_path / "store"
-    assert main(["study", str(params), "--out", str(out), "--root", str(store),
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(["study", str(params), "--out", str(out), "--root", str(store), "--no-progress"]) == 0
+    )
     printed = capsys.readouterr().out
     assert "one-shot" in printed and (out / "tables" / "study_summary.csv").exists()
     assert main(["runs", "list", "--root", str(store)]) == 0

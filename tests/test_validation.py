@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from alphaprune.config import config_from_dict
-from alphaprune.data import (
+from alphaprune.core.schedules import lr_factor
+from alphaprune.engine.config import config_from_dict
+from alphaprune.engine.data import (
     HELD_OUT,
     DataError,
     FixedCropDataset,
@@ -18,9 +19,8 @@ from alphaprune.data import (
     split_images,
     validation_dataset,
 )
-from alphaprune.evaluate import evaluate, evaluate_items
-from alphaprune.schedules import lr_factor
-from alphaprune.train import make_datasets
+from alphaprune.engine.evaluate import evaluate, evaluate_items
+from alphaprune.engine.train import make_datasets
 
 
 def _images():
@@ -106,7 +106,7 @@ def test_cosine_lr_factor():
 
 
 def test_cosine_decay_reaches_the_optimiser(tmp_path, one_torch_thread, monkeypatch):
-    from alphaprune import train
+    from alphaprune.engine import train
 
     seen = []
     real_step = torch.optim.Adam.step
@@ -116,12 +116,18 @@ def test_cosine_decay_reaches_the_optimiser(tmp_path, one_torch_thread, monkeypa
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
-    cfg = config_from_dict({
-        "name": "cos", "output_dir": str(tmp_path), "device": "cpu", "epochs": 2,
-        "steps_per_epoch": 3, "model": {"layer": "relu1_1"},
-        "data": {"crop": 16, "batch_size": 2, "val_crops": 1},
-        "optimizer": {"lr": 0.01, "lr_decay": "cosine", "warmup_steps": 2},
-    })  # fmt: skip
+    cfg = config_from_dict(
+        {
+            "name": "cos",
+            "output_dir": str(tmp_path),
+            "device": "cpu",
+            "epochs": 2,
+            "steps_per_epoch": 3,
+            "model": {"layer": "relu1_1"},
+            "data": {"crop": 16, "batch_size": 2, "val_crops": 1},
+            "optimizer": {"lr": 0.01, "lr_decay": "cosine", "warmup_steps": 2},
+        }
+    )
     train.train_baseline(cfg, progress=False)
     expected = [0.01 * lr_factor("cosine", s, 6, 2) for s in range(6)]
     assert seen == pytest.approx(expected)
@@ -137,7 +143,7 @@ class _Shift(nn.Module):
 
 
 def test_a_model_above_its_original_beyond_the_evaluation_noise_is_flagged():
-    from alphaprune.evaluate import compare_to_original
+    from alphaprune.engine.evaluate import compare_to_original
 
     x = torch.rand(30, 3, 16, 16) * 0.8
     better = compare_to_original(_Shift(0.01), _Shift(0.05), x)

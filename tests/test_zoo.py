@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from zoo import ZOO, RandomNet, build, randomise
 
 import alphaprune as ap
-from alphaprune.layer_rules import MixingRule, rule_for
+from alphaprune.core.layer_rules import MixingRule, rule_for
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -174,7 +174,14 @@ def random_nets(draw):
         src = draw(st.integers(0, n - 1))
         if kind == "conv":
             width = draw(st.integers(3, 12))
-            op = ("conv", src, width, draw(st.sampled_from([1, 3])), draw(st.sampled_from(NORMS)), draw(st.sampled_from(ACTS)))  # fmt: skip
+            op = (
+                "conv",
+                src,
+                width,
+                draw(st.sampled_from([1, 3])),
+                draw(st.sampled_from(NORMS)),
+                draw(st.sampled_from(ACTS)),
+            )
             widths.append(width)
         elif kind == "dw":
             op = ("dw", src, draw(st.sampled_from([None, "bn"])), draw(st.sampled_from(ACTS)))
@@ -251,7 +258,12 @@ def test_random_net_found_by_hypothesis():
     """cat([t0, conv(t0)]) through two depthwise convs: one coupled group over two producers, and
     keep=0.25 of its units drops every channel of ``ops.0.0`` (see
     test_merged_group_never_empties_a_producer)."""
-    spec = [("conv", 0, 4, 1, None, None), ("cat", 0, 1), ("dw", 0, None, None), ("dw", 2, None, None)]  # fmt: skip
+    spec = [
+        ("conv", 0, 4, 1, None, None),
+        ("cat", 0, 1),
+        ("dw", 0, None, None),
+        ("dw", 2, None, None),
+    ]
     torch.manual_seed(0)
     model = randomise(RandomNet(3, spec)).eval()
     example, x = seeded((2, 3, 8, 8), 0), seeded((2, 3, 8, 8), 1)
@@ -345,7 +357,9 @@ def test_unprunable_group_is_skipped_and_reported(factory):
 def test_strict_names_the_layer(factory):
     model = factory().eval()
     with pytest.raises(ap.UnsupportedModelError, match="conv1") as info:
-        ap.attach_gates(model, keep=0.5, target="all", strict=True, example_inputs=seeded((1, 3, 16, 16), 0))  # fmt: skip
+        ap.attach_gates(
+            model, keep=0.5, target="all", strict=True, example_inputs=seeded((1, 3, 16, 16), 0)
+        )
     assert "strict" in str(info.value)
     assert not ap.gates(model), "a refused strict attach_gates must leave the model ungated"
 
@@ -470,7 +484,10 @@ def test_explain_prints_every_group(capsys):
 def test_coupled_blocks_are_kept_or_dropped_whole():
     """GroupNorm blocks and grouped-conv blocks: a plan's mask never splits one."""
     plan = ap.attach_gates(build("groupnorm"), example_inputs=seeded((1, 3, 16, 16), 0))
-    assert plan["conv1"].mask.view(4, 4).all(1).tolist() == plan["conv1"].mask.view(4, 4).any(1).tolist()  # fmt: skip
+    assert (
+        plan["conv1"].mask.view(4, 4).all(1).tolist()
+        == plan["conv1"].mask.view(4, 4).any(1).tolist()
+    )
     # conv2's stream is read by GroupNorm(6, 24) and, through the residual, GroupNorm(3, 24):
     # units of 8 channels, 2 of 3 kept
     mask2 = plan["conv2"].mask.view(3, 8)

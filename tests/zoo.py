@@ -118,7 +118,9 @@ class TinyUNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.enc1 = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())  # fmt: skip
+        self.enc1 = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        )
         self.enc2 = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
         self.bottom = nn.Sequential(nn.Conv2d(16, 24, 3, padding=1), nn.ReLU())
         self.up2 = nn.ConvTranspose2d(24, 16, 2, stride=2)
@@ -167,13 +169,13 @@ class TinyMobileNet(nn.Module):
         self.features = nn.Sequential(
             nn.Sequential(
                 nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(inplace=True)
-            ),  # fmt: skip
+            ),
             InvertedResidual(8, 8, 1, 3),
             InvertedResidual(8, 12, 2, 2),
             InvertedResidual(12, 12, 1, 2),
             nn.Sequential(
                 nn.Conv2d(12, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6(inplace=True)
-            ),  # fmt: skip
+            ),
         )
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(32, 10))
 
@@ -289,9 +291,14 @@ class FlattenHead(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 12, 3, padding=1), nn.BatchNorm2d(12), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 12, 3, padding=1),
+            nn.BatchNorm2d(12),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(12 * 4 * 4, 24), nn.BatchNorm1d(24), nn.ReLU(), nn.Linear(24, 5)
         )
@@ -489,7 +496,7 @@ ZOO: dict[str, ZooEntry] = {
     "inplace_relu_no_bn": ZooEntry(InplaceReluNoBN, (2, 3, 16, 16), ("body.0", "body.2")),
     "flatten_head": ZooEntry(
         FlattenHead, (2, 3, 16, 16), ("features.0", "features.3", "classifier.1")
-    ),  # fmt: skip
+    ),
     "pooled_head": ZooEntry(PooledHead, (2, 3, 16, 16), ("conv1", "conv2", "fc1")),
     "module_dict_list": ZooEntry(
         DictAndList, (2, 3, 16, 16), ("stages.stem", "stages.mid", "blocks.0", "blocks.1")

@@ -9,8 +9,7 @@ Quick start::
     small = ap.shrink(model)          # same function, fewer channels
 """
 
-from .graph import UnsupportedModelError, analyze
-from .layers import (
+from alphaprune.core.gates import (
     AlphaGate,
     GatingPlan,
     attach_gates,
@@ -20,9 +19,10 @@ from .layers import (
     restore_gates,
     set_alpha,
 )
-from .models import AutoEncoder, build_autoencoder, build_unet, load_vgg_weights
-from .schedules import Schedule, make_schedule, schedule_from_dict
-from .shrink import count, shrink
+from alphaprune.core.graph import UnsupportedModelError, analyze
+from alphaprune.core.schedules import Schedule, make_schedule, schedule_from_dict
+from alphaprune.core.shrink import count, shrink
+from alphaprune.engine.models import AutoEncoder, build_autoencoder, build_unet, load_vgg_weights
 
 __version__ = "0.1.0"
 

@@ -1,9 +1,11 @@
 """Command line: ``python -m alphaprune train|prune|evaluate|shrink|report|study PARAMS.yaml`` and
 ``python -m alphaprune runs list|gc``.
 
-Bad input gives a one-line ``error: …`` on stderr and exit code 2; nothing runs before the
-config has been validated. A run whose loss becomes inf/NaN stops with a one-line error and exit
-code 3 (its last finite checkpoint is kept; see :class:`alphaprune.train.Diverged`).
+Exit codes follow :mod:`alphaprune.errors`: bad input (a :class:`UserError`) gives a one-line
+``error: …`` on stderr and code 2, and nothing runs before the config has been validated; a run
+whose loss becomes inf/NaN stops with code 3 (:class:`Diverged`; its last finite checkpoint is
+kept); a failed report stage or export gives code 1 and names the notebook holding the error.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,17 +17,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from alphaprune.errors import (
+    AlphapruneError,
+    CheckpointError,
+    Diverged,
+    RunFailed,
+    UserError,
+    one_line,
+)
+
 __all__ = ["main", "EXIT_USAGE", "EXIT_DIVERGED"]
 
-EXIT_USAGE = 2
-EXIT_DIVERGED = 3
+EXIT_USAGE = UserError.exit_code
+EXIT_DIVERGED = Diverged.exit_code
 
 
 def _require_finite_weights(path: Path) -> None:
     """A one-line error when the checkpoint ``path`` holds inf/NaN weights."""
     import torch
 
-    from .checkpoint import read_checkpoint
+    from alphaprune.engine.checkpoint import read_checkpoint
 
     bad = [
         name
@@ -33,18 +44,18 @@ def _require_finite_weights(path: Path) -> None:
         if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
     ]
     if bad:
-        raise ValueError(
+        raise CheckpointError(
             f"{path} holds non-finite (inf/NaN) weights in {len(bad)} tensor(s), e.g. {bad[0]}; "
             "was it saved by a run that diverged?"
         )
 
 
 def _json(data: dict) -> str:
-    """``data`` as JSON; a ValueError naming the keys when a number is inf/NaN."""
+    """``data`` as JSON; a RunFailed naming the keys when a number is inf/NaN."""
     bad = [k for k, v in data.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         shown = ", ".join(f"{k}={data[k]}" for k in bad)
-        raise ValueError(f"{data.get('checkpoint') or data.get('source')}: non-finite {shown}")
+        raise RunFailed(f"{data.get('checkpoint') or data.get('source')}: non-finite {shown}")
     return json.dumps(data, allow_nan=False)
 
 
@@ -59,9 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("params", help="experiment YAML file")
         p.add_argument(
-            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
             help="override a config key, e.g. --set optimizer.lr=0.01 (repeatable)",
-        )  # fmt: skip
+        )
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
         return p
 
@@ -83,11 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun every stage and retrain every run, even if unchanged",
     )
-    # delegated to their modules' own parsers (alphaprune.study.main, alphaprune.store.main)
+    # delegated to their modules' own parsers (alphaprune.study.grid.main, alphaprune.study.store.main)
     sub.add_parser(
-        "study", add_help=False, help="run a study's missing runs and write its tables "
+        "study",
+        add_help=False,
+        help="run a study's missing runs and write its tables "
         "(study PARAMS [--jobs N] [--out DIR] [--dask ADDRESS])",
-    )  # fmt: skip
+    )
     sub.add_parser("runs", add_help=False, help="the shared run store: runs list | runs gc")
     return parser
 
@@ -97,44 +114,44 @@ _DELEGATED = ("study", "runs")
 
 def _delegate(argv: Sequence[str]) -> int:
     if argv[0] == "study":
-        from .study import main as study_main
+        from alphaprune.study.grid import main as study_main
 
         return study_main(argv[1:])
-    from .store import main as store_main
+    from alphaprune.study.store import main as store_main
 
     return store_main(argv[1:])
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
-        from .report import run_report
+        from alphaprune.report.runner import run_report
 
         folder = run_report(args.params, force=args.force)
         print(f"report written to {folder}")
         return 0
 
-    from .config import load_config
+    from alphaprune.engine.config import load_config
 
     cfg = load_config(args.params, args.overrides)
     progress = not args.no_progress
     if args.command == "train":
-        from .train import train_baseline
+        from alphaprune.engine.train import train_baseline
 
         result = train_baseline(cfg, progress=progress)
         print(f"baseline done: {result.checkpoint}")
     elif args.command == "prune":
-        from .train import prune
+        from alphaprune.engine.train import prune
 
         result = prune(cfg, original=args.original, progress=progress)
         print(f"pruning done: {result.checkpoint}")
     elif args.command == "evaluate":
-        from .checkpoint import last_path, load_model
-        from .evaluate import evaluate
-        from .train import make_datasets
+        from alphaprune.engine.checkpoint import last_path, load_model
+        from alphaprune.engine.evaluate import evaluate
+        from alphaprune.engine.train import make_datasets
 
         path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
         if args.alpha is not None and not math.isfinite(args.alpha):
-            raise ValueError(f"--alpha must be a finite number, got {args.alpha}")
+            raise UserError(f"--alpha must be a finite number, got {args.alpha}")
         _require_finite_weights(path)
         model = load_model(path, alpha=args.alpha, override_alpha=args.override_alpha)
         scores = evaluate(
@@ -143,8 +160,8 @@ def _run(args: argparse.Namespace) -> int:
         alpha = args.alpha if model.alpha_overridden else model.checkpoint_alpha
         print(_json({"checkpoint": str(path), "alpha": alpha, **scores}))
     elif args.command == "shrink":
-        from .checkpoint import last_path, shrink_checkpoint
-        from .train import require_finished
+        from alphaprune.engine.checkpoint import last_path, shrink_checkpoint
+        from alphaprune.engine.train import require_finished
 
         path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
         out = Path(args.out) if args.out else cfg.run_dir / "shrunk.pt"
@@ -165,13 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, OSError, KeyError) as exc:
-        from .train import Diverged
-
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        message = "; ".join(lines) or type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_DIVERGED if isinstance(exc, Diverged) else EXIT_USAGE
+    except AlphapruneError as exc:  # anything else is a bug: its traceback is kept
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

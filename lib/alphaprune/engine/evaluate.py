@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .analysis import psnr, ssim
+from alphaprune.engine.metrics import psnr, ssim
 
 __all__ = ["evaluate", "evaluate_items", "compare_to_original", "reconstruct"]
 
@@ -61,14 +61,14 @@ def evaluate(
     """Mean pixel MSE (``loss``), PSNR (dB) and SSIM of ``model``'s reconstructions of ``data``.
 
     With ``interval=True`` also ``psnr_ci_low/high`` and ``ssim_ci_low/high``: a bootstrap
-    interval of each mean over the validation items (:func:`alphaprune.stats.bootstrap_ci`), i.e.
+    interval of each mean over the validation items (:func:`alphaprune.engine.stats.bootstrap_ci`), i.e.
     how much the score depends on which crops were drawn — the evaluation noise, not the
     seed-to-seed training noise — and ``n_items``.
     """
     items = evaluate_items(model, data, device=device, batch_size=batch_size)
     scores = {key: sum(values) / len(values) for key, values in items.items()}
     if interval:
-        from .stats import bootstrap_ci
+        from alphaprune.engine.stats import bootstrap_ci
 
         for key in ("psnr", "ssim"):
             low, high = bootstrap_ci(items[key], confidence=confidence)
@@ -88,15 +88,19 @@ def compare_to_original(
     interval of the mean per-item difference. ``above_original`` is True when the pruned model
     scores above its original by more than the evaluation noise (the interval lies above 0) —
     suspicious for a model with fewer channels, and a report must flag it."""
-    from .stats import bootstrap_ci
+    from alphaprune.engine.stats import bootstrap_ci
 
     mine = evaluate_items(model, data, batch_size=batch_size)["psnr"]
     theirs = evaluate_items(original, data, batch_size=batch_size)["psnr"]
     diff = [a - b for a, b in zip(mine, theirs, strict=True)]
     low, high = bootstrap_ci(diff, confidence=confidence)
     mean = sum(diff) / len(diff)
-    return {"vs_original": mean, "vs_original_ci_low": low, "vs_original_ci_high": high,
-            "above_original": bool(low > 0)}  # fmt: skip
+    return {
+        "vs_original": mean,
+        "vs_original_ci_low": low,
+        "vs_original_ci_high": high,
+        "above_original": bool(low > 0),
+    }
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """The training runs of a weekly report: the baseline and each pruning experiment, in order.
 
 Used by ``notebooks/01_prune.ipynb``. Every run lives in the shared run store
-(:mod:`alphaprune.store`), keyed by the fingerprint of what determines it (config, start run and
+(:mod:`alphaprune.study.store`), keyed by the fingerprint of what determines it (config, start run and
 its milestone, input files, training-code version), and is reused by any week or study with the
 same fingerprint; ``runs/<name>`` of the report folder links to it. A start with ``shrink: true``
 prunes the shrunk model of its start checkpoint (``start.pt`` in the run's folder).
@@ -20,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 
-from .checkpoint import checkpoint_info, last_path
-from .config import ExperimentConfig, config_from_dict
-from .store import RunStore, StoredRun
-from .train import RunResult, diverged_at
+from alphaprune.engine.checkpoint import checkpoint_info, last_path
+from alphaprune.engine.config import ExperimentConfig, config_from_dict
+from alphaprune.engine.train import RunResult, diverged_at
+from alphaprune.study.store import RunStore, StoredRun
 
 __all__ = ["run_all", "summary_table", "original_check", "RETRAIN_ENV"]
 
@@ -43,9 +43,9 @@ def run_all(
     by run name.
 
     ``baseline`` is an engine config dict; each experiment is ``{"name", "label", "start":
-    {"run", "alpha", "shrink"}, "config"}`` (see :func:`alphaprune.report_params.stage_parameters`).
+    {"run", "alpha", "shrink"}, "config"}`` (see :func:`alphaprune.report.params.stage_parameters`).
     Every run is looked up by fingerprint in ``store`` (default: the shared store, see
-    :mod:`alphaprune.store`) and trained only when missing — another week with the same baseline
+    :mod:`alphaprune.study.store`) and trained only when missing — another week with the same baseline
     reuses it (the log says ``reused``). ``runs/<name>`` in the working directory (the report
     folder) becomes a link to the run's folder in the store, and the report folder records the
     fingerprints it uses (``runs.json``, and the store's references). ``force`` retrains all.
@@ -84,9 +84,15 @@ def run_all(
             if stored_alpha is None or float(stored_alpha) != float(alpha):
                 raise ValueError(f"{path} holds a model at α={stored_alpha}, not α={alpha}")
         stored[name] = store.run(
-            cfg, "prune", source=source, source_alpha=None if alpha is None else float(alpha),
-            shrink_source=bool(start.get("shrink")), label=name, progress=progress, force=force,
-        )  # fmt: skip
+            cfg,
+            "prune",
+            source=source,
+            source_alpha=None if alpha is None else float(alpha),
+            shrink_source=bool(start.get("shrink")),
+            label=name,
+            progress=progress,
+            force=force,
+        )
         results[name] = _result(store, stored[name], cfg)
     store.add_reference(Path.cwd(), [run.fingerprint for run in stored.values()])
     return results
@@ -174,9 +180,9 @@ def original_check(
     the mean per-item PSNR difference, its bootstrap 95 % interval and ``above_original`` — True
     when a pruned model beats its own original by more than the evaluation noise, which the
     report must flag. Runs whose model has other shapes (shrunk starts) are compared too."""
-    from .checkpoint import load_model
-    from .evaluate import compare_to_original
-    from .train import make_datasets
+    from alphaprune.engine.checkpoint import load_model
+    from alphaprune.engine.evaluate import compare_to_original
+    from alphaprune.engine.train import make_datasets
 
     labels = labels or {}
     base = results["baseline"]
@@ -189,6 +195,12 @@ def original_check(
         model = load_model(result.checkpoint, verbose=False)
         scores = compare_to_original(model, original, val, batch_size=32)
         rows.append({"run": name, "label": labels.get(name, name), **scores})
-    columns = ["run", "label", "vs_original", "vs_original_ci_low", "vs_original_ci_high",
-               "above_original"]  # fmt: skip
+    columns = [
+        "run",
+        "label",
+        "vs_original",
+        "vs_original_ci_low",
+        "vs_original_ci_high",
+        "above_original",
+    ]
     return pd.DataFrame(rows, columns=columns)

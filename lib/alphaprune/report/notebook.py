@@ -9,7 +9,7 @@ runs a stage with the settings that ``python -m alphaprune report params/week09.
 runner calls papermill the same way). The first code cell after the parameters calls
 :func:`setup`, which
 
-* validates them with the runner's schema (:func:`~alphaprune.report_params.report_params_from_dict`):
+* validates them with the runner's schema (:func:`~alphaprune.report.params.report_params_from_dict`):
   an unknown key, a wrong type or a missing experiment stops the notebook at once, naming the key;
 * takes the tiny settings of ``params/interactive.yaml`` when no week was given (JupyterLab);
 * resolves the output folder once — ``out_dir``, else the params' ``output_dir``, else
@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import report_figures as rf
-from .config import ConfigError, read_yaml
-from .report_params import (
+from alphaprune.engine.config import ConfigError, read_yaml
+from alphaprune.errors import StageOrderError
+from alphaprune.report import figures as rf
+from alphaprune.report.params import (
     BASELINE,
     STAGES,
     ReportParams,
@@ -55,10 +56,6 @@ PARAMETER_NAMES: tuple[str, ...] = (*ReportParams.model_fields, "out_dir")
 INTERACTIVE = "params/interactive.yaml"
 #: First line of the cell papermill injects (``papermill.translators``).
 _INJECTED = "# Parameters"
-
-
-class StageOrderError(RuntimeError):
-    """A stage was run before the stage that writes its inputs."""
 
 
 def _injected_names(namespace: Mapping[str, Any]) -> list[str]:

@@ -30,6 +30,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from alphaprune.errors import DataError
+
 __all__ = [
     "BUNDLED_IMAGES",
     "DEFAULT_VAL_IMAGES",
@@ -48,10 +50,6 @@ __all__ = [
     "to_tensor",
     "validation_dataset",
 ]
-
-
-class DataError(ValueError):
-    """A problem with the image data; the message names the file or image and the problem."""
 
 
 BUNDLED_IMAGES: tuple[str, ...] = (
@@ -111,9 +109,15 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
 
 #: RGB photographs of ``skimage.data`` that ship inside the package (no download).
 _SKIMAGE_NAMES = (
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina",
-    "immunohistochemistry", "colorwheel",
-)  # fmt: skip
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "retina",
+    "immunohistochemistry",
+    "colorwheel",
+)
 _BUNDLED_LOADERS: dict[str, Callable[[], np.ndarray]] = {
     **{name: _skimage(name) for name in _SKIMAGE_NAMES},
     "motorcycle_left": lambda: _stereo_motorcycle()[0],

@@ -30,7 +30,14 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .layer_rules import ChannelwiseRule, GroupNormRule, LayerRule, MixingRule, rule_for
+from alphaprune.core.layer_rules import (
+    ChannelwiseRule,
+    GroupNormRule,
+    LayerRule,
+    MixingRule,
+    rule_for,
+)
+from alphaprune.errors import UnsupportedModelError
 
 __all__ = [
     "UnsupportedModelError",
@@ -40,10 +47,6 @@ __all__ = [
     "analyze",
     "example_inputs_for",
 ]
-
-
-class UnsupportedModelError(ValueError):
-    """The model has a structure that gating or shrinking cannot handle exactly."""
 
 
 _POINTWISE_MODULES = (
@@ -77,22 +80,78 @@ _POINTWISE_MODULES = (
     nn.ReplicationPad2d,
 )
 _POINTWISE_FUNCTIONS: set[Callable] = {
-    F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.silu, F.gelu, F.mish,
-    torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.hardswish, F.hardsigmoid, F.hardtanh,
-    F.elu, F.selu, F.celu, F.softplus, F.dropout, F.dropout2d, torch.dropout,
-    F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.interpolate,
-    torch.abs, torch.exp, torch.clamp, torch.nn.functional.pad,
-}  # fmt: skip
+    F.relu,
+    F.relu_,
+    torch.relu,
+    torch.relu_,
+    F.relu6,
+    F.leaky_relu,
+    F.silu,
+    F.gelu,
+    F.mish,
+    torch.sigmoid,
+    F.sigmoid,
+    torch.tanh,
+    F.tanh,
+    F.hardswish,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.elu,
+    F.selu,
+    F.celu,
+    F.softplus,
+    F.dropout,
+    F.dropout2d,
+    torch.dropout,
+    F.max_pool2d,
+    F.avg_pool2d,
+    F.adaptive_avg_pool2d,
+    F.adaptive_max_pool2d,
+    F.interpolate,
+    torch.abs,
+    torch.exp,
+    torch.clamp,
+    torch.nn.functional.pad,
+}
 _POINTWISE_METHODS = {
-    "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "contiguous", "clone", "detach",
-    "abs", "exp", "clamp", "clamp_", "clamp_min", "clamp_max", "float", "double", "half",
-    "bfloat16", "to", "type_as",
-}  # fmt: skip
+    "relu",
+    "relu_",
+    "sigmoid",
+    "sigmoid_",
+    "tanh",
+    "tanh_",
+    "contiguous",
+    "clone",
+    "detach",
+    "abs",
+    "exp",
+    "clamp",
+    "clamp_",
+    "clamp_min",
+    "clamp_max",
+    "float",
+    "double",
+    "half",
+    "bfloat16",
+    "to",
+    "type_as",
+}
 _BINARY_FUNCTIONS: set[Callable] = {
-    operator.add, operator.sub, operator.mul, operator.truediv,
-    operator.iadd, operator.isub, operator.imul, operator.itruediv,
-    torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum,
-}  # fmt: skip
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.iadd,
+    operator.isub,
+    operator.imul,
+    operator.itruediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+    torch.maximum,
+    torch.minimum,
+}
 _BINARY_METHODS = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_"}
 _CAT_FUNCTIONS: set[Callable] = {torch.cat, torch.concat}
 _REDUCE_FUNCTIONS: set[Callable] = {torch.mean, torch.sum, torch.amax}
@@ -104,7 +163,7 @@ class _Leaves(fx.Tracer):
     """fx tracer that keeps gated layers whole (their forward is the layer's, weight scaled)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from .layers import AlphaGate
+        from alphaprune.core.gates import AlphaGate
 
         return isinstance(m, AlphaGate) or super().is_leaf_module(m, module_qualified_name)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .graph import ChannelGraph, ChannelGroup, LayerChannels
-from .layer_rules import ChannelwiseRule, GroupNormRule, MixingRule
+from alphaprune.core.graph import ChannelGraph, ChannelGroup, LayerChannels
+from alphaprune.core.layer_rules import ChannelwiseRule, GroupNormRule, MixingRule
 
 __all__ = ["check_budget", "budget_masks"]
 

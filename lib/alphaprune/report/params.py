@@ -2,7 +2,7 @@
 
 One file per week describes the runs (a baseline and the pruning experiments), what each
 notebook shows, and the report's prose. Relative paths in it are relative to the file's folder.
-Every run config is the engine's :class:`alphaprune.config.ExperimentConfig` written as a dict:
+Every run config is the engine's :class:`alphaprune.engine.config.ExperimentConfig` written as a dict:
 ``defaults`` is merged under each run's own ``config``. Example (abridged)::
 
     week: 9
@@ -22,14 +22,15 @@ Every run config is the engine's :class:`alphaprune.config.ExperimentConfig` wri
 from __future__ import annotations
 
 import copy
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from .config import MAX_SEED, ConfigError, FiniteFloat, StrictInt, read_yaml
+from alphaprune.engine.config import MAX_SEED, ConfigError, FiniteFloat, StrictInt, read_yaml
+from alphaprune.errors import ReportParamsError
+from alphaprune.paths import project_dir
 
 __all__ = [
     "ReportParams",
@@ -60,10 +61,6 @@ RUNS_DIR = "runs"
 #: Run name reserved for the unpruned model.
 BASELINE = "baseline"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-class ReportParamsError(ValueError):
-    """A params file is missing, is not valid YAML, or has an unknown key or a bad value."""
 
 
 class _Strict(BaseModel):
@@ -181,7 +178,7 @@ class ReportParams(_Strict):
     shrink: ShrinkParams
     gpu: GpuParams
     notes: Notes = Field(default_factory=Notes)
-    #: a seeded study (see alphaprune.study), run by the 06_study stage and shown in the report
+    #: a seeded study (see alphaprune.study.grid), run by the 06_study stage and shown in the report
     study: dict[str, Any] | None = None
     #: set by the loader: the params file (for error messages and relative paths)
     _source: Path = PrivateAttr(default=Path("<dict>"))
@@ -229,7 +226,7 @@ class ReportParams(_Strict):
         if self.notebooks_dir:
             return self.resolve(self.notebooks_dir)
         beside = self.resolve("../notebooks")
-        return beside if beside.is_dir() else Path(__file__).resolve().parents[2] / "notebooks"
+        return beside if beside.is_dir() else project_dir() / "notebooks"
 
     def experiment(self, name: str) -> Experiment:
         for experiment in self.experiments:
@@ -274,7 +271,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def run_checkpoint(run: str, alpha: float | None = None) -> str:
     """Checkpoint path of ``run`` (relative to the report folder): last epoch, or milestone at α."""
-    from .checkpoint import last_path, milestone_path
+    from alphaprune.engine.checkpoint import last_path, milestone_path
 
     run_dir = Path(RUNS_DIR) / run
     path = last_path(run_dir) if alpha is None else milestone_path(run_dir, alpha)
@@ -329,7 +326,7 @@ def _check_references(params: ReportParams) -> None:
 def _check_run_configs(params: ReportParams) -> None:
     """Validate every run's merged config with the engine (if it is installed)."""
     try:
-        from .config import config_from_dict
+        from alphaprune.engine.config import config_from_dict
     except ImportError:  # pragma: no cover - the engine is part of the package
         return
     names = [BASELINE] + [e.name for e in params.experiments]
@@ -365,7 +362,7 @@ def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportP
     _check_references(params)
     _check_run_configs(params)
     if params.study is not None:
-        from .study import study_of_report
+        from alphaprune.study.grid import study_of_report
 
         try:
             study_of_report(params)
@@ -386,18 +383,9 @@ def load_report_params(path: str | Path) -> ReportParams:
     return report_params_from_dict(data, source=path.resolve())
 
 
-def project_dir() -> Path:
-    """The project folder (holding ``notebooks/`` and ``params/``): ``$ALPHAPRUNE_PROJECT``, else
-    the checkout this package is installed from (``pip install -e .``)."""
-    env = os.environ.get("ALPHAPRUNE_PROJECT")
-    if env:
-        return Path(env).expanduser().resolve()
-    return Path(__file__).resolve().parents[2]
-
-
 def run_specs(params: ReportParams) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The baseline's engine config and the experiments (``name``, ``label``, ``start``,
-    ``config``) as :func:`alphaprune.report_runs.run_all` takes them (paths relative to the
+    ``config``) as :func:`alphaprune.report.runs.run_all` takes them (paths relative to the
     report folder)."""
     experiments = [
         {
@@ -418,7 +406,7 @@ _PATH_KEYS = (("data", "source"), ("model", "vgg_weights"))
 def papermill_parameters(path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """The parameters ``papermill -f PATH [-p out_dir OUT_DIR]`` passes to every stage.
 
-    The file is read with :func:`alphaprune.config.read_yaml`, like every params file (``1e-3``
+    The file is read with :func:`alphaprune.engine.config.read_yaml`, like every params file (``1e-3``
     is a float, duplicate keys are refused), not with papermill's YAML 1.1 reader, which would pass
     ``1e-3`` on as a string. The notebooks recognise the project's params files (``params/`` and
     below) by their content, read them with the same reader and take relative paths in them as

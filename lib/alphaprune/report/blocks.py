@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from .config import config_from_dict
-from .report_figures import ReportBuilder, alpha_text
-from .report_notebook import StageContext
-from .report_params import BASELINE
+from alphaprune.engine.config import config_from_dict
+from alphaprune.report.figures import ReportBuilder, alpha_text
+from alphaprune.report.notebook import StageContext
+from alphaprune.report.params import BASELINE
 
 __all__ = ["Report"]
 
@@ -64,12 +64,26 @@ class Report:
             self._read("experiments"),
             "Runs of the week: settings and validation metrics after the last epoch "
             f"(loss, PSNR and SSIM: {self._validation_input()}).",
-            formats={"lr": "g", "weight_decay": "g", "final_alpha": "g", "val_loss": ".3g",
-                     "val_psnr": ".2f", "val_ssim": ".3f"},
-            columns={"label": "run", "schedule": "α schedule", "lr": "lr",
-                     "weight_decay": "weight decay", "epochs": "epochs", "final_alpha": "final α",
-                     "val_loss": "val. loss", "val_psnr": "PSNR (dB)", "val_ssim": "SSIM"},
-        )  # fmt: skip
+            formats={
+                "lr": "g",
+                "weight_decay": "g",
+                "final_alpha": "g",
+                "val_loss": ".3g",
+                "val_psnr": ".2f",
+                "val_ssim": ".3f",
+            },
+            columns={
+                "label": "run",
+                "schedule": "α schedule",
+                "lr": "lr",
+                "weight_decay": "weight decay",
+                "epochs": "epochs",
+                "final_alpha": "final α",
+                "val_loss": "val. loss",
+                "val_psnr": "PSNR (dB)",
+                "val_ssim": "SSIM",
+            },
+        )
         figure = self._figure(
             "training",
             "Validation loss (a, log scale) and α of the pruned channels (b) per epoch of each "
@@ -88,12 +102,14 @@ class Report:
                 f"{r.vs_original_ci_high:+.2f}])"
                 for r in above.itertuples()
             )
-            blocks.append(b.markdown(
-                f"**Flag: {which} score(s) above the original model by more than the "
-                "evaluation's 95 % interval (bootstrap over the validation crops, paired per "
-                "crop). A pruned model should not beat its own original: check the original's "
-                "training and the validation set before reading Table 1.**"
-            ))  # fmt: skip
+            blocks.append(
+                b.markdown(
+                    f"**Flag: {which} score(s) above the original model by more than the "
+                    "evaluation's 95 % interval (bootstrap over the validation crops, paired per "
+                    "crop). A pruned model should not beat its own original: check the original's "
+                    "training and the validation set before reading Table 1.**"
+                )
+            )
         return [*blocks, figure]
 
     def _has(self, table: str) -> bool:
@@ -152,9 +168,14 @@ class Report:
             f"the shrunk model on random {size}×{size} images: {check['max_abs_diff']:.2g} "
             f"({within} the tolerance {check['tolerance']:g}).",
             formats={"params": ",", "flops": ",", "params_ratio": ".3f", "flops_ratio": ".3f"},
-            columns={"model": "model", "params": "parameters", "flops": "FLOPs",
-                     "params_ratio": "params / original", "flops_ratio": "FLOPs / original"},
-        )  # fmt: skip
+            columns={
+                "model": "model",
+                "params": "parameters",
+                "flops": "FLOPs",
+                "params_ratio": "params / original",
+                "flops_ratio": "FLOPs / original",
+            },
+        )
         section = b.section("1.3 Multiplying the weights: the smaller model", level=3)
         figure = self._figure(
             "shrink_channels",
@@ -183,13 +204,16 @@ class Report:
         ]
         flagged = runs[runs["above_original"].astype(bool)]
         if len(flagged):
-            which = ", ".join(f"{r.label} seed {r.seed} ({r.vs_original:+.2f} dB)"
-                              for r in flagged.itertuples())  # fmt: skip
-            parts.append(b.markdown(
-                f"**Flag: {len(flagged)} pruned model(s) score above their own original "
-                f"({original['psnr']:.2f} dB) by more than the evaluation's 95 % interval: "
-                f"{which}. Check the validation set and the original's training.**"
-            ))  # fmt: skip
+            which = ", ".join(
+                f"{r.label} seed {r.seed} ({r.vs_original:+.2f} dB)" for r in flagged.itertuples()
+            )
+            parts.append(
+                b.markdown(
+                    f"**Flag: {len(flagged)} pruned model(s) score above their own original "
+                    f"({original['psnr']:.2f} dB) by more than the evaluation's 95 % interval: "
+                    f"{which}. Check the validation set and the original's training.**"
+                )
+            )
         n_items = int(original.get("n_items", 0))
         caption = (
             f"Validation PSNR of every method at an equal budget of {int(runs['steps'][0])} "
@@ -200,16 +224,38 @@ class Report:
             f"per-seed difference over the {n_items} validation crops (evaluation noise), to "
             f"compare with the sd across seeds (training noise)."
         )
-        parts.append(b.table(
-            summary, caption,
-            formats={"mean": ".2f", "std": ".2f", "ci_low": ".2f", "ci_high": ".2f",
-                     "diff_mean": "+.2f", "diff_std": ".2f", "diff_ci_low": "+.2f",
-                     "diff_ci_high": "+.2f", "p_value": ".3g", "diff_eval_halfwidth": ".2f"},
-            columns={"label": "method", "n": "n", "mean": "PSNR (dB)", "std": "sd",
-                     "ci_low": "CI low", "ci_high": "CI high", "diff_mean": "Δ (dB)",
-                     "diff_std": "sd Δ", "diff_ci_low": "Δ CI low", "diff_ci_high": "Δ CI high",
-                     "p_value": "p", "diff_eval_halfwidth": "eval ±"},
-        ))  # fmt: skip
+        parts.append(
+            b.table(
+                summary,
+                caption,
+                formats={
+                    "mean": ".2f",
+                    "std": ".2f",
+                    "ci_low": ".2f",
+                    "ci_high": ".2f",
+                    "diff_mean": "+.2f",
+                    "diff_std": ".2f",
+                    "diff_ci_low": "+.2f",
+                    "diff_ci_high": "+.2f",
+                    "p_value": ".3g",
+                    "diff_eval_halfwidth": ".2f",
+                },
+                columns={
+                    "label": "method",
+                    "n": "n",
+                    "mean": "PSNR (dB)",
+                    "std": "sd",
+                    "ci_low": "CI low",
+                    "ci_high": "CI high",
+                    "diff_mean": "Δ (dB)",
+                    "diff_std": "sd Δ",
+                    "diff_ci_low": "Δ CI low",
+                    "diff_ci_high": "Δ CI high",
+                    "p_value": "p",
+                    "diff_eval_halfwidth": "eval ±",
+                },
+            )
+        )
         figure = self._figure(
             "study",
             f"(a) Validation PSNR of every seed (dots) and mean ± 95 % CI (black) per method; "
@@ -225,21 +271,31 @@ class Report:
         on_cpu = bench["device_kind"][0] == "CPU"
         parts: list[Any] = [b.section("2. Addendum: GPU test results"), b.markdown(self.notes.gpu)]
         if on_cpu:
-            parts.append(b.markdown(
-                "**No GPU was available for this run: the figures below were measured on the "
-                f"CPU ({bench['device_name'][0]}), not on a GPU.**"
-            ))  # fmt: skip
+            parts.append(
+                b.markdown(
+                    "**No GPU was available for this run: the figures below were measured on the "
+                    f"CPU ({bench['device_name'][0]}), not on a GPU.**"
+                )
+            )
         side = int(bench["image_size"][0])
-        parts.append(b.table(
-            bench,
-            f"Time per batch of {int(bench['batch_size'][0])} images of {side}×{side} pixels "
-            f"(median and 10th/90th percentiles of {int(bench['timed_batches'][0])} batches) on "
-            f"{label}." + ("" if on_cpu else " GPU utilisation: mean of NVML samples."),
-            formats=_BENCH_FORMATS,
-            columns={"model": "model", "latency_ms_median": "ms / batch", "latency_ms_p10": "p10",
-                     "latency_ms_p90": "p90", "throughput_img_s": "images / s",
-                     "gpu_util_pct_mean": "GPU util. (%)", "params": "parameters"},
-        ))  # fmt: skip
+        parts.append(
+            b.table(
+                bench,
+                f"Time per batch of {int(bench['batch_size'][0])} images of {side}×{side} pixels "
+                f"(median and 10th/90th percentiles of {int(bench['timed_batches'][0])} batches) on "
+                f"{label}." + ("" if on_cpu else " GPU utilisation: mean of NVML samples."),
+                formats=_BENCH_FORMATS,
+                columns={
+                    "model": "model",
+                    "latency_ms_median": "ms / batch",
+                    "latency_ms_p10": "p10",
+                    "latency_ms_p90": "p90",
+                    "throughput_img_s": "images / s",
+                    "gpu_util_pct_mean": "GPU util. (%)",
+                    "params": "parameters",
+                },
+            )
+        )
         blocks = [
             b.group(*parts),
             self._figure(
@@ -272,9 +328,16 @@ class Report:
             f"Results measured on another machine ({kind}: {devices}; {dates}) by "
             f"benchmarks/gpu_check.sh, file {source}; not part of this run.{conditions}"
         )
-        columns = {"layer": "layer", "keep": "keep", "target": "pruned", "model": "model",
-                   "latency_ms_median": "ms / batch", "throughput_img_s": "images / s",
-                   "gpu_util_pct_mean": "GPU util. (%)", "params": "parameters"}  # fmt: skip
+        columns = {
+            "layer": "layer",
+            "keep": "keep",
+            "target": "pruned",
+            "model": "model",
+            "latency_ms_median": "ms / batch",
+            "throughput_img_s": "images / s",
+            "gpu_util_pct_mean": "GPU util. (%)",
+            "params": "parameters",
+        }
         section = b.section(f"2.1 Measured on another machine ({devices})", level=3)
         label = b.markdown(f"**Device: {devices} ({kind}). Measured: {dates}. File: `{source}`.**")
         return b.group(section, label, b.table(table, caption, _BENCH_FORMATS, columns))

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from alphaprune.errors import LockError
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: no locking
@@ -22,10 +24,6 @@ except ImportError:  # pragma: no cover - not POSIX: no locking
 __all__ = ["LockError", "LOCK_FILE", "folder_lock", "lock_holder"]
 
 LOCK_FILE = ".alphaprune.lock"
-
-
-class LockError(RuntimeError):
-    """Another live process holds the folder's lock; the message names its PID."""
 
 
 def lock_holder(folder: str | Path) -> int | None:

@@ -7,7 +7,7 @@ into the report folder (``reports/week09/``) exactly as a user would from the pr
         -p out_dir reports/week09
 
 (the params file is the papermill parameters file of every stage, see
-:mod:`alphaprune.report_notebook`). The stages write ``figures/*.png`` and ``tables/*.csv``
+:mod:`alphaprune.report.notebook`). The stages write ``figures/*.png`` and ``tables/*.csv``
 there; the executed ``05_report`` notebook is exported to ``report.html`` and ``report.pdf``.
 
 A stage is skipped when its content hash (the notebook's cells, its parameters, the hashes of
@@ -20,7 +20,7 @@ failed executed notebook (the error is in it), prints the failing cell's error a
 The export (``report.html``, ``report.pdf``) has its own record, ``.export.json``, written only
 after both files are in place and keyed by the executed ``05_report`` notebook they were made from:
 an export that was killed or ran out of disk is redone by the next run. One process at a time
-builds a report folder (:func:`alphaprune.locks.folder_lock`).
+builds a report folder (:func:`alphaprune.engine.locks.folder_lock`).
 """
 
 from __future__ import annotations
@@ -42,10 +42,13 @@ from typing import Any
 
 import nbformat
 
-from . import __version__, export
-from .atomic import atomic_write_text
-from .locks import folder_lock
-from .report_params import RUNS_DIR, STAGES, load_report_params, papermill_parameters, project_dir
+from alphaprune import __version__
+from alphaprune.atomic import atomic_write_text
+from alphaprune.engine.locks import folder_lock
+from alphaprune.errors import NotebookMissing, ReportError, StageFailed
+from alphaprune.paths import PACKAGE_DIR, project_dir
+from alphaprune.report import export
+from alphaprune.report.params import RUNS_DIR, STAGES, load_report_params, papermill_parameters
 
 __all__ = [
     "Stage",
@@ -66,35 +69,6 @@ EXPORT_FILE = ".export.json"
 #: Sub-folders whose files count as a stage's outputs.
 OUTPUT_DIRS = ("figures", "tables")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-class ReportError(RuntimeError):
-    """The report could not be built (missing notebook, failed stage, failed export)."""
-
-
-class StageFailed(ReportError):
-    """A notebook raised; ``notebook`` is the kept executed notebook holding the error."""
-
-    def __init__(
-        self,
-        stage: str,
-        notebook: Path,
-        cell: int | None,
-        error: str,
-        detail: str = "",
-        kept: bool = True,
-        where: str | None = None,
-    ):
-        self.stage, self.notebook, self.cell, self.error, self.detail = (
-            stage,
-            notebook,
-            cell,
-            error,
-            detail,
-        )
-        where = where or (f"cell {cell}" if cell is not None else "start-up")
-        note = f"executed notebook kept at {notebook}" if kept else f"{notebook} not written"
-        super().__init__(f"stage '{stage}' failed at {where}: {error} ({note})")
 
 
 @dataclass
@@ -130,8 +104,9 @@ def library_digest() -> str:
     """Hash of the ``alphaprune`` package's source: the notebooks' code lives there, so a change
     to it reruns the stages (finished training runs are still reused, see ``report_runs``)."""
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        name = path.relative_to(PACKAGE_DIR).as_posix()
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -214,9 +189,12 @@ def _failure(stage: Stage, executed: Path, exc: Exception) -> StageFailed:
     if found is not None:  # a cell failed, then saving the notebook failed too (a full disk)
         cell, cell_error = found
         return StageFailed(
-            stage.name, executed, cell, f"{cell_error}; then saving the notebook failed: {error}",
+            stage.name,
+            executed,
+            cell,
+            f"{cell_error}; then saving the notebook failed: {error}",
             kept=False,
-        )  # fmt: skip
+        )
     if isinstance(exc, OSError) and (  # not the kernel: writing the executed notebook failed
         exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS) or exc.filename == str(executed)
     ):
@@ -256,7 +234,7 @@ def run_stages(
     """Execute ``stages`` in order into ``out_dir``, skipping unchanged ones.
 
     The kernels start in ``cwd`` (default: the project folder, as for a user who runs papermill
-    there); the report notebooks never depend on it (see :mod:`alphaprune.report_notebook`).
+    there); the report notebooks never depend on it (see :mod:`alphaprune.report.notebook`).
 
     Raises:
         ReportError: a notebook file is missing.
@@ -267,7 +245,7 @@ def run_stages(
     out_dir = Path(out_dir).resolve()
     missing = [str(s.notebook) for s in stages if not Path(s.notebook).is_file()]
     if missing:
-        raise ReportError(f"notebook(s) not found: {', '.join(missing)}")
+        raise NotebookMissing(f"notebook(s) not found: {', '.join(missing)}")
     for sub in OUTPUT_DIRS:
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     state = _load_state(out_dir)
@@ -388,13 +366,13 @@ def _check_notebooks(stages: Sequence[Stage]) -> None:
     """ReportError naming every stage notebook that is missing or not a readable notebook."""
     missing = [str(s.notebook) for s in stages if not Path(s.notebook).is_file()]
     if missing:
-        raise ReportError(f"notebook(s) not found: {', '.join(missing)}")
+        raise NotebookMissing(f"notebook(s) not found: {', '.join(missing)}")
     for stage in stages:
         try:
             _notebook_digest(stage.notebook)
         except Exception as exc:  # nbformat raises many kinds; all mean "not a notebook"
             reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise ReportError(f"{stage.notebook}: not a readable notebook: {reason}") from None
+            raise NotebookMissing(f"{stage.notebook}: not a readable notebook: {reason}") from None
 
 
 def _check_writable(folder: Path) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import jinja2
 import nbformat
 
-from .atomic import atomic_target, atomic_write_bytes
+from alphaprune.atomic import atomic_target, atomic_write_bytes
+from alphaprune.errors import ExportError
 
 __all__ = [
     "ExportResult",
@@ -99,10 +100,6 @@ _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- endblock html_head_js_mathjax -%}
 {%- block html_head_css -%}<style type="text/css">{{ resources.report_css }}</style>{%- endblock -%}
 """
-
-
-class ExportError(RuntimeError):
-    """The HTML could not be written, or Chromium failed to print the PDF."""
 
 
 @dataclass

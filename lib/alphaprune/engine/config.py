@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from .schedules import Schedule, schedule_from_dict
+from alphaprune.core.schedules import Schedule, schedule_from_dict
+from alphaprune.errors import ConfigError
 
 __all__ = [
     "ConfigError",
@@ -42,10 +43,6 @@ __all__ = [
 
 #: Largest seed accepted (torch, numpy and Python all take it).
 MAX_SEED = 2**63 - 1
-
-
-class ConfigError(ValueError):
-    """A configuration file or dict is malformed; the message names the source and the key."""
 
 
 # --- YAML: one loader everywhere -----------------------------------------------------------------
@@ -169,7 +166,7 @@ class ModelConfig(_Section):
     @field_validator("factory")
     @classmethod
     def _factory_form(cls, value: str | None) -> str | None:
-        from .models import import_factory
+        from alphaprune.engine.models import import_factory
 
         if value is not None:
             import_factory(value)  # imported now, so a typo stops before any work
@@ -187,7 +184,7 @@ class DataConfig(_Section):
     source: str = "bundled"  # "bundled" or a folder of JPEG/PNG files
     crop: StrictInt = Field(64, ge=8)
     #: validation crops: "corners" (val_crops fixed crops per image) or "grid" (tiles covering
-    #: each held-out image; see alphaprune.data.validation_dataset)
+    #: each held-out image; see alphaprune.engine.data.validation_dataset)
     val_protocol: Literal["corners", "grid"] = "corners"
     batch_size: StrictInt = Field(8, ge=1)
     samples_per_epoch: StrictInt = Field(64, ge=1)
@@ -210,7 +207,7 @@ class PruningConfig(_Section):
     @classmethod
     def _one_budget(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         if value is not None:
-            from .budget import check_budget
+            from alphaprune.core.budget import check_budget
 
             check_budget(value)
         return value

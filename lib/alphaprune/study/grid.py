@@ -42,10 +42,16 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from .atomic import atomic_target, atomic_write_bytes, atomic_write_text
-from .config import ConfigError, ExperimentConfig, config_from_dict, read_yaml
-from .stats import bootstrap_ci, mean_ci, paired_difference, seeds_needed, t_halfwidth
-from .store import RunStore, StoredRun
+from alphaprune.atomic import atomic_target, atomic_write_bytes, atomic_write_text
+from alphaprune.engine.config import ConfigError, ExperimentConfig, config_from_dict, read_yaml
+from alphaprune.engine.stats import (
+    bootstrap_ci,
+    mean_ci,
+    paired_difference,
+    seeds_needed,
+    t_halfwidth,
+)
+from alphaprune.study.store import RunStore, StoredRun
 
 __all__ = [
     "Method",
@@ -144,9 +150,12 @@ class StudySpec(_Strict):
         spec = self.methods[method]
         data = _merge(self.defaults, spec.config)
         data.update(
-            name=f"{self.name}-{method}-s{seed}", seed=seed, epochs=self.budget.epochs,
-            steps_per_epoch=self.budget.steps_per_epoch, schedule=dict(spec.schedule),
-        )  # fmt: skip
+            name=f"{self.name}-{method}-s{seed}",
+            seed=seed,
+            epochs=self.budget.epochs,
+            steps_per_epoch=self.budget.steps_per_epoch,
+            schedule=dict(spec.schedule),
+        )
         if self.curve_protocol is not None:
             data.setdefault("data", {})["val_protocol"] = self.curve_protocol
         return config_from_dict(data, source=f"study '{self.name}' method '{method}'")
@@ -216,7 +225,7 @@ def study_from_params(params: Mapping[str, Any], source: str = "<params>") -> St
 
 
 def study_of_report(params: Any) -> StudySpec | None:
-    """The study of a week's validated params (:class:`alphaprune.report_params.ReportParams`),
+    """The study of a week's validated params (:class:`alphaprune.report.params.ReportParams`),
     or None when the week has no ``study:`` section. The week's ``defaults``, ``baseline``,
     ``seed`` and ``device`` lie under the study's own, so the study shares the week's baseline;
     relative data / VGG-weight paths are resolved against the params file's folder."""
@@ -231,8 +240,13 @@ def study_of_report(params: Any) -> StudySpec | None:
             value = block.get(key) if isinstance(block, dict) else None
             if isinstance(value, str) and value and value != "bundled":
                 block[key] = str(params.resolve(value))
-    data = {"seed": params.seed, "device": params.device, "defaults": defaults,
-            "baseline": baseline, "study": copy.deepcopy(study)}  # fmt: skip
+    data = {
+        "seed": params.seed,
+        "device": params.device,
+        "defaults": defaults,
+        "baseline": baseline,
+        "study": copy.deepcopy(study),
+    }
     return study_from_params(data, source=str(params.source))
 
 
@@ -257,8 +271,9 @@ class Job:
     eval_config: dict[str, Any]  # the config whose validation set scores the final model
 
 
-def plan(spec: StudySpec, seeds: Sequence[int], root: str | Path, baseline: str,
-         threads: int = 1) -> list[Job]:  # fmt: skip
+def plan(
+    spec: StudySpec, seeds: Sequence[int], root: str | Path, baseline: str, threads: int = 1
+) -> list[Job]:
     """The jobs of ``seeds``: every method at every seed, seed by seed (pairs finish together)."""
     evaluation = spec.baseline_config().to_dict()
     return [
@@ -270,7 +285,7 @@ def plan(spec: StudySpec, seeds: Sequence[int], root: str | Path, baseline: str,
             baseline,
             threads,
             evaluation,
-        )  # fmt: skip
+        )
         for seed in seeds
         for method in spec.methods
     ]
@@ -295,10 +310,10 @@ def evaluate_run(run: StoredRun, evaluation: ExperimentConfig | None = None) -> 
     """Validation scores (with per-item PSNR and bootstrap intervals), params and FLOPs of a
     stored run's final model (shrunk when its α is 0) on the validation set of ``evaluation``'s
     data config (default: the run's own); cached in the run folder."""
-    from .checkpoint import load_model
-    from .evaluate import evaluate_items
-    from .shrink import count, shrink
-    from .train import make_datasets
+    from alphaprune.core.shrink import count, shrink
+    from alphaprune.engine.checkpoint import load_model
+    from alphaprune.engine.evaluate import evaluate_items
+    from alphaprune.engine.train import make_datasets
 
     evaluation = evaluation or run.config
     key = _eval_key(evaluation)
@@ -314,11 +329,16 @@ def evaluate_run(run: StoredRun, evaluation: ExperimentConfig | None = None) -> 
     size = count(small, (1, 3, crop, crop))
     low, high = bootstrap_ci(items["psnr"])
     result = {
-        "psnr": float(np.mean(items["psnr"])), "ssim": float(np.mean(items["ssim"])),
-        "psnr_ci_low": low, "psnr_ci_high": high, "alpha": alpha,
-        "params": size["params"], "flops": size["flops"], "items_psnr": items["psnr"],
+        "psnr": float(np.mean(items["psnr"])),
+        "ssim": float(np.mean(items["ssim"])),
+        "psnr_ci_low": low,
+        "psnr_ci_high": high,
+        "alpha": alpha,
+        "params": size["params"],
+        "flops": size["flops"],
+        "items_psnr": items["psnr"],
         "n_items": len(items["psnr"]),
-    }  # fmt: skip
+    }
     run.write_eval(key, result)
     return result
 
@@ -344,10 +364,15 @@ def execute(job: Job) -> dict[str, Any]:
     run = store.run(cfg, "prune", source=baseline, label=cfg.name, progress=False)
     scores = evaluate_run(run, ExperimentConfig.model_validate(job.eval_config))
     return {
-        "method": job.method, "seed": job.seed, "fingerprint": run.fingerprint,
-        "reused": run.reused, "train_seconds": _done_seconds(run),
-        "wall_seconds": time.perf_counter() - began, "threads": job.threads, **scores,
-    }  # fmt: skip
+        "method": job.method,
+        "seed": job.seed,
+        "fingerprint": run.fingerprint,
+        "reused": run.reused,
+        "train_seconds": _done_seconds(run),
+        "wall_seconds": time.perf_counter() - began,
+        "threads": job.threads,
+        **scores,
+    }
 
 
 def _init_worker(threads: int) -> None:
@@ -356,8 +381,9 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_jobs(jobs: list[Job], executor: cf.Executor | None, progress: bool,
-              log: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+def _run_jobs(
+    jobs: list[Job], executor: cf.Executor | None, progress: bool, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     rows = []
     bar = tqdm(total=len(jobs), desc="study runs", unit="run", disable=not progress)
     if executor is None:
@@ -415,16 +441,22 @@ def run_study(
         threads = worker_threads(jobs) if executor is None else 1
     if executor is None and jobs > 1:
         own = cf.ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(threads,),
-        )  # fmt: skip
+            jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(threads,),
+        )
         executor = own
     try:
         base_cfg = spec.baseline_config()
         baseline = store.run(base_cfg, "baseline", label=base_cfg.name, progress=progress)
         original = evaluate_run(baseline, base_cfg)
-        rows = _run_jobs(plan(spec, range(spec.seeds), store.root, baseline.fingerprint, threads),
-                         executor, progress, log)  # fmt: skip
+        rows = _run_jobs(
+            plan(spec, range(spec.seeds), store.root, baseline.fingerprint, threads),
+            executor,
+            progress,
+            log,
+        )
         n = spec.seeds
         while n < spec.max_seeds:
             summary = summarise(spec, pd.DataFrame(rows), original)
@@ -432,10 +464,16 @@ def run_study(
             if want <= n:
                 break
             more = min(want, spec.max_seeds)
-            log(f"the interval is wider than ±{spec.target_halfwidth_db} dB with {n} seeds; "
-                f"adding seeds {n}..{more - 1}")  # fmt: skip
-            rows += _run_jobs(plan(spec, range(n, more), store.root, baseline.fingerprint,
-                                   threads), executor, progress, log)  # fmt: skip
+            log(
+                f"the interval is wider than ±{spec.target_halfwidth_db} dB with {n} seeds; "
+                f"adding seeds {n}..{more - 1}"
+            )
+            rows += _run_jobs(
+                plan(spec, range(n, more), store.root, baseline.fingerprint, threads),
+                executor,
+                progress,
+                log,
+            )
             n = more
     finally:
         if own is not None:
@@ -473,24 +511,35 @@ def _runs_table(
             diff_low, diff_high = bootstrap_ci(d, confidence=spec.confidence)
         over = np.asarray(r["items_psnr"]) - np.asarray(original["items_psnr"])
         over_low, _ = bootstrap_ci(over, confidence=spec.confidence)
-        out.append({
-            "method": method, "label": spec.label(method), "seed": seed,
-            "val_psnr": r["psnr"], "val_ssim": r["ssim"],
-            "psnr_ci_low": r["psnr_ci_low"], "psnr_ci_high": r["psnr_ci_high"],
-            "n_items": r["n_items"],
-            "diff_to_reference": r["psnr"] - ref["psnr"] if ref is not None else math.nan,
-            "diff_eval_ci_low": diff_low, "diff_eval_ci_high": diff_high,
-            "vs_original": r["psnr"] - original["psnr"],
-            # a pruned model significantly above its own original (per-item paired bootstrap)
-            "above_original": bool(over_low > 0),
-            "params": r["params"], "flops": r["flops"],
-            "params_ratio": r["params"] / original["params"],
-            "flops_ratio": r["flops"] / original["flops"],
-            "steps": spec.budget.steps, "alpha": r["alpha"], "reused": r["reused"],
-            "train_seconds": r["train_seconds"],
-            "threads": r["threads"], "fingerprint": r["fingerprint"],
-            "items_psnr": r["items_psnr"],
-        })  # fmt: skip
+        out.append(
+            {
+                "method": method,
+                "label": spec.label(method),
+                "seed": seed,
+                "val_psnr": r["psnr"],
+                "val_ssim": r["ssim"],
+                "psnr_ci_low": r["psnr_ci_low"],
+                "psnr_ci_high": r["psnr_ci_high"],
+                "n_items": r["n_items"],
+                "diff_to_reference": r["psnr"] - ref["psnr"] if ref is not None else math.nan,
+                "diff_eval_ci_low": diff_low,
+                "diff_eval_ci_high": diff_high,
+                "vs_original": r["psnr"] - original["psnr"],
+                # a pruned model significantly above its own original (per-item paired bootstrap)
+                "above_original": bool(over_low > 0),
+                "params": r["params"],
+                "flops": r["flops"],
+                "params_ratio": r["params"] / original["params"],
+                "flops_ratio": r["flops"] / original["flops"],
+                "steps": spec.budget.steps,
+                "alpha": r["alpha"],
+                "reused": r["reused"],
+                "train_seconds": r["train_seconds"],
+                "threads": r["threads"],
+                "fingerprint": r["fingerprint"],
+                "items_psnr": r["items_psnr"],
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -507,12 +556,21 @@ def summarise(spec: StudySpec, runs: pd.DataFrame, original: Mapping[str, Any]) 
             continue
         ci = mean_ci(mine.to_numpy(), spec.confidence)
         row = {
-            "method": method, "label": spec.label(method), "n": ci.n, "mean": ci.mean,
-            "std": ci.std, "ci_low": ci.low, "ci_high": ci.high,
-            "diff_mean": math.nan, "diff_std": math.nan, "diff_ci_low": math.nan,
-            "diff_ci_high": math.nan, "p_value": math.nan, "diff_eval_halfwidth": math.nan,
+            "method": method,
+            "label": spec.label(method),
+            "n": ci.n,
+            "mean": ci.mean,
+            "std": ci.std,
+            "ci_low": ci.low,
+            "ci_high": ci.high,
+            "diff_mean": math.nan,
+            "diff_std": math.nan,
+            "diff_ci_low": math.nan,
+            "diff_ci_high": math.nan,
+            "p_value": math.nan,
+            "diff_eval_halfwidth": math.nan,
             "seeds_needed": math.nan,
-        }  # fmt: skip
+        }
         if "val_ssim" in runs:
             row["ssim_mean"] = float(runs.loc[runs["method"] == method, "val_ssim"].mean())
         if method != spec.reference:
@@ -521,8 +579,13 @@ def summarise(spec: StudySpec, runs: pd.DataFrame, original: Mapping[str, Any]) 
                 d = paired_difference(
                     mine[seeds].to_numpy(), ref[seeds].to_numpy(), spec.confidence
                 )
-                row.update(diff_mean=d.mean, diff_std=d.std, diff_ci_low=d.low,
-                           diff_ci_high=d.high, p_value=d.p_value)  # fmt: skip
+                row.update(
+                    diff_mean=d.mean,
+                    diff_std=d.std,
+                    diff_ci_low=d.low,
+                    diff_ci_high=d.high,
+                    p_value=d.p_value,
+                )
                 row["seeds_needed"] = seeds_needed(d.std, spec.target_halfwidth_db, spec.confidence)
             if "diff_eval_ci_low" in runs:
                 part = runs[runs["method"] == method]
@@ -570,8 +633,10 @@ def seeds_note(spec: StudySpec, summary: pd.DataFrame, runs: pd.DataFrame) -> st
     half = t_halfwidth(float(widest["diff_std"]), int(widest["n"]), spec.confidence)
     target = spec.target_halfwidth_db
     if half <= target:
-        return (f"With n = {n} seeds every paired interval is within ±{target:g} dB "
-                f"(widest ±{half:.2f} dB).")  # fmt: skip
+        return (
+            f"With n = {n} seeds every paired interval is within ±{target:g} dB "
+            f"(widest ±{half:.2f} dB)."
+        )
     need = int(others["seeds_needed"].max())
     seconds = runs["train_seconds"].dropna()
     threads = runs["threads"].iloc[0] if "threads" in runs else 1
@@ -601,16 +666,34 @@ def plot_study(result: StudyResult):
         row = summary.iloc[i]
         jitter = rng.uniform(-0.12, 0.12, len(part))
         left.scatter(i + jitter, part["val_psnr"], s=18, alpha=0.7, color=f"C{i}")
-        left.errorbar(i + 0.3, row["mean"], yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
-                      fmt="o", color="black", capsize=4)  # fmt: skip
+        left.errorbar(
+            i + 0.3,
+            row["mean"],
+            yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
+            fmt="o",
+            color="black",
+            capsize=4,
+        )
         if method != spec.reference and not math.isnan(row["diff_mean"]):
             right.scatter(i + jitter, part["diff_to_reference"], s=18, alpha=0.7, color=f"C{i}")
-            right.errorbar(i + 0.3, row["diff_mean"],
-                           yerr=[[row["diff_mean"] - row["diff_ci_low"]],
-                                 [row["diff_ci_high"] - row["diff_mean"]]],
-                           fmt="o", color="black", capsize=4)  # fmt: skip
-    left.axhline(result.original["psnr"], color="grey", linestyle="--", linewidth=1,
-                 label=f"original {result.original['psnr']:.2f} dB")  # fmt: skip
+            right.errorbar(
+                i + 0.3,
+                row["diff_mean"],
+                yerr=[
+                    [row["diff_mean"] - row["diff_ci_low"]],
+                    [row["diff_ci_high"] - row["diff_mean"]],
+                ],
+                fmt="o",
+                color="black",
+                capsize=4,
+            )
+    left.axhline(
+        result.original["psnr"],
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"original {result.original['psnr']:.2f} dB",
+    )
     right.axhline(0.0, color="grey", linestyle=":", linewidth=1)
     pct = f"{spec.confidence:.0%}".replace("%", " %")
     for ax in (left, right):
@@ -648,9 +731,14 @@ def write_study(
         fig.savefig(tmp, dpi=130)
     plt.close(fig)
     original = {k: v for k, v in result.original.items() if k != "items_psnr"}
-    record = {"study": result.spec.name, "conclusion": result.conclusion,
-              "seeds_note": result.seeds_note, "original": original,
-              "reference": result.spec.reference, "runs": result.fingerprints}  # fmt: skip
+    record = {
+        "study": result.spec.name,
+        "conclusion": result.conclusion,
+        "seeds_note": result.seeds_note,
+        "original": original,
+        "reference": result.spec.reference,
+        "runs": result.fingerprints,
+    }
     atomic_write_text(paths["json"], json.dumps(record, indent=1))
     if store is not None:
         store.add_reference(folder, result.fingerprints, role="study")
@@ -670,10 +758,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="output folder (default reports/studies/<name>)")
     parser.add_argument("--root", help="run store (default: runs/ of the checkout)")
     parser.add_argument(
-        "--dask", metavar="ADDRESS",
+        "--dask",
+        metavar="ADDRESS",
         help="run on a Dask cluster (scheduler address, or 'local' for a LocalCluster of --jobs "
         "one-thread workers); needs the 'dask' extra",
-    )  # fmt: skip
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -688,8 +777,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             raise ConfigError("--dask needs the 'dask' extra: pip install -e '.[dask]'") from None
         if args.dask == "local":
-            cluster = LocalCluster(n_workers=args.jobs, threads_per_worker=1,
-                                   dashboard_address=None)  # fmt: skip
+            cluster = LocalCluster(
+                n_workers=args.jobs, threads_per_worker=1, dashboard_address=None
+            )
             client = Client(cluster)
         else:
             cluster, client = None, Client(args.dask)

@@ -9,7 +9,7 @@ the schedule set α and the learning rate every epoch. After every epoch the run
 
 Rerunning the same config continues from ``last.pt``: finished epochs are not redone and their
 metrics rows are kept exactly once. Works under ``torchrun`` (DDP, rank 0 writes). While a run
-trains, its folder is locked (:mod:`alphaprune.locks`): a second process gets a clear error.
+trains, its folder is locked (:mod:`alphaprune.engine.locks`): a second process gets a clear error.
 
 An epoch whose training or validation loss is not finite (inf/NaN) stops the run with
 :class:`Diverged`: ``last.pt`` stays the last finite epoch (the resume point), and
@@ -36,9 +36,11 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from . import distributed
-from .atomic import atomic_write_bytes
-from .checkpoint import (
+from alphaprune.atomic import atomic_write_bytes
+from alphaprune.core.gates import attach_gates, gates, get_alpha, set_alpha
+from alphaprune.core.schedules import Schedule, lr_factor
+from alphaprune.engine import distributed
+from alphaprune.engine.checkpoint import (
     CheckpointError,
     checkpoint_info,
     last_path,
@@ -48,8 +50,8 @@ from .checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from .config import ExperimentConfig
-from .data import (
+from alphaprune.engine.config import ExperimentConfig
+from alphaprune.engine.data import (
     FixedCropDataset,
     GridCropDataset,
     RandomCropDataset,
@@ -57,11 +59,10 @@ from .data import (
     split_images,
     validation_dataset,
 )
-from .evaluate import evaluate
-from .layers import attach_gates, gates, get_alpha, set_alpha
-from .locks import folder_lock
-from .models import build_model, example_input, load_vgg_weights
-from .schedules import Schedule, lr_factor
+from alphaprune.engine.evaluate import evaluate
+from alphaprune.engine.locks import folder_lock
+from alphaprune.engine.models import build_model, example_input, load_vgg_weights
+from alphaprune.errors import Diverged
 
 __all__ = [
     "RunResult",
@@ -90,23 +91,6 @@ OK, DIVERGED = "ok", "diverged"
 #: Config keys that may change between a run and its resumption: where the run lives, what it
 #: runs on, and how many epochs it has (raise ``epochs`` to extend a finished run).
 _RESUME_FREE_KEYS = {"name", "output_dir", "device", "epochs"}
-
-
-class Diverged(RuntimeError):
-    """A run's loss became inf/NaN; ``epoch`` is the epoch that diverged (0-based, as in
-    ``metrics.csv``) and ``last.pt`` holds the last finite epoch."""
-
-    def __init__(
-        self, name: str, run_dir: Path, epoch: int, losses: dict[str, float], message: str = ""
-    ):
-        self.name, self.run_dir, self.epoch, self.losses = name, Path(run_dir), epoch, losses
-        shown = ", ".join(f"{key} {value}" for key, value in losses.items())
-        super().__init__(
-            message
-            or f"run '{name}' diverged at epoch {epoch} ({shown}); stopped: {last_path(run_dir)} "
-            f"keeps the last finite epoch and {Path(run_dir) / 'metrics.csv'} marks the run "
-            "diverged"
-        )
 
 
 @dataclass
@@ -147,10 +131,13 @@ def require_finished(checkpoint: str | Path, stage: str = "shrink") -> None:
     epoch = diverged_at(run_dir)
     if epoch is not None:
         raise Diverged(
-            run_dir.name, run_dir, epoch, {},
+            run_dir.name,
+            run_dir,
+            epoch,
+            {},
             f"{stage}: run '{run_dir.name}' diverged at epoch {epoch}, so {checkpoint} is its last "
             f"finite epoch, not a finished model; choose a run that did not diverge",
-        )  # fmt: skip
+        )
 
 
 def make_datasets(
@@ -307,9 +294,13 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         else None
     )
     loader = DataLoader(
-        train_ds, batch_size=cfg.data.batch_size, sampler=sampler, shuffle=False,
-        num_workers=cfg.data.num_workers, drop_last=False,
-    )  # fmt: skip
+        train_ds,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=cfg.data.num_workers,
+        drop_last=False,
+    )
     first_lr = schedule.lr_for(start_epoch) if schedule else cfg.optimizer.lr
     optimizer = _optimizer(cfg, model, first_lr)
     if optimizer_state is not None:
@@ -325,9 +316,13 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         alpha = get_alpha(model) if gates(model) else None
         _save(cfg, kind, model, optimizer, schedule, rows, 0, alpha, original, milestone=False)
     epochs = tqdm(
-        range(start_epoch, cfg.epochs), desc=f"{kind} {cfg.name}", unit="epoch",
-        initial=start_epoch, total=cfg.epochs, disable=not (progress and ctx.is_main),
-    )  # fmt: skip
+        range(start_epoch, cfg.epochs),
+        desc=f"{kind} {cfg.name}",
+        unit="epoch",
+        initial=start_epoch,
+        total=cfg.epochs,
+        disable=not (progress and ctx.is_main),
+    )
     for epoch in epochs:
         began = time.perf_counter()
         alpha = None
@@ -339,10 +334,21 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         model.train()
         total, seen = 0.0, 0
         batches = itertools.islice(loader, steps)
-        for step, batch in enumerate(tqdm(batches, total=steps, leave=False, desc=f"epoch {epoch}",
-                          disable=not (progress and ctx.is_main))):  # fmt: skip
-            factor = lr_factor(cfg.optimizer.lr_decay, epoch * steps + step,
-                               cfg.epochs * steps, cfg.optimizer.warmup_steps)  # fmt: skip
+        for step, batch in enumerate(
+            tqdm(
+                batches,
+                total=steps,
+                leave=False,
+                desc=f"epoch {epoch}",
+                disable=not (progress and ctx.is_main),
+            )
+        ):
+            factor = lr_factor(
+                cfg.optimizer.lr_decay,
+                epoch * steps + step,
+                cfg.epochs * steps,
+                cfg.optimizer.warmup_steps,
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr * factor
             batch = batch.to(ctx.device, non_blocking=True)
@@ -355,10 +361,16 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         train_loss = distributed.all_reduce_mean(ctx, total / max(seen, 1), weight=seen)
         scores = evaluate(model, val_ds, device=ctx.device, batch_size=cfg.data.batch_size)
         row = {
-            "epoch": epoch, "alpha": alpha, "lr": lr, "train_loss": train_loss,
-            "val_loss": scores["loss"], "val_psnr": scores["psnr"], "val_ssim": scores["ssim"],
-            "seconds": time.perf_counter() - began, "status": OK,
-        }  # fmt: skip
+            "epoch": epoch,
+            "alpha": alpha,
+            "lr": lr,
+            "train_loss": train_loss,
+            "val_loss": scores["loss"],
+            "val_psnr": scores["psnr"],
+            "val_ssim": scores["ssim"],
+            "seconds": time.perf_counter() - began,
+            "status": OK,
+        }
         losses = {"train loss": train_loss, "val loss": scores["loss"]}
         if not all(math.isfinite(value) for value in losses.values()):
             if ctx.is_main:  # last.pt is left at the last finite epoch

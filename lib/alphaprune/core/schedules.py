@@ -21,11 +21,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from alphaprune.errors import ScheduleError
+
 __all__ = ["Schedule", "make_schedule", "schedule_from_dict", "SCHEDULE_KINDS", "lr_factor"]
-
-
-class ScheduleError(ValueError):
-    """A schedule dict names an unknown kind or key, or holds a bad value."""
 
 
 def _alpha_value(value: Any, key: str) -> float:

@@ -1,7 +1,7 @@
 """Inference and training-step benchmarks of original, masked and shrunk models.
 
 Masking channels (gates at α = 0) leaves every tensor its full size, so a masked model is no
-faster than the original; only :func:`alphaprune.shrink` makes one smaller. :func:`compare_pruned`
+faster than the original; only :func:`alphaprune.core.shrink` makes one smaller. :func:`compare_pruned`
 measures exactly that, side by side and interleaved, optionally next to ``torch_pruning``'s model
 with the same kept channels. Time, utilisation and memory are separate columns, each named with
 its unit (``*_ms``, ``*_pct``, ``*_mib``); see :func:`benchmark` for every column.
@@ -23,9 +23,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write_text
-from .layers import attach_gates
-from .monitor import (
+from alphaprune.atomic import atomic_write_text
+from alphaprune.bench.monitor import (
     MIB,
     Sampler,
     Window,
@@ -34,7 +33,8 @@ from .monitor import (
     process_reader,
     window_stats,
 )
-from .shrink import count, shrink
+from alphaprune.core.gates import attach_gates
+from alphaprune.core.shrink import count, shrink
 
 __all__ = [
     "BENCH_COLUMNS",
@@ -256,7 +256,7 @@ def benchmark(
         settle_s: seconds of utilisation samples skipped at the start of each block (default
             ``min_block_s / 4`` on CUDA, 0 on CPU).
         progress: show a ``tqdm`` bar over the timed batches.
-        gpu_reader: replaces the NVML reader (:func:`alphaprune.monitor.nvml_reader`) as the
+        gpu_reader: replaces the NVML reader (:func:`alphaprune.bench.monitor.nvml_reader`) as the
             source of ``gpu_util_pct`` and ``nvml_mem_used_mib`` readings; used on any device when
             given (tests inject a fake here).
     """

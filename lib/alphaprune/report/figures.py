@@ -76,7 +76,7 @@ def save_table(df: pd.DataFrame, name: str) -> Path:
 def channel_table(before, after) -> pd.DataFrame:
     """Output channels of every convolution/linear layer of ``before`` and of the same layer in
     ``after`` (None where ``after`` has no such layer)."""
-    from .layer_rules import MixingRule, rule_for
+    from alphaprune.core.layer_rules import MixingRule, rule_for
 
     def channels(model) -> dict[str, int]:
         return {
@@ -143,8 +143,14 @@ def plot_training(metrics: Mapping[str, pd.DataFrame], labels: Mapping[str, str]
     for ax in (ax_loss, ax_alpha):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.legend(*ax_loss.get_legend_handles_labels(), loc="upper center", ncols=3, frameon=False,
-               bbox_to_anchor=(0.5, 0.0), fontsize=8)  # fmt: skip
+    fig.legend(
+        *ax_loss.get_legend_handles_labels(),
+        loc="upper center",
+        ncols=3,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.0),
+        fontsize=8,
+    )
     return fig
 
 
@@ -153,7 +159,7 @@ def plot_reconstruction(panels: Sequence[Mapping[str, Any]]):
     optionally ``psnr``/``ssim``, written under it. Returns the Figure."""
     import matplotlib.pyplot as plt
 
-    from .data import to_image
+    from alphaprune.engine.data import to_image
 
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.2), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
@@ -172,8 +178,9 @@ def plot_benchmark(table: pd.DataFrame, device_label: str):
     import matplotlib.pyplot as plt
 
     util = "gpu_util_pct_mean" in table and table["gpu_util_pct_mean"].notna().any()
-    fig, axes = plt.subplots(1, 2 if util else 1, figsize=(8.5 if util else 4.8, 3.2),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, 2 if util else 1, figsize=(8.5 if util else 4.8, 3.2), squeeze=False
+    )
     ax = axes[0][0]
     err = [
         table["latency_ms_median"] - table["latency_ms_p10"],
@@ -280,8 +287,7 @@ class ReportBuilder:
         if columns:
             frame = frame[[c for c in columns if c in frame]].rename(columns=dict(columns))
         frame = frame.map(lambda v: keep_together(v) if isinstance(v, str) else v)
-        body = frame.to_html(index=False, border=0, classes="report-table", na_rep="—",
-                             escape=True)  # fmt: skip
+        body = frame.to_html(index=False, border=0, classes="report-table", na_rep="—", escape=True)
         caption_tag = (
             f'<caption style="caption-side: top"><b>Table {self.tables}.</b> '
             f"{caption_html(caption)}</caption>"
@@ -328,7 +334,7 @@ def load_image(name: str, size: int, source: str = "bundled"):
     import numpy as np
     from PIL import Image
 
-    from .data import load_images, to_tensor
+    from alphaprune.engine.data import load_images, to_tensor
 
     images = load_images(source)
     if name not in images:
@@ -347,7 +353,7 @@ def plot_weight_ratios_by_run(
 ):
     """Bars of ``column`` (pruned / original, kept weights) per layer, one colour per run.
 
-    ``table`` is :func:`alphaprune.analysis.weight_comparison` rows with a ``run`` column.
+    ``table`` is :func:`alphaprune.report.weights.weight_comparison` rows with a ``run`` column.
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -373,8 +379,13 @@ def plot_weight_ratios_by_run(
     ax.set_xticks(x)
     ax.set_xticklabels(layers, rotation=30, ha="right")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(frameon=False, fontsize=8, ncols=min(len(runs), 4), loc="lower center",
-              bbox_to_anchor=(0.5, 1.0))  # fmt: skip
+    ax.legend(
+        frameon=False,
+        fontsize=8,
+        ncols=min(len(runs), 4),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+    )
     fig.tight_layout()
     return fig
 
@@ -386,10 +397,10 @@ def plot_weight_ratios_by_run(
 
 def weights_table(results: Mapping[str, Any], experiments: Sequence[Any]) -> pd.DataFrame:
     """Kept weights of each experiment's final model against the original (``baseline``), one
-    :func:`alphaprune.analysis.weight_comparison` block per run; runs that start from a shrunk
+    :func:`alphaprune.report.weights.weight_comparison` block per run; runs that start from a shrunk
     model (other shapes) are left out, with a printed note."""
-    from .analysis import weight_comparison
-    from .checkpoint import load_model
+    from alphaprune.engine.checkpoint import load_model
+    from alphaprune.report.weights import weight_comparison
 
     original = load_model(results["baseline"].checkpoint, verbose=False)
     frames = []
@@ -412,20 +423,40 @@ def reconstruction_panels(
     ``models``: ``(panel, title, model, checkpoint, alpha, run)`` for (b), (c), (d), …; panel (a)
     is the image itself. PSNR/SSIM are of this one image.
     """
-    from .evaluate import evaluate, reconstruct
+    from alphaprune.engine.evaluate import evaluate, reconstruct
 
     x = image.unsqueeze(0)
     side = f"{image.shape[-1]}×{image.shape[-2]}"
     panels = [{"title": f"(a) original image ({name})", "image": image}]
-    rows = [{"panel": "a", "model": "image", "run": name, "checkpoint": "", "alpha": None,
-             "psnr": None, "ssim": None, "params": None, "input": f"{name}, {side}"}]  # fmt: skip
+    rows = [
+        {
+            "panel": "a",
+            "model": "image",
+            "run": name,
+            "checkpoint": "",
+            "alpha": None,
+            "psnr": None,
+            "ssim": None,
+            "params": None,
+            "input": f"{name}, {side}",
+        }
+    ]
     for panel, title, model, checkpoint, alpha, run in models:
         scores = evaluate(model, x)
         panels.append({"title": f"({panel}) {title}", "image": reconstruct(model, x)[0], **scores})
-        rows.append({"panel": panel, "model": title, "run": run, "checkpoint": checkpoint,
-                     "alpha": alpha, "psnr": scores["psnr"], "ssim": scores["ssim"],
-                     "params": sum(p.numel() for p in model.parameters()),
-                     "input": f"{name}, {side}"})  # fmt: skip
+        rows.append(
+            {
+                "panel": panel,
+                "model": title,
+                "run": run,
+                "checkpoint": checkpoint,
+                "alpha": alpha,
+                "psnr": scores["psnr"],
+                "ssim": scores["ssim"],
+                "params": sum(p.numel() for p in model.parameters()),
+                "input": f"{name}, {side}",
+            }
+        )
     return panels, pd.DataFrame(rows)
 
 
@@ -438,13 +469,22 @@ def shrink_check(gated, small, image_size: int, tolerance: float) -> pd.DataFram
     with torch.no_grad():
         diff = float((gated(x) - small(x)).abs().max())
     alpha = getattr(gated, "checkpoint_alpha", None)
-    return pd.DataFrame([{"alpha": alpha, "image_size": image_size, "max_abs_diff": diff,
-                          "tolerance": tolerance, "passed": diff <= tolerance}])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "alpha": alpha,
+                "image_size": image_size,
+                "max_abs_diff": diff,
+                "tolerance": tolerance,
+                "passed": diff <= tolerance,
+            }
+        ]
+    )
 
 
 def count_table(models: Mapping[str, Any], image_size: int) -> pd.DataFrame:
     """Parameters and FLOPs (one image) of each model, and their ratios to the first."""
-    from .shrink import count
+    from alphaprune.core.shrink import count
 
     size = (1, 3, image_size, image_size)
     counts = pd.DataFrame([{"model": name, **count(model, size)} for name, model in models.items()])
@@ -462,8 +502,13 @@ def plot_channels(layers: pd.DataFrame):
     if "keep" in layers:  # the kept fraction of each layer, over its shrunk bar
         for bar, keep in zip(ax.containers[1], layers["keep"], strict=True):
             if keep is not None and keep == keep:
-                ax.annotate(f"{keep:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                            ha="center", va="bottom", fontsize=6)  # fmt: skip
+                ax.annotate(
+                    f"{keep:.2f}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                )
     ax.figure.tight_layout()
     return ax.figure
 
@@ -490,14 +535,14 @@ def gpu_results(path: str | Path) -> pd.DataFrame:
 
 def benchmark_table(models: Mapping[str, Any], settings: Any, alpha: float | None) -> pd.DataFrame:
     """Time per batch of ``models`` (original, masked, shrunk) with the ``gpu`` settings of a
-    params file (:class:`alphaprune.report_params.GpuParams`), labelled with the device.
+    params file (:class:`alphaprune.report.params.GpuParams`), labelled with the device.
 
     On a GPU, each model is timed for at least ``settings.gpu_seconds`` (more batches than
     ``settings.repeats`` when needed) so that NVML's utilisation counter gets sampled.
     """
     import torch
 
-    from .bench import benchmark, device_name
+    from alphaprune.bench.timing import benchmark, device_name
 
     device = settings.device
     if device == "auto":
@@ -505,8 +550,13 @@ def benchmark_table(models: Mapping[str, Any], settings: Any, alpha: float | Non
     kind = "GPU" if device.startswith("cuda") else "CPU"
     label = f"{kind}: {device_name(device)}"
     print(f"measuring on {label}")
-    common = dict(batch_size=settings.batch_size, image_size=settings.image_size, device=device,
-                  warmup=settings.warmup, progress=False)  # fmt: skip
+    common = dict(
+        batch_size=settings.batch_size,
+        image_size=settings.image_size,
+        device=device,
+        warmup=settings.warmup,
+        progress=False,
+    )
     repeats = settings.repeats
     if kind == "GPU":
         probe = benchmark(models, repeats=5, **common)

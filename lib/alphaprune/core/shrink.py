@@ -1,9 +1,9 @@
 """Fold α gates into the weights and cut out the channels that no layer reads any more.
 
-Each gate scales its layer's weight along the input axis (:mod:`alphaprune.layer_rules` owns
+Each gate scales its layer's weight along the input axis (:mod:`alphaprune.core.layer_rules` owns
 the axes), so folding it is ``weight *= scale`` — exact at any α. A pruning unit whose every
 reader has scale 0 carries nothing to the output: it is removed from every producer, norm and
-consumer of its group (found by :func:`alphaprune.graph.analyze`). The result is checked against
+consumer of its group (found by :func:`alphaprune.core.graph.analyze`). The result is checked against
 the gated model on the example input; any mismatch is an :class:`UnsupportedModelError`, never a
 silently different model.
 """
@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .graph import ChannelGraph, UnsupportedModelError, analyze
-from .layer_rules import input_axis, output_axis
-from .layers import AlphaGate, gates, ungate_layer
+from alphaprune.core.gates import AlphaGate, gates, ungate_layer
+from alphaprune.core.graph import ChannelGraph, UnsupportedModelError, analyze
+from alphaprune.core.layer_rules import input_axis, output_axis
 
 __all__ = ["shrink", "count", "dead_units", "input_axis", "output_axis"]
 

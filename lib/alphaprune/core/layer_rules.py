@@ -271,7 +271,9 @@ _OTHERS: tuple[LayerRule, ...] = (ChannelwiseRule(), GroupNormRule())
 
 def rule_for(module: nn.Module) -> LayerRule | None:
     """The rule of ``module``'s type, or None when its channels are not understood."""
-    from .layers import AlphaGate  # gated layers are the same layer types with a scaled weight
+    from alphaprune.core.gates import (
+        AlphaGate,  # gated layers are the same layer types with a scaled weight
+    )
 
     kind = type(module)
     if isinstance(module, AlphaGate):

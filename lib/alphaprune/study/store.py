@@ -7,7 +7,7 @@ fingerprint of the run it starts from (and the α of that run's milestone) and
 :data:`TRAINING_CODE_VERSION`. The run lives in ``<root>/<fingerprint>/``::
 
     run.json        what the run is (written before training starts)
-    checkpoints/    last.pt, alpha_<α>.pt (see :mod:`alphaprune.train`)
+    checkpoints/    last.pt, alpha_<α>.pt (see :mod:`alphaprune.engine.train`)
     metrics.csv
     done.json       written only after last.pt of the final epoch exists: the run is complete
     eval/<key>.json evaluation results cached by callers (e.g. studies)
@@ -41,9 +41,10 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from .atomic import atomic_write_text
-from .checkpoint import last_path, milestone_path
-from .config import ExperimentConfig
+from alphaprune.atomic import atomic_write_text
+from alphaprune.engine.checkpoint import last_path, milestone_path
+from alphaprune.engine.config import ExperimentConfig
+from alphaprune.paths import checkout
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -54,10 +55,9 @@ __all__ = [
     "main",
 ]
 
-_CHECKOUT = Path(__file__).resolve().parents[2]
 #: Default store: ``runs/`` at the repository root of a checkout (else of the working directory);
 #: ``$ALPHAPRUNE_RUNS`` overrides it.
-DEFAULT_ROOT = (_CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.cwd()) / "runs"
+DEFAULT_ROOT = (checkout() or Path.cwd()) / "runs"
 #: Part of every fingerprint. Bump it when a change to the training code or to a config default
 #: changes what a run with the same config produces.
 TRAINING_CODE_VERSION = "1"
@@ -181,9 +181,12 @@ class RunStore:
         else:
             start = None
         payload = {
-            "kind": kind, "config": canonical_config(cfg, kind), "start": start,
-            "inputs": _input_manifest(cfg), "code": TRAINING_CODE_VERSION,
-        }  # fmt: skip
+            "kind": kind,
+            "config": canonical_config(cfg, kind),
+            "start": start,
+            "inputs": _input_manifest(cfg),
+            "code": TRAINING_CODE_VERSION,
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def path(self, fingerprint: str) -> Path:
@@ -239,7 +242,7 @@ class RunStore:
         shrinks that checkpoint into the run's ``start.pt`` and prunes the smaller model.
         ``force=True`` trains it again from scratch even if the store has it.
         """
-        from .train import Diverged, prune, train_baseline
+        from alphaprune.engine.train import Diverged, prune, train_baseline
 
         if kind == "prune" and source is None and cfg.init_from:
             source = Path(cfg.init_from)
@@ -279,7 +282,7 @@ class RunStore:
                         "did not write (is there an epoch at that α in its schedule?)"
                     )
                 if shrink_source:
-                    from .checkpoint import shrink_checkpoint
+                    from alphaprune.engine.checkpoint import shrink_checkpoint
 
                     shrunk = run_dir / "start.pt"
                     if not shrunk.exists():  # written atomically by save_checkpoint
@@ -289,9 +292,13 @@ class RunStore:
                 original = Path(source)
                 start = {"file": str(original)}
             info = {
-                "fingerprint": fp, "name": name, "kind": kind, "start": start,
-                "config": run_cfg.to_dict(), "created": time.time(),
-            }  # fmt: skip
+                "fingerprint": fp,
+                "name": name,
+                "kind": kind,
+                "start": start,
+                "config": run_cfg.to_dict(),
+                "created": time.time(),
+            }
             atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
             resuming = last_path(run_dir).exists()
             self.log(f"{'resuming' if resuming else 'training'} run {name} ({fp}) in {run_dir}")
@@ -308,9 +315,12 @@ class RunStore:
             if not result.checkpoint.exists():  # the done record vouches for the checkpoint
                 raise RuntimeError(f"run {fp} finished without {result.checkpoint}")
             done = {
-                "fingerprint": fp, "finished": time.time(), "epochs": run_cfg.epochs,
-                "seconds": time.perf_counter() - began, "diverged_at": diverged,
-            }  # fmt: skip
+                "fingerprint": fp,
+                "finished": time.time(),
+                "epochs": run_cfg.epochs,
+                "seconds": time.perf_counter() - began,
+                "diverged_at": diverged,
+            }
             atomic_write_text(run_dir / "done.json", json.dumps(done))
             if aside is not None:
                 shutil.rmtree(aside, ignore_errors=True)
@@ -353,8 +363,13 @@ class RunStore:
             roles = {}
         roles[role] = sorted(set(fingerprints))
         union = sorted({fp for fps in roles.values() for fp in fps})
-        record = {"owner": str(owner), "store": str(self.root.resolve()), "runs": union,
-                  "roles": roles, "updated": time.time()}  # fmt: skip
+        record = {
+            "owner": str(owner),
+            "store": str(self.root.resolve()),
+            "runs": union,
+            "roles": roles,
+            "updated": time.time(),
+        }
         owner.mkdir(parents=True, exist_ok=True)
         atomic_write_text(owner / "runs.json", json.dumps(record, indent=1))
         atomic_write_text(ref, json.dumps(record, indent=1))
@@ -415,13 +430,18 @@ class RunStore:
             except (FileNotFoundError, ValueError):
                 info = {}
             size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
-            rows.append({
-                "fingerprint": fp, "name": info.get("name", "?"), "kind": info.get("kind", "?"),
-                "done": (run_dir / "done.json").exists(), "size_mb": size / 2**20,
-                "modified": pd.Timestamp(run_dir.stat().st_mtime, unit="s").floor("s"),
-                "used_by": ", ".join(used.get(fp, [])) or ("(start of a used run)"
-                                                            if fp in needed else ""),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "fingerprint": fp,
+                    "name": info.get("name", "?"),
+                    "kind": info.get("kind", "?"),
+                    "done": (run_dir / "done.json").exists(),
+                    "size_mb": size / 2**20,
+                    "modified": pd.Timestamp(run_dir.stat().st_mtime, unit="s").floor("s"),
+                    "used_by": ", ".join(used.get(fp, []))
+                    or ("(start of a used run)" if fp in needed else ""),
+                }
+            )
         columns = ["fingerprint", "name", "kind", "done", "size_mb", "modified", "used_by"]
         return pd.DataFrame(rows, columns=columns)
 

@@ -105,9 +105,13 @@ def bootstrap_ci(
     if x.size == 1 or np.all(x == x[0]):
         return float(x[0]), float(x[0])
     result = stats.bootstrap(
-        (x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-        method="BCa", rng=np.random.default_rng(seed),
-    )  # fmt: skip
+        (x,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+    )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 

@@ -19,9 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_target
-from .layer_rules import rule_for
-from .layers import (
+from alphaprune.atomic import atomic_target
+from alphaprune.core.gates import (
     gate_masks_in_state,
     gates,
     get_alpha,
@@ -29,7 +28,9 @@ from .layers import (
     restore_gates,
     set_alpha,
 )
-from .models import build_model, example_input
+from alphaprune.core.layer_rules import rule_for
+from alphaprune.engine.models import build_model, example_input
+from alphaprune.errors import CheckpointError
 
 __all__ = [
     "CheckpointError",
@@ -42,10 +43,6 @@ __all__ = [
 ]
 
 FORMAT = "alphaprune-checkpoint/1"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, corrupted, or asked for at the wrong α."""
 
 
 def last_path(run_dir: str | Path) -> Path:
@@ -61,7 +58,7 @@ def milestone_path(run_dir: str | Path, alpha: float) -> Path:
 
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     """Atomically save a checkpoint dict (``format`` and ``version`` are added)."""
-    from . import __version__
+    from alphaprune import __version__
 
     with atomic_target(path) as tmp:
         torch.save({"format": FORMAT, "version": __version__, **payload}, tmp)
@@ -79,8 +76,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if broken is not None:
             raise CheckpointError(f"{path}: checkpoint is corrupted (CRC mismatch in {broken})")
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
-            zipfile.BadZipFile, KeyError, AttributeError) as exc:  # fmt: skip
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        KeyError,
+        AttributeError,
+    ) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path}: cannot read checkpoint (truncated or corrupted?): {reason[:200]}"
@@ -195,7 +200,7 @@ def shrink_checkpoint(
     Returns parameters/FLOPs before and after and the max |difference| of the outputs on a random
     ``image_size`` batch (or of the model's ``example_input_size``). The saved checkpoint (kind ``shrunk``) loads with :func:`load_model`.
     """
-    from .shrink import count, shrink
+    from alphaprune.core.shrink import count, shrink
 
     data = read_checkpoint(path)
     model = load_model(path, verbose=False)
@@ -219,7 +224,12 @@ def shrink_checkpoint(
     }
     save_checkpoint(out, payload)
     return {
-        "source": str(path), "out": str(out), "alpha": data["alpha"], "max_abs_diff": diff,
-        "params_before": before["params"], "params_after": after["params"],
-        "flops_before": before["flops"], "flops_after": after["flops"],
-    }  # fmt: skip
+        "source": str(path),
+        "out": str(out),
+        "alpha": data["alpha"],
+        "max_abs_diff": diff,
+        "params_before": before["params"],
+        "params_after": after["params"],
+        "flops_before": before["flops"],
+        "flops_after": after["flops"],
+    }

@@ -2,10 +2,10 @@
 
 A pruned channel is multiplied by α wherever it is *consumed*: the gate scales the consumer's
 weight along its input-channel axis (``Conv2d`` dim 1, ``ConvTranspose2d`` dim 0, ``Linear``
-dim 1 — see :mod:`alphaprune.layer_rules`). That is exactly ``consumer(scale ⊙ x)``, costs
+dim 1 — see :mod:`alphaprune.core.layer_rules`). That is exactly ``consumer(scale ⊙ x)``, costs
 channels×kernel work instead of a pass over the activations, and never sits in front of a
 BatchNorm (which would turn a zeroed channel into a constant). At α = 0 no layer reads the
-pruned channels any more, so :func:`alphaprune.shrink` can cut them out of every producer, norm
+pruned channels any more, so :func:`alphaprune.core.shrink` can cut them out of every producer, norm
 and consumer of their group.
 
 A gated layer is the same object with its class swapped to a gated subclass (as
@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .budget import budget_masks
-from .graph import ChannelGraph, ChannelGroup, UnsupportedModelError, analyze
-from .layer_rules import ChannelwiseRule, MixingRule, rule_for
+from alphaprune.core.budget import budget_masks
+from alphaprune.core.graph import ChannelGraph, ChannelGroup, UnsupportedModelError, analyze
+from alphaprune.core.layer_rules import ChannelwiseRule, MixingRule, rule_for
 
 __all__ = [
     "AlphaGate",
@@ -479,7 +479,7 @@ def attach_gates(
         strict: raise instead of skipping a group in ``target`` that cannot be pruned.
         budget: ``{"flops": r}`` or ``{"params": r}`` instead of ``keep``: per-group keep
             fractions from one global ranking of normalised importance, so that the shrunk
-            model keeps the fraction ``r`` of its FLOPs/params (see :mod:`alphaprune.budget`).
+            model keeps the fraction ``r`` of its FLOPs/params (see :mod:`alphaprune.core.budget`).
         min_keep: with ``budget``, the least fraction of units any group keeps.
         round_to: with ``budget``, units are removed this many at a time (e.g. 8 for GPUs).
 

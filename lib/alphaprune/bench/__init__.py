@@ -1,0 +1,1 @@
+"""Timing, GPU/CPU monitors and the peer (Torch-Pruning) comparison."""

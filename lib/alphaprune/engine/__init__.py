@@ -1,0 +1,1 @@
+"""One run: config, data, models, training, checkpoints, evaluation."""

@@ -1,0 +1,150 @@
+"""Every error alphaprune raises on purpose, under one root.
+
+``AlphapruneError``
+    ``UserError`` — something the user can fix: a params file, a value, a file, a model we cannot
+    prune exactly. The CLI prints the message alone and exits with code 2.
+        ``ConfigError``, ``ScheduleError``, ``ReportParamsError``, ``DataError``,
+        ``CheckpointError``, ``UnsupportedModelError``, ``LockError``, ``StageOrderError``
+    ``RunFailed`` — the work ran and ended without a result; the message says where to look.
+        ``Diverged`` (exit code 3), ``ReportError`` → ``StageFailed``, ``ExportError`` (exit 1)
+    ``NotebookMissing`` is both a ``UserError`` and a ``ReportError`` (exit 2).
+
+Anything else is a bug: the CLI lets it through with its traceback. Classes also derive from the
+built-in they replace (``ValueError``, ``RuntimeError``), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "AlphapruneError",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Diverged",
+    "ExportError",
+    "LockError",
+    "NotebookMissing",
+    "ReportError",
+    "ReportParamsError",
+    "RunFailed",
+    "ScheduleError",
+    "StageFailed",
+    "StageOrderError",
+    "UnsupportedModelError",
+    "UserError",
+    "one_line",
+]
+
+
+class AlphapruneError(Exception):
+    """Root of alphaprune's errors; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+# --- the user can fix it -----------------------------------------------------------------------
+
+
+class UserError(AlphapruneError):
+    """Bad input: the message names the file, key, value or layer and says what is expected."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration file or dict is malformed; the message names the source and the key."""
+
+
+class ScheduleError(ConfigError):
+    """A schedule dict names an unknown kind or key, or holds a bad value."""
+
+
+class ReportParamsError(ConfigError):
+    """A params file is missing, is not valid YAML, or has an unknown key or a bad value."""
+
+
+class DataError(UserError, ValueError):
+    """A problem with the image data; the message names the file or image and the problem."""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint is missing, truncated, corrupted, or asked for at the wrong α."""
+
+
+class UnsupportedModelError(UserError, ValueError):
+    """The model has a structure that gating or shrinking cannot handle exactly."""
+
+
+class LockError(UserError, RuntimeError):
+    """Another live process holds the folder's lock; the message names its PID."""
+
+
+class StageOrderError(UserError, RuntimeError):
+    """A stage was run before the stage that writes its inputs."""
+
+
+# --- the work ran and failed -------------------------------------------------------------------
+
+
+class RunFailed(AlphapruneError, RuntimeError):
+    """A run or a report stage ended without a result (not a bug in alphaprune)."""
+
+
+class Diverged(RunFailed):
+    """A run's loss became inf/NaN; ``epoch`` is the epoch that diverged (0-based, as in
+    ``metrics.csv``) and ``last.pt`` holds the last finite epoch."""
+
+    exit_code = 3
+
+    def __init__(
+        self, name: str, run_dir: Path, epoch: int, losses: dict[str, float], message: str = ""
+    ):
+        self.name, self.run_dir, self.epoch, self.losses = name, Path(run_dir), epoch, losses
+        shown = ", ".join(f"{key} {value}" for key, value in losses.items())
+        last = Path(run_dir) / "checkpoints" / "last.pt"
+        super().__init__(
+            message
+            or f"run '{name}' diverged at epoch {epoch} ({shown}); stopped: {last} keeps the "
+            f"last finite epoch and {Path(run_dir) / 'metrics.csv'} marks the run diverged"
+        )
+
+
+class ReportError(RunFailed):
+    """The report could not be built (missing notebook, failed stage, failed export)."""
+
+
+class StageFailed(ReportError):
+    """A notebook raised; ``notebook`` is the kept executed notebook holding the error and
+    ``cell`` the index of the failing cell (None when the kernel did not start)."""
+
+    def __init__(
+        self,
+        stage: str,
+        notebook: Path,
+        cell: int | None,
+        error: str,
+        detail: str = "",
+        kept: bool = True,
+        where: str | None = None,
+    ):
+        self.stage, self.notebook, self.cell = stage, notebook, cell
+        self.error, self.detail = error, detail
+        where = where or (f"cell {cell}" if cell is not None else "start-up")
+        note = f"executed notebook kept at {notebook}" if kept else f"{notebook} not written"
+        super().__init__(f"stage '{stage}' failed at {where}: {error} ({note})")
+
+
+class NotebookMissing(UserError, ReportError):
+    """A stage's notebook is not where the params say (``notebooks_dir``) or is unreadable."""
+
+
+class ExportError(ReportError):
+    """The HTML could not be written, or Chromium failed to print the PDF."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (its non-blank lines joined by '; '), else its type."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__

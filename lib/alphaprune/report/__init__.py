@@ -1,0 +1,1 @@
+"""The weekly report: params, stage runner, notebook helpers, figures, export."""

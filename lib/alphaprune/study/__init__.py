@@ -1,0 +1,1 @@
+"""Many runs: the shared run store and method × seed studies."""
