@@ -29,3 +29,18 @@ def run_store(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("run-store")
     monkeypatch.setenv("ALPHAPRUNE_RUNS", str(root))
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """The quick tier (``-m 'not slow'``) never builds a report: a test that uses the CI report
+    must carry the ``slow`` marker, else the run stops here and names it."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "ci_report" in getattr(item, "fixturenames", ())
+        and item.get_closest_marker("slow") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "mark these @pytest.mark.slow (they build the CI report): " + ", ".join(unmarked)
+        )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from cli_runner import run_cli
 from configs import tiny_config, write_yaml
 
 import alphaprune as ap
@@ -214,19 +215,14 @@ def test_weight_analysis(pruned_run):
 # --- processes: CLI, kill and resume, torchrun ----------------------------------------------
 
 
-def cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "alphaprune", *args],
-        cwd=cwd,
-        timeout=timeout,
-        capture_output=True,
-        text=True,
-    )
+def cli(*args: str, cwd: Path, process: bool = False) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=cwd, process=process)
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     path = write_yaml(tmp_path / "bad.yaml", tiny(tmp_path, **{"optimizer.lr": 0}))
-    result = cli("train", str(path), cwd=tmp_path)
+    # the real entry point once (python -m alphaprune), in a child process; training is not reached
+    result = cli("train", str(path), cwd=tmp_path, process=True)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "optimizer.lr" in lines[0]
@@ -272,6 +268,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert all(p.name.startswith(".") for p in leftovers)  # temp files never replace a checkpoint
 
 
+@pytest.mark.slow  # two processes with gloo
 def test_torchrun_two_processes_gloo(tmp_path):
     path = write_yaml(tmp_path / "ddp.yaml", tiny(tmp_path, name="ddp", epochs=1))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from cli_runner import run_cli
 from configs import tiny_config, write_yaml
 
 from alphaprune.engine.checkpoint import (
@@ -31,16 +32,8 @@ def tiny(tmp_path: Path, **changes) -> dict:
     return tiny_config(tmp_path, steps=1, samples=2, **changes)
 
 
-def cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "alphaprune", *args],
-        cwd=cwd,
-        timeout=timeout,
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+def cli(*args: str, cwd: Path, process: bool = False) -> subprocess.CompletedProcess:
+    return run_cli(*args, cwd=cwd, process=process)
 
 
 def one_line_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:

@@ -361,6 +361,7 @@ def test_ci_report_writes_everything(ci_report: Path) -> None:
     assert sorted(state) == sorted(STAGES)  # the state file is written with sorted keys
 
 
+@pytest.mark.slow  # builds the CI report (module fixture, ~1 min)
 def test_ci_report_html(ci_report: Path) -> None:
     html = (ci_report / "report.html").read_text(encoding="utf-8")
     assert "Model Pruning: Weekly Report (CI smoke test)" in html
@@ -374,6 +375,7 @@ def test_ci_report_html(ci_report: Path) -> None:
     assert "cdnjs.cloudflare.com" not in html and '<script src="http' not in html
 
 
+@pytest.mark.slow  # builds the CI report (module fixture, ~1 min)
 def test_reconstruction_uses_alpha_zero_models(ci_report: Path) -> None:
     from alphaprune.engine.checkpoint import checkpoint_info
 
@@ -392,6 +394,7 @@ def test_reconstruction_uses_alpha_zero_models(ci_report: Path) -> None:
     assert bench["device_label"][0].startswith(("CPU: ", "GPU: "))
 
 
+@pytest.mark.slow  # builds the CI report (module fixture, ~1 min)
 def test_reconstruct_notebook_at_alpha_point_one(ci_report: Path, tmp_path: Path) -> None:
     import papermill
 
@@ -441,6 +444,7 @@ def test_ci_rerun_skips_and_notes_rerun_only_report(ci_report: Path, tmp_path: P
     assert "A changed plan." in (copy / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # builds the CI report (module fixture, ~1 min)
 def test_html_only_without_chromium(ci_report: Path, tmp_path: Path, monkeypatch, capsys):
     copy = tmp_path / "copy"
     shutil.copytree(ci_report, copy)

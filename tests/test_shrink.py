@@ -317,9 +317,28 @@ def validation_images(size: int = 32) -> torch.Tensor:
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 
 
-@pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "bn"])
-@pytest.mark.parametrize("target", ["encoder", "decoder", "both"])
-@pytest.mark.parametrize("layer", ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
+#: Three cases cover every target, both norms and the shallowest and deepest cut in the quick
+#: tier; the rest of the 30 (which the random-chain property above also covers) run with -m slow.
+_VGG_QUICK = {
+    ("relu5_1", "both", True),
+    ("relu3_1", "encoder", False),
+    ("relu1_1", "decoder", True),
+}
+_VGG_CASES = [
+    pytest.param(
+        layer,
+        target,
+        batch_norm,
+        id=f"{layer}-{target}-{'bn' if batch_norm else 'plain'}",
+        marks=() if (layer, target, batch_norm) in _VGG_QUICK else pytest.mark.slow,
+    )
+    for layer in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    for target in ("encoder", "decoder", "both")
+    for batch_norm in (False, True)
+]
+
+
+@pytest.mark.parametrize(("layer", "target", "batch_norm"), _VGG_CASES)
 def test_vgg_autoencoder_shrinks_exactly(layer, target, batch_norm) -> None:
     torch.manual_seed(5)
     model = build_autoencoder(layer, batch_norm=batch_norm).eval()

@@ -4,7 +4,8 @@
 Exit codes follow :mod:`alphaprune.errors`: bad input (a :class:`UserError`) gives a one-line
 ``error: …`` on stderr and code 2, and nothing runs before the config has been validated; a run
 whose loss becomes inf/NaN stops with code 3 (:class:`Diverged`; its last finite checkpoint is
-kept); a failed report stage or export gives code 1 and names the notebook holding the error.
+kept); a failed report stage or export gives code 1 and names the notebook holding the error;
+an ``OSError`` (a folder that cannot be created, a full disk) is one line and code 2 as well.
 Anything else is a bug and keeps its traceback.
 """
 
@@ -182,9 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except AlphapruneError as exc:  # anything else is a bug: its traceback is kept
+    except AlphapruneError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file or folder the user named: blocked, not writable, disk full
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    # anything else is a bug: it leaves with its traceback
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,8 @@
         ``Diverged`` (exit code 3), ``ReportError`` → ``StageFailed``, ``ExportError`` (exit 1)
     ``NotebookMissing`` is both a ``UserError`` and a ``ReportError`` (exit 2).
 
-Anything else is a bug: the CLI lets it through with its traceback. Classes also derive from the
+The CLI also reports an ``OSError`` (a path it cannot write) in one line with exit code 2; anything
+else is a bug, and the CLI lets it through with its traceback. Classes also derive from the
 built-in they replace (``ValueError``, ``RuntimeError``), so ``except ValueError`` keeps working.
 """
 

@@ -116,24 +116,62 @@ def budget_masks(
 ) -> dict[str, torch.Tensor]:
     """Per group: bool over its units (True = kept) so that the cost ratio meets ``budget``.
 
-    ``scores`` holds each group's unit importance (same order as ``group.units``).
+    ``scores`` holds each group's unit importance (same order as ``group.units``). Chunks of
+    units are removed cheapest first (a chunk's importance relative to its group's mean) until
+    the model's cost ratio is at or below the target.
     """
     kind, target = check_budget(budget)
+    _check_limits(min_keep, round_to)
+    costs, total = _costs(graph, kind)
+    if total <= 0:
+        raise ValueError(f"the model has no {kind} to budget")
+    readers = _costs_by_unit(graph, costs)
+    kept = {g.name: torch.ones(len(g.units), dtype=torch.bool) for g in groups}
+    done = {g.name: 0 for g in groups}
+    pending = sorted(
+        _removal_steps(groups, scores, min_keep, round_to), key=lambda step: (step[0], step[2])
+    )
+    current = total
+    while current / total > target and pending:
+        # the cheapest chunk whose predecessors in its group are gone
+        index = next(i for i, s in enumerate(pending) if s[2] == done[s[1].name])
+        _, group, _, chunk = pending.pop(index)
+        done[group.name] += 1
+        for position in chunk:
+            kept[group.name][position] = False
+            current += _remove_unit(graph, readers, group.units[position])
+    if current / total > target + 0.02:
+        raise ValueError(
+            f"budget {kind} {target:g} is out of reach: at min_keep={min_keep:g} the model keeps "
+            f"{current / total:.3f} of its {kind}"
+        )
+    return kept
+
+
+def _check_limits(min_keep: float, round_to: int) -> None:
     if isinstance(min_keep, bool) or not 0.0 < float(min_keep) <= 1.0:
         raise ValueError(f"min_keep must be in (0, 1], got {min_keep!r}")
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise ValueError(f"round_to must be an integer >= 1, got {round_to!r}")
-    costs, total = _costs(graph, kind)
-    if total <= 0:
-        raise ValueError(f"the model has no {kind} to budget")
-    by_var: dict[int, list[tuple[_LayerCost, str]]] = {}
+
+
+def _costs_by_unit(
+    graph: ChannelGraph, costs: list[_LayerCost]
+) -> dict[int, list[tuple[_LayerCost, str]]]:
+    """For every unit: the layer costs it enters, and on which side (``in`` or ``out``)."""
+    readers: dict[int, list[tuple[_LayerCost, str]]] = {}
     for item in costs:
         for side, vars_ in (("in", item.layer.in_vars), ("out", item.layer.out_vars)):
             for unit in set(graph.units(vars_)):
-                by_var.setdefault(unit, []).append((item, side))
-    current = total
-    kept = {g.name: torch.ones(len(g.units), dtype=torch.bool) for g in groups}
-    # removal steps: within a group least important first, `round_to` units at a time
+                readers.setdefault(unit, []).append((item, side))
+    return readers
+
+
+def _removal_steps(
+    groups: list[ChannelGroup], scores: Mapping[str, torch.Tensor], min_keep: float, round_to: int
+) -> list[tuple[float, ChannelGroup, int, list[int]]]:
+    """(relative importance, group, position in the group, unit positions): within a group least
+    important first, ``round_to`` units at a time, never below ``min_keep`` of the group."""
     steps = []
     for group in groups:
         score = scores[group.name].double()
@@ -143,33 +181,25 @@ def budget_masks(
         floor = max(1, math.ceil(float(min_keep) * n))
         # kept counts the group may end at: multiples of round_to, at least the floor
         stops = [k for k in range(n - 1, 0, -1) if k % round_to == 0 and k >= floor]
-        chunks, previous = [], n
-        for k in stops:
-            chunks.append(order[n - previous : n - k])
-            previous = k
-        for position, chunk in enumerate(chunks):
+        previous = n
+        for position, k in enumerate(stops):
+            chunk = order[n - previous : n - k]
             steps.append((float(score[chunk].mean()) / mean, group, position, chunk))
-    done = {g.name: 0 for g in groups}
-    pending = sorted(steps, key=lambda s: (s[0], s[2]))
-    while current / total > target and pending:
-        # the cheapest chunk whose predecessors in its group are gone
-        index = next(i for i, s in enumerate(pending) if s[2] == done[s[1].name])
-        _, group, _, chunk = pending.pop(index)
-        done[group.name] += 1
-        for position in chunk:
-            kept[group.name][position] = False
-            for item, side in by_var.get(group.units[position], []):
-                before = item.cost()
-                shared = graph.units(item.layer.in_vars if side == "in" else item.layer.out_vars)
-                count = shared.count(group.units[position])
-                if side == "in":
-                    item.kept_in -= count
-                else:
-                    item.kept_out -= count
-                current += item.cost() - before
-    if current / total > target + 0.02:
-        raise ValueError(
-            f"budget {kind} {target:g} is out of reach: at min_keep={min_keep:g} the model keeps "
-            f"{current / total:.3f} of its {kind}"
-        )
-    return kept
+            previous = k
+    return steps
+
+
+def _remove_unit(
+    graph: ChannelGraph, readers: dict[int, list[tuple[_LayerCost, str]]], unit: int
+) -> float:
+    """Take ``unit`` out of every layer cost it enters; returns the change of the total cost."""
+    change = 0.0
+    for item, side in readers.get(unit, []):
+        before = item.cost()
+        shared = graph.units(item.layer.in_vars if side == "in" else item.layer.out_vars)
+        if side == "in":
+            item.kept_in -= shared.count(unit)
+        else:
+            item.kept_out -= shared.count(unit)
+        change += item.cost() - before
+    return change

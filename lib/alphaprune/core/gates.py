@@ -26,7 +26,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from alphaprune.core.budget import budget_masks
-from alphaprune.core.graph import ChannelGraph, ChannelGroup, UnsupportedModelError, analyze
+from alphaprune.core.graph import (
+    ChannelGraph,
+    ChannelGroup,
+    LayerChannels,
+    UnsupportedModelError,
+    analyze,
+)
 from alphaprune.core.layer_rules import ChannelwiseRule, MixingRule, rule_for
 
 __all__ = [
@@ -351,34 +357,38 @@ def unit_importance(graph: ChannelGraph, group: ChannelGroup, criterion: str) ->
     """
     position = {u: i for i, u in enumerate(group.units)}
     scores = torch.zeros(len(group.units), dtype=torch.float64)
+    for layer, values in _scored_layers(graph, group, criterion):
+        for u, v in zip(graph.units(layer.out_vars), values.double().cpu().tolist(), strict=True):
+            if u in position:
+                scores[position[u]] += v
+    return scores
+
+
+def _scored_layers(
+    graph: ChannelGraph, group: ChannelGroup, criterion: str
+) -> list[tuple[LayerChannels, Tensor]]:
+    """The layers whose per-channel values score ``group``'s units, with those values."""
     if criterion == "l1":
-        for name in group.owners:
-            layer = graph.layers[name]
-            values = layer.rule.output_l1(layer.module).double().cpu()
-            for u, v in zip(graph.units(layer.out_vars), values.tolist(), strict=True):
-                if u in position:
-                    scores[position[u]] += v
-        return scores
+        owners = [graph.layers[name] for name in group.owners]
+        return [(layer, layer.rule.output_l1(layer.module)) for layer in owners]
     if criterion == "bn":
-        found = False
-        for name in group.members:
-            layer = graph.layers[name]
-            module = layer.module
-            if not isinstance(layer.rule, ChannelwiseRule) or not isinstance(
-                module, (nn.BatchNorm1d, nn.BatchNorm2d)
-            ):
-                continue
-            if module.weight is None:
-                continue
-            found = True
-            values = module.weight.detach().abs().double().cpu()
-            for u, v in zip(graph.units(layer.out_vars), values.tolist(), strict=True):
-                if u in position:
-                    scores[position[u]] += v
+        norms = [graph.layers[name] for name in group.members]
+        found = [
+            (layer, layer.module.weight.detach().abs()) for layer in norms if _affine_bn(layer)
+        ]
         if not found:
             raise ValueError(f"criterion='bn' needs an affine BatchNorm in group '{group.name}'")
-        return scores
+        return found
     raise ValueError(f"criterion must be 'l1' or 'bn', got {criterion!r}")
+
+
+def _affine_bn(layer: LayerChannels) -> bool:
+    module = layer.module
+    return (
+        isinstance(layer.rule, ChannelwiseRule)
+        and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
+        and module.weight is not None
+    )
 
 
 def _keep_units(scores: Tensor, keep: float) -> Tensor:

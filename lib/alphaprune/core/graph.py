@@ -229,6 +229,25 @@ class _UnionFind:
             self.union(items[0], v)
 
 
+class _Slots:
+    """A union-find over pruning units (keyed by unit id, not by position)."""
+
+    def __init__(self) -> None:
+        self._uf = _UnionFind()
+        self._index: dict[int, int] = {}
+
+    def slot(self, unit: int) -> int:
+        if unit not in self._index:
+            self._index[unit] = self._uf.new(1)[0]
+        return self._index[unit]
+
+    def join(self, units: Sequence[int]) -> None:
+        self._uf.union_all([self.slot(u) for u in units])
+
+    def root(self, unit: int) -> int:
+        return self._uf.find(self.slot(unit))
+
+
 class ChannelGraph:
     """Result of :func:`analyze`: layers with channel variables, units and groups."""
 
@@ -267,65 +286,70 @@ class ChannelGraph:
         raise KeyError(name)
 
     def _build_groups(self, order: list[str]) -> list[ChannelGroup]:
-        owner_uf = _UnionFind()
-        index: dict[int, int] = {}
-        first_owner: dict[int, str] = {}
-
-        def slot(unit: int) -> int:
-            if unit not in index:
-                index[unit] = owner_uf.new(1)[0]
-            return index[unit]
-
+        """Units whose channels one mixing layer produces form one group (joined across layers
+        by the union-find); a group lists its members, owners and consumers in graph order."""
         owners = [self.layers[n] for n in order if isinstance(self.layers[n].rule, MixingRule)]
+        slots, first_owner = self._owner_slots(owners)
+        groups = self._groups_of_units(owners, slots, first_owner)
+        for name in order:
+            self._add_member(self.layers[name], groups)
+        for group in groups:
+            self._close(group)
+        return groups
+
+    def _owner_slots(self, owners: list[LayerChannels]) -> tuple[_Slots, dict[int, str]]:
+        """Units joined by the layer that produces them, and each unit's first producer."""
+        slots, first_owner = _Slots(), {}
         for layer in owners:
             units = self.units(layer.out_vars)
-            owner_uf.union_all([slot(u) for u in units])
+            slots.join(units)
             for u in units:
                 first_owner.setdefault(u, layer.name)
         for layer in self.layers.values():  # units without a producing layer (input, …)
-            orphans = [slot(u) for u in self.units(layer.in_vars) if u not in first_owner]
-            if orphans:
-                owner_uf.union_all(orphans)
+            slots.join([u for u in self.units(layer.in_vars) if u not in first_owner])
             for u in self.units(layer.out_vars):
-                slot(u)
+                slots.slot(u)
+        return slots, first_owner
+
+    def _groups_of_units(
+        self, owners: list[LayerChannels], slots: _Slots, first_owner: dict[int, str]
+    ) -> list[ChannelGroup]:
+        """One group per joined set of units, named by its first producer, with its pin reason."""
+        unit_order = [u for layer in owners for u in self.units(layer.out_vars)]
+        unit_order += [u for layer in self.layers.values() for u in self.units(layer.in_vars)]
         by_root: dict[int, ChannelGroup] = {}
-        unit_order: list[int] = []
-        for layer in owners:
-            unit_order.extend(self.units(layer.out_vars))
-        for layer in self.layers.values():
-            unit_order.extend(self.units(layer.in_vars))
         for u in dict.fromkeys(unit_order):
-            root = owner_uf.find(slot(u))
-            group = by_root.get(root)
-            if group is None:
+            root = slots.root(u)
+            if root not in by_root:
                 name = first_owner.get(u, f"<input of {self._first_reader(u)}>")
-                group = by_root[root] = ChannelGroup(name=name, units=[], owners=[])
+                by_root[root] = ChannelGroup(name=name, units=[], owners=[])
+            group = by_root[root]
             group.units.append(u)
-            reason = self.pinned.get(u)
-            if reason is not None and group.skip is None:
-                group.skip = reason
-        for name in order:
-            layer = self.layers[name]
-            touched = set(self.units(layer.in_vars)) | set(self.units(layer.out_vars))
-            for group in by_root.values():
-                if touched.isdisjoint(group.units):
-                    continue
-                group.members.append(name)
-                outs = set(self.units(layer.out_vars))
-                if isinstance(layer.rule, MixingRule) and not outs.isdisjoint(group.units):
-                    group.owners.append(name)
-                if layer.is_consumer and not set(self.units(layer.in_vars)).isdisjoint(group.units):
-                    group.consumers.append(name)
-        for group in by_root.values():
-            if group.skip is None and not group.consumers:
-                group.skip = "not read by any layer (its output is unused)"
-            if group.owners:
-                owner = self.layers[group.owners[0]]
-                units = set(group.units)
-                group.channels = sum(1 for u in self.units(owner.out_vars) if u in units)
-            else:
-                group.channels = len(group.units)
+            if group.skip is None:
+                group.skip = self.pinned.get(u)
         return list(by_root.values())
+
+    def _add_member(self, layer: LayerChannels, groups: list[ChannelGroup]) -> None:
+        ins, outs = set(self.units(layer.in_vars)), set(self.units(layer.out_vars))
+        for group in groups:
+            if (ins | outs).isdisjoint(group.units):
+                continue
+            group.members.append(layer.name)
+            if isinstance(layer.rule, MixingRule) and not outs.isdisjoint(group.units):
+                group.owners.append(layer.name)
+            if layer.is_consumer and not ins.isdisjoint(group.units):
+                group.consumers.append(layer.name)
+
+    def _close(self, group: ChannelGroup) -> None:
+        """A group nobody reads is left whole; its size is its first owner's channel count."""
+        if group.skip is None and not group.consumers:
+            group.skip = "not read by any layer (its output is unused)"
+        if group.owners:
+            units = set(group.units)
+            owner = self.layers[group.owners[0]]
+            group.channels = sum(1 for u in self.units(owner.out_vars) if u in units)
+        else:
+            group.channels = len(group.units)
 
     def _first_reader(self, unit: int) -> str:
         for layer in self.layers.values():
@@ -487,28 +511,34 @@ class _Walker:
             return self.unknown(node)
         if isinstance(rule, MixingRule):
             return self.mixing(node, module, rule, ids)
-        if isinstance(rule, ChannelwiseRule) and rule.channels(module) is not None:
-            if rule.channels(module) != len(ids):
-                return self.unknown(node)
-            layer = self.layer(node.target, module, rule, len(ids), None)
-            self.unify(layer.in_vars, ids)
-            return ids
-        if isinstance(rule, GroupNormRule):
-            if module.num_channels != len(ids):
-                return self.unknown(node)
-            layer = self.layer(node.target, module, rule, len(ids), None)
-            self.unify(layer.in_vars, ids)
-            size = module.num_channels // module.num_groups
-            for k in range(module.num_groups):
-                self.uf.union_all(ids[k * size : (k + 1) * size])
-            return ids
+        if isinstance(rule, (ChannelwiseRule, GroupNormRule)) and rule.channels(module) is not None:
+            return self.norm(node, module, rule, ids)
         if isinstance(module, nn.PReLU) or isinstance(module, _POINTWISE_MODULES):
             return self.passthrough(node, x, ids)
         if isinstance(module, nn.Flatten):
-            if module.start_dim == 1 and module.end_dim == -1:
-                return self.reshape(node, x, ids)
-            if module.start_dim >= 2 or module.start_dim < -1:
-                return self.passthrough(node, x, ids)
+            return self.flatten(node, x, ids, module.start_dim, module.end_dim)
+        return self.unknown(node)
+
+    def norm(self, node: fx.Node, module: nn.Module, rule: LayerRule, ids: list[int]):
+        """A per-channel layer (BN, affine IN, …) ties its channels to its input's; GroupNorm
+        also ties the channels of each of its groups together."""
+        if rule.channels(module) != len(ids):
+            return self.unknown(node)
+        layer = self.layer(node.target, module, rule, len(ids), None)
+        self.unify(layer.in_vars, ids)
+        if isinstance(rule, GroupNormRule):
+            size = module.num_channels // module.num_groups
+            for k in range(module.num_groups):
+                self.uf.union_all(ids[k * size : (k + 1) * size])
+        return ids
+
+    def flatten(self, node: fx.Node, x: fx.Node | None, ids: list[int] | None, start, end):
+        """``flatten(x, 1)`` keeps each channel's block contiguous; from dim 2 on it is a
+        per-channel reshape; anything else mixes channels into the batch."""
+        if ids is not None and start == 1 and end == -1:
+            return self.reshape(node, x, ids)
+        if ids is not None and isinstance(start, int) and (start >= 2 or start < -1):
+            return self.passthrough(node, x, ids)
         return self.unknown(node)
 
     def mixing(self, node: fx.Node, module: nn.Module, rule: MixingRule, ids: list[int]):
@@ -586,13 +616,8 @@ class _Walker:
         if not is_method and target in _CAT_FUNCTIONS:
             return self.cat(node)
         if target in (torch.flatten, "flatten"):
-            start = _arg(node, 1, "start_dim", 0)
-            end = _arg(node, 2, "end_dim", -1)
-            if ids is not None and start == 1 and end == -1:
-                return self.reshape(node, x, ids)
-            if ids is not None and start >= 2:
-                return self.passthrough(node, x, ids)
-            return self.unknown(node)
+            start, end = _arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1)
+            return self.flatten(node, x, ids, start, end)
         if target in ("view", "reshape", torch.reshape) and ids is not None:
             return self.view(node, x, ids)
         if (not is_method and target in _REDUCE_FUNCTIONS) or (

@@ -242,6 +242,10 @@ class GroupNormRule(LayerRule):
 
     types = (nn.GroupNorm,)
 
+    def channels(self, module: nn.Module) -> int:
+        """Channel count the layer is tied to."""
+        return int(module.num_channels)
+
     def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
         size = module.num_channels // module.num_groups
         blocks = keep_out.view(module.num_groups, size)

@@ -1,0 +1,156 @@
+"""The code's shape, as ARCHITECTURE.md states it: package layering, one exception hierarchy,
+functions a reader holds in their head, the CLI's exit codes."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+from cli_runner import run_cli
+
+import alphaprune
+from alphaprune import errors
+from alphaprune.paths import PACKAGE_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: What each sub-package may import from alphaprune (besides itself and the top-level helpers).
+SHARED = {"alphaprune", "alphaprune.errors", "alphaprune.atomic", "alphaprune.paths"}
+MAY_IMPORT = {
+    "core": set(),
+    "engine": {"core"},
+    "study": {"core", "engine"},
+    "bench": {"core", "engine"},
+    "report": {"core", "engine", "study", "bench"},
+}
+#: A function body (without its docstring) longer than this needs a ``# long: why`` comment on
+#: the line above its ``def``.
+MAX_FUNCTION_LINES = 60
+
+
+def _modules() -> list[tuple[str, Path]]:
+    return [
+        ("alphaprune." + ".".join(path.relative_to(PACKAGE_DIR).with_suffix("").parts), path)
+        for path in sorted(PACKAGE_DIR.rglob("*.py"))
+    ]
+
+
+def _imported(path: Path) -> set[str]:
+    """Every alphaprune module ``path`` imports, at the top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {name for name in names if name.split(".")[0] == "alphaprune"}
+
+
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_sub_packages_import_only_the_layers_below(package: str) -> None:
+    allowed = {f"alphaprune.{p}" for p in MAY_IMPORT[package] | {package}}
+    wrong = []
+    for module, path in _modules():
+        if module.split(".")[1:2] != [package]:
+            continue
+        for name in _imported(path):
+            if name not in SHARED and ".".join(name.split(".")[:2]) not in allowed:
+                wrong.append(f"{module} imports {name}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_top_level_holds_only_the_api_cli_and_shared_helpers() -> None:
+    top = {path.stem for path in PACKAGE_DIR.glob("*.py")}
+    assert top == {"__init__", "__main__", "cli", "errors", "atomic", "paths"}
+
+
+def test_every_exception_lives_in_errors_under_one_root() -> None:
+    stray = []
+    for info in pkgutil.walk_packages(alphaprune.__path__, "alphaprune."):
+        if info.name.endswith("__main__"):
+            continue  # importing it runs the CLI
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__ == info.name
+                and info.name != "alphaprune.errors"
+            ):
+                stray.append(f"{info.name}.{name}")
+    assert not stray, f"exceptions outside alphaprune.errors: {stray}"
+    for name in errors.__all__:
+        obj = getattr(errors, name)
+        if inspect.isclass(obj):
+            assert issubclass(obj, errors.AlphapruneError), name
+
+
+def test_user_errors_exit_2_failed_runs_1_divergence_3() -> None:
+    assert errors.ConfigError.exit_code == errors.CheckpointError.exit_code == 2
+    assert errors.NotebookMissing.exit_code == 2  # a user error and a report error
+    assert errors.StageFailed.exit_code == errors.ExportError.exit_code == 1
+    assert errors.Diverged("r", Path("runs/r"), 3, {"loss": float("nan")}).exit_code == 3
+    assert issubclass(errors.ConfigError, ValueError)  # `except ValueError` still catches it
+
+
+def test_cli_reports_a_user_error_in_one_line_and_a_bug_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alphaprune.engine.config as config
+
+    params = tmp_path / "p.yaml"
+    params.write_text("name: x\n")
+
+    def bad_value(*args, **kwargs):
+        raise errors.ConfigError("p.yaml: optimizer.lr: must be > 0")
+
+    monkeypatch.setattr(config, "load_config", bad_value)
+    user = run_cli("train", str(params), cwd=tmp_path)
+    assert user.returncode == 2 and user.stderr == "error: p.yaml: optimizer.lr: must be > 0\n"
+
+    def bug(*args, **kwargs):
+        return {}["missing key"]
+
+    monkeypatch.setattr(config, "load_config", bug)
+    crash = run_cli("train", str(params), cwd=tmp_path)
+    assert crash.returncode == 1
+    assert "Traceback" in crash.stderr and "KeyError: 'missing key'" in crash.stderr
+
+
+def _long_functions(path: Path) -> list[str]:
+    lines = path.read_text().splitlines()
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = node.body
+        if (
+            len(body) > 1
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
+            body = body[1:]  # the docstring does not count
+        length = node.end_lineno - body[0].lineno + 1
+        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        reason = lines[first - 2].strip() if first >= 2 else ""
+        if length > MAX_FUNCTION_LINES and not reason.startswith("# long:"):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_a_screen_without_a_reason() -> None:
+    files = sorted((ROOT / "lib").rglob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py"))
+    long = [entry for path in files for entry in _long_functions(path)]
+    assert not long, "split these into named steps, or say why above the def (# long: …):\n" + (
+        "\n".join(long)
+    )
+
+
+def test_the_formatter_owns_the_layout() -> None:
+    files = [p for d in ("lib", "tests", "benchmarks") for p in (ROOT / d).rglob("*.py")]
+    marked = [str(p.relative_to(ROOT)) for p in files if "fmt: " + "skip" in p.read_text()]
+    assert not marked, f"formatter markers left in {marked}"
