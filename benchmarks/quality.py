@@ -20,12 +20,12 @@ import pandas as pd
 
 from alphaprune.bench.timing import write_csv
 from alphaprune.engine.checkpoint import load_model
-from alphaprune.engine.config import config_from_dict
+from alphaprune.engine.config import ExperimentConfig, config_from_dict
 from alphaprune.engine.evaluate import evaluate
 from alphaprune.engine.train import make_datasets, prune, train_baseline
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layer", default="relu2_1")
     parser.add_argument("--crop", type=int, default=64)
@@ -39,8 +39,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default="reports/bench/quality-runs")
     parser.add_argument("--out", default="reports/bench/quality.csv")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def _train_runs(args: argparse.Namespace) -> tuple[dict[str, Path], ExperimentConfig]:
+    """The original, the original trained on, and both pruned runs: label → checkpoint."""
     common = {
         "output_dir": args.workdir,
         "seed": args.seed,
@@ -51,7 +54,6 @@ def main() -> None:
         "pruning": {"keep": args.keep, "target": "encoder"},
         "optimizer": {"lr": args.lr},
     }
-    began = time.perf_counter()
     base = train_baseline(
         config_from_dict({**common, "name": "original", "epochs": args.baseline_epochs})
     )
@@ -78,18 +80,29 @@ def main() -> None:
             {**common, "name": name, "epochs": args.prune_epochs, "schedule": schedule}
         )
         runs[label] = prune(cfg, original=base.checkpoint).checkpoint
+    return runs, base.config
 
-    val = make_datasets(base.config)[1]
+
+def _table(runs: dict[str, Path], val, batch_size: int) -> pd.DataFrame:
+    """Validation scores of every run, and each PSNR's difference to the original's."""
     rows = []
     for label, path in runs.items():
         model = load_model(path, verbose=False)
-        scores = evaluate(model, val, batch_size=args.batch_size)
+        scores = evaluate(model, val, batch_size=batch_size)
         rows.append({"model": label, "alpha": model.checkpoint_alpha, **scores})
     table = pd.DataFrame(rows).rename(
         columns={"loss": "val_mse", "psnr": "val_psnr_db", "ssim": "val_ssim"}
     )
     original_psnr = table.loc[table["model"] == "original", "val_psnr_db"].iloc[0]
     table["psnr_vs_original_db"] = table["val_psnr_db"] - original_psnr
+    return table
+
+
+def main() -> None:
+    args = _arguments()
+    began = time.perf_counter()
+    runs, config = _train_runs(args)
+    table = _table(runs, make_datasets(config)[1], args.batch_size)
     print(
         f"\nlayer={args.layer} crop={args.crop} keep={args.keep} baseline_epochs="
         f"{args.baseline_epochs} prune_epochs={args.prune_epochs} steps={args.steps} "

@@ -157,6 +157,51 @@ ACTS = [None, *RandomNet.ACTS]
 NORMS = [None, "bn", "gn", "in"]
 
 
+def _conv(draw, widths, src):
+    width = draw(st.integers(3, 12))
+    kernel, norm, act = (draw(st.sampled_from(c)) for c in ([1, 3], NORMS, ACTS))
+    return ("conv", src, width, kernel, norm, act), width
+
+
+def _depthwise(draw, widths, src):
+    norm, act = draw(st.sampled_from([None, "bn"])), draw(st.sampled_from(ACTS))
+    return ("dw", src, norm, act), widths[src]
+
+
+def _grouped(kind, divisors):
+    def op(draw, widths, src):
+        groups = draw(st.sampled_from([g for g in divisors if widths[src] % g == 0]))
+        width = groups * draw(st.integers(1, 4))
+        return (kind, src, width, groups, draw(st.sampled_from(ACTS))), width
+
+    return op
+
+
+def _add(draw, widths, src):
+    same = [(a, b) for a in range(len(widths)) for b in range(a + 1, len(widths))]
+    a, b = draw(st.sampled_from([(a, b) for a, b in same if widths[a] == widths[b]]))
+    return ("add", a, b), widths[a]
+
+
+def _cat(draw, widths, src):
+    a, b = (draw(st.integers(0, len(widths) - 1)) for _ in range(2))
+    if widths[a] + widths[b] > 32:
+        return ("conv", a, 4, 1, None, "relu"), 4
+    return ("cat", a, b), widths[a] + widths[b]
+
+
+#: How each kind of op draws its arguments and the width of its output.
+OPS = {
+    "conv": _conv,
+    "dw": _depthwise,
+    "group": _grouped("group", (1, 2, 3, 4)),
+    "deconv": _grouped("deconv", (1, 2, 4)),
+    "se": lambda draw, widths, src: (("se", src), widths[src]),
+    "add": _add,
+    "cat": _cat,
+}
+
+
 @st.composite
 def random_nets(draw):
     stem = draw(st.integers(3, 12))
@@ -165,56 +210,14 @@ def random_nets(draw):
     for _ in range(draw(st.integers(1, 6))):
         n = len(widths)
         kinds = ["conv", "dw", "group", "deconv", "se"]
-        same = [(a, b) for a in range(n) for b in range(a + 1, n) if widths[a] == widths[b]]
-        if same:
+        if any(widths[a] == widths[b] for a in range(n) for b in range(a + 1, n)):
             kinds.append("add")
-        if n >= 1:
-            kinds.append("cat")
+        kinds.append("cat")
         kind = draw(st.sampled_from(kinds))
         src = draw(st.integers(0, n - 1))
-        if kind == "conv":
-            width = draw(st.integers(3, 12))
-            op = (
-                "conv",
-                src,
-                width,
-                draw(st.sampled_from([1, 3])),
-                draw(st.sampled_from(NORMS)),
-                draw(st.sampled_from(ACTS)),
-            )
-            widths.append(width)
-        elif kind == "dw":
-            op = ("dw", src, draw(st.sampled_from([None, "bn"])), draw(st.sampled_from(ACTS)))
-            widths.append(widths[src])
-        elif kind == "group":
-            w = widths[src]
-            groups = draw(st.sampled_from([g for g in (1, 2, 3, 4) if w % g == 0]))
-            width = groups * draw(st.integers(1, 4))
-            op = ("group", src, width, groups, draw(st.sampled_from(ACTS)))
-            widths.append(width)
-        elif kind == "deconv":
-            w = widths[src]
-            groups = draw(st.sampled_from([g for g in (1, 2, 4) if w % g == 0]))
-            width = groups * draw(st.integers(1, 4))
-            op = ("deconv", src, width, groups, draw(st.sampled_from(ACTS)))
-            widths.append(width)
-        elif kind == "se":
-            op = ("se", src)
-            widths.append(widths[src])
-        elif kind == "add":
-            a, b = draw(st.sampled_from(same))
-            op = ("add", a, b)
-            widths.append(widths[a])
-        else:
-            a = draw(st.integers(0, n - 1))
-            b = draw(st.integers(0, n - 1))
-            if widths[a] + widths[b] > 32:
-                op = ("conv", a, 4, 1, None, "relu")
-                widths.append(4)
-            else:
-                op = ("cat", a, b)
-                widths.append(widths[a] + widths[b])
+        op, width = OPS[kind](draw, widths, src)
         spec.append(op)
+        widths.append(width)
     return stem, spec, draw(st.booleans())
 
 

@@ -8,6 +8,7 @@ input a PSNR is measured on, which device a time was measured on).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,50 @@ from alphaprune.report.notebook import StageContext
 from alphaprune.report.params import BASELINE
 
 __all__ = ["Report"]
+
+
+#: Number formats and headers of the study's summary table.
+_STUDY_FORMATS = {
+    "mean": ".2f",
+    "std": ".2f",
+    "ci_low": ".2f",
+    "ci_high": ".2f",
+    "diff_mean": "+.2f",
+    "diff_std": ".2f",
+    "diff_ci_low": "+.2f",
+    "diff_ci_high": "+.2f",
+    "p_value": ".3g",
+    "diff_eval_halfwidth": ".2f",
+}
+_STUDY_COLUMNS = {
+    "label": "method",
+    "n": "n",
+    "mean": "PSNR (dB)",
+    "std": "sd",
+    "ci_low": "CI low",
+    "ci_high": "CI high",
+    "diff_mean": "Δ (dB)",
+    "diff_std": "sd Δ",
+    "diff_ci_low": "Δ CI low",
+    "diff_ci_high": "Δ CI high",
+    "p_value": "p",
+    "diff_eval_halfwidth": "eval ±",
+}
+
+
+def _above_original_flag(runs: Any, original: Mapping[str, Any]) -> str:
+    """A bold warning naming pruned models that score above their own original, else ''."""
+    flagged = runs[runs["above_original"].astype(bool)]
+    if not len(flagged):
+        return ""
+    which = ", ".join(
+        f"{r.label} seed {r.seed} ({r.vs_original:+.2f} dB)" for r in flagged.itertuples()
+    )
+    return (
+        f"**Flag: {len(flagged)} pruned model(s) score above their own original "
+        f"({original['psnr']:.2f} dB) by more than the evaluation's 95 % interval: "
+        f"{which}. Check the validation set and the original's training.**"
+    )
 
 
 class Report:
@@ -202,18 +247,9 @@ class Report:
             b.section("1.4 Study: does the α schedule pay?", level=3),
             b.markdown(f"**{record['conclusion']}** {record['seeds_note']}"),
         ]
-        flagged = runs[runs["above_original"].astype(bool)]
-        if len(flagged):
-            which = ", ".join(
-                f"{r.label} seed {r.seed} ({r.vs_original:+.2f} dB)" for r in flagged.itertuples()
-            )
-            parts.append(
-                b.markdown(
-                    f"**Flag: {len(flagged)} pruned model(s) score above their own original "
-                    f"({original['psnr']:.2f} dB) by more than the evaluation's 95 % interval: "
-                    f"{which}. Check the validation set and the original's training.**"
-                )
-            )
+        flag = _above_original_flag(runs, original)
+        if flag:
+            parts.append(b.markdown(flag))
         n_items = int(original.get("n_items", 0))
         caption = (
             f"Validation PSNR of every method at an equal budget of {int(runs['steps'][0])} "
@@ -228,32 +264,8 @@ class Report:
             b.table(
                 summary,
                 caption,
-                formats={
-                    "mean": ".2f",
-                    "std": ".2f",
-                    "ci_low": ".2f",
-                    "ci_high": ".2f",
-                    "diff_mean": "+.2f",
-                    "diff_std": ".2f",
-                    "diff_ci_low": "+.2f",
-                    "diff_ci_high": "+.2f",
-                    "p_value": ".3g",
-                    "diff_eval_halfwidth": ".2f",
-                },
-                columns={
-                    "label": "method",
-                    "n": "n",
-                    "mean": "PSNR (dB)",
-                    "std": "sd",
-                    "ci_low": "CI low",
-                    "ci_high": "CI high",
-                    "diff_mean": "Δ (dB)",
-                    "diff_std": "sd Δ",
-                    "diff_ci_low": "Δ CI low",
-                    "diff_ci_high": "Δ CI high",
-                    "p_value": "p",
-                    "diff_eval_halfwidth": "eval ±",
-                },
+                formats=_STUDY_FORMATS,
+                columns=_STUDY_COLUMNS,
             )
         )
         figure = self._figure(

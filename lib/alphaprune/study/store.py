@@ -44,6 +44,7 @@ import pandas as pd
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.checkpoint import last_path, milestone_path
 from alphaprune.engine.config import ExperimentConfig
+from alphaprune.errors import ConfigError
 from alphaprune.paths import checkout
 
 __all__ = [
@@ -150,6 +151,19 @@ class StoredRun:
         atomic_write_text(self.run_dir / "eval" / f"{key}.json", json.dumps(dict(result)))
 
 
+@dataclass(frozen=True)
+class _Request:
+    """A run to train: its fingerprint, display name, config and where it starts."""
+
+    fingerprint: str
+    name: str
+    cfg: ExperimentConfig
+    kind: Kind
+    source: StoredRun | str | Path | None
+    source_alpha: float | None
+    shrink_source: bool
+
+
 class RunStore:
     """Runs keyed by fingerprint under ``root`` (default :func:`default_root`)."""
 
@@ -242,89 +256,87 @@ class RunStore:
         shrinks that checkpoint into the run's ``start.pt`` and prunes the smaller model.
         ``force=True`` trains it again from scratch even if the store has it.
         """
-        from alphaprune.engine.train import Diverged, prune, train_baseline
-
         if kind == "prune" and source is None and cfg.init_from:
             source = Path(cfg.init_from)
         if kind == "prune" and source is None:
-            raise ValueError(f"prune run '{cfg.name}' needs a source run or checkpoint")
+            raise ConfigError(f"prune run '{cfg.name}' needs a source run or checkpoint")
         if shrink_source and not isinstance(source, StoredRun):
-            raise ValueError("shrink_source needs a stored source run")
+            raise ConfigError("shrink_source needs a stored source run")
         fp = self.fingerprint(cfg, kind, source, source_alpha, shrink_source)
         name = label or cfg.name
         found = None if force else self.get(fp)
-        if found is not None:
-            self.log(f"reused run {name} ({fp}) from {self.root}")
-            return found
-        with self.lock(fp):
-            found = self.get(fp)  # another process may have finished it while we waited
-            if found is not None and not force:
-                self.log(f"reused run {name} ({fp}) from {self.root}")
-                return found
-            aside = None
-            if force and self.path(fp).exists():  # set aside, never deleted before the new one
-                aside = self.root / f".{fp}.previous-{time.time_ns()}"
-                os.replace(self.path(fp), aside)
-            run_cfg = cfg.model_copy(update={"output_dir": str(self.root), "name": fp})
-            run_dir = self.path(fp)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            start = None
-            if isinstance(source, StoredRun):
-                start = {"run": source.fingerprint, "alpha": source_alpha}
-                if shrink_source:
-                    start["shrink"] = True
-                original = (
-                    source.checkpoint if source_alpha is None else source.milestone(source_alpha)
-                )
-                if not original.exists():
-                    raise FileNotFoundError(
-                        f"run '{name}' starts from {original}, which run {source.fingerprint} "
-                        "did not write (is there an epoch at that α in its schedule?)"
-                    )
-                if shrink_source:
-                    from alphaprune.engine.checkpoint import shrink_checkpoint
+        if found is None:
+            with self.lock(fp):
+                found = None if force else self.get(fp)  # another process may have finished it
+                if found is None:
+                    request = _Request(fp, name, cfg, kind, source, source_alpha, shrink_source)
+                    return self._train(request, force=force, progress=progress)
+        self.log(f"reused run {name} ({fp}) from {self.root}")
+        return found
 
-                    shrunk = run_dir / "start.pt"
-                    if not shrunk.exists():  # written atomically by save_checkpoint
-                        shrink_checkpoint(original, shrunk, image_size=cfg.data.crop)
-                    original = shrunk
-            elif source is not None:
-                original = Path(source)
-                start = {"file": str(original)}
-            info = {
-                "fingerprint": fp,
-                "name": name,
-                "kind": kind,
-                "start": start,
-                "config": run_cfg.to_dict(),
-                "created": time.time(),
-            }
-            atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
-            resuming = last_path(run_dir).exists()
-            self.log(f"{'resuming' if resuming else 'training'} run {name} ({fp}) in {run_dir}")
-            began = time.perf_counter()
-            diverged = None
-            try:
-                if kind == "baseline":
-                    result = train_baseline(run_cfg, progress=progress)
-                else:
-                    result = prune(run_cfg, original=original, progress=progress)
-            except Diverged as exc:  # finished too: the same config would diverge again
-                result, diverged = exc.result, exc.epoch
-                self.log(f"warning: {exc}")
-            if not result.checkpoint.exists():  # the done record vouches for the checkpoint
-                raise RuntimeError(f"run {fp} finished without {result.checkpoint}")
-            done = {
-                "fingerprint": fp,
-                "finished": time.time(),
-                "epochs": run_cfg.epochs,
-                "seconds": time.perf_counter() - began,
-                "diverged_at": diverged,
-            }
-            atomic_write_text(run_dir / "done.json", json.dumps(done))
-            if aside is not None:
-                shutil.rmtree(aside, ignore_errors=True)
-        return StoredRun(fp, run_dir, kind, run_cfg, reused=False)
+    def _train(self, request: _Request, force: bool, progress: bool) -> StoredRun:
+        """Train ``request`` in its folder (under its lock); ``done.json`` is written last."""
+        from alphaprune.engine.train import Diverged, prune, train_baseline
+
+        fp, name = request.fingerprint, request.name
+        aside = None
+        if force and self.path(fp).exists():  # set aside, never deleted before the new one
+            aside = self.root / f".{fp}.previous-{time.time_ns()}"
+            os.replace(self.path(fp), aside)
+        run_cfg = request.cfg.model_copy(update={"output_dir": str(self.root), "name": fp})
+        run_dir = self.path(fp)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        original, start = self._start_point(request, run_dir)
+        info = {"fingerprint": fp, "name": name, "kind": request.kind, "start": start}
+        info |= {"config": run_cfg.to_dict(), "created": time.time()}
+        atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+        resuming = last_path(run_dir).exists()
+        self.log(f"{'resuming' if resuming else 'training'} run {name} ({fp}) in {run_dir}")
+        began = time.perf_counter()
+        diverged = None
+        try:
+            if request.kind == "baseline":
+                result = train_baseline(run_cfg, progress=progress)
+            else:
+                result = prune(run_cfg, original=original, progress=progress)
+        except Diverged as exc:  # finished too: the same config would diverge again
+            result, diverged = exc.result, exc.epoch
+            self.log(f"warning: {exc}")
+        if not result.checkpoint.exists():  # the done record vouches for the checkpoint
+            raise RuntimeError(f"run {fp} finished without {result.checkpoint}")
+        done = {"fingerprint": fp, "finished": time.time(), "epochs": run_cfg.epochs}
+        done |= {"seconds": time.perf_counter() - began, "diverged_at": diverged}
+        atomic_write_text(run_dir / "done.json", json.dumps(done))
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        return StoredRun(fp, run_dir, request.kind, run_cfg, reused=False)
+
+    def _start_point(
+        self, request: _Request, run_dir: Path
+    ) -> tuple[Path | None, dict[str, Any] | None]:
+        """The checkpoint a prune run starts from, and how ``run.json`` records it."""
+        source = request.source
+        if source is None:
+            return None, None
+        if not isinstance(source, StoredRun):
+            return Path(source), {"file": str(source)}
+        start: dict[str, Any] = {"run": source.fingerprint, "alpha": request.source_alpha}
+        alpha = request.source_alpha
+        original = source.checkpoint if alpha is None else source.milestone(alpha)
+        if not original.exists():
+            raise FileNotFoundError(
+                f"run '{request.name}' starts from {original}, which run {source.fingerprint} "
+                "did not write (is there an epoch at that α in its schedule?)"
+            )
+        if request.shrink_source:
+            from alphaprune.engine.checkpoint import shrink_checkpoint
+
+            start["shrink"] = True
+            shrunk = run_dir / "start.pt"
+            if not shrunk.exists():  # written atomically by save_checkpoint
+                shrink_checkpoint(original, shrunk, image_size=request.cfg.data.crop)
+            original = shrunk
+        return original, start
 
     def link(self, run: StoredRun, path: str | Path) -> Path:
         """Make ``path`` (e.g. ``reports/week10/runs/baseline``) a symlink to ``run``'s folder,
