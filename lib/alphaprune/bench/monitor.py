@@ -29,7 +29,6 @@ __all__ = [
     "Sample",
     "Sampler",
     "Window",
-    "nvml_available",
     "nvml_index",
     "nvml_reader",
     "process_reader",
@@ -169,17 +168,6 @@ def window_stats(
         }
         for label, metrics in collected.items()
     }
-
-
-def nvml_available() -> bool:
-    """True when ``pynvml`` imports and NVML initialises (a driver is present)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - ImportError, NVMLError_LibraryNotFound, ...
-        return False
-    return True
 
 
 def nvml_reader(index: int = 0) -> Callable[[], Reading]:
