@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from alphaprune import attach_gates, build_autoencoder, gates
-from alphaprune.bench.monitor import Sample, Sampler, Window, nvml_reader, window_stats
-from alphaprune.bench.timing import (
+from alphaprune.bench import (
     BENCH_COLUMNS,
     TRAIN_COLUMNS,
     benchmark,
@@ -24,6 +23,7 @@ from alphaprune.bench.timing import (
     torch_pruning_model,
     train_step_benchmark,
 )
+from alphaprune.bench.monitor import Sample, Sampler, Window, nvml_reader, window_stats
 
 
 @pytest.fixture(autouse=True)
