@@ -25,14 +25,7 @@ from alphaprune.bench import (
 )
 from alphaprune.bench.monitor import Sample, Sampler, Window, nvml_reader, window_stats
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models, a shared machine
 
 
 def wait_for(condition, timeout: float = 5.0) -> None:
@@ -48,9 +41,8 @@ def wait_for(condition, timeout: float = 5.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def cpu_table():
+def cpu_table(one_torch_thread):  # its rows record threads == 1
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     model = build_autoencoder("relu2_1")
     return compare_pruned(
         model,
