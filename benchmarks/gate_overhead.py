@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from alphaprune import attach_gates, build_autoencoder, set_alpha
-from alphaprune.bench.timing import benchmark, train_step_benchmark, write_csv
+from alphaprune.bench import benchmark, train_step_benchmark, write_csv
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from alphaprune.bench.timing import write_csv
+from alphaprune.bench import write_csv
 from alphaprune.engine.checkpoint import load_model
 from alphaprune.engine.config import ExperimentConfig, config_from_dict
 from alphaprune.engine.evaluate import evaluate

@@ -2,7 +2,7 @@
 
 Masked models (gates at α = 0) keep every tensor full size and should be as fast as the original;
 only shrunk models can be faster, ideally in proportion to their FLOPs. For each target, all keep
-fractions are timed in one interleaved run (see ``alphaprune.bench.timing.benchmark``).
+fractions are timed in one interleaved run (see ``alphaprune.bench.benchmark``).
 
     .venv/bin/python benchmarks/shrink_speed.py --keeps 0.5 --targets both --repeats 10
     python3 benchmarks/shrink_speed.py --device cuda --batch 32 --size 256 --layer relu5_1
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from alphaprune import build_autoencoder
-from alphaprune.bench.timing import compare_pruned, write_csv
+from alphaprune.bench import compare_pruned, write_csv
 
 SHOWN = [
     "model",

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import alphaprune as ap
-from alphaprune.bench.timing import write_csv
+from alphaprune.bench import write_csv
 
 # -- architectures ----------------------------------------------------------------------------------
 

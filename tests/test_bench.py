@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from alphaprune import attach_gates, build_autoencoder, gates
-from alphaprune.bench.monitor import Sample, Sampler, Window, nvml_reader, window_stats
-from alphaprune.bench.timing import (
+from alphaprune.bench import (
     BENCH_COLUMNS,
     TRAIN_COLUMNS,
     benchmark,
@@ -24,15 +23,11 @@ from alphaprune.bench.timing import (
     torch_pruning_model,
     train_step_benchmark,
 )
+from alphaprune.bench.inference import ModelTally
+from alphaprune.bench.monitor import Sample, Sampler, Window, nvml_reader, window_stats
+from alphaprune.bench.timing import MIN_ROUNDS, block_size, rotation
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models, a shared machine
 
 
 def wait_for(condition, timeout: float = 5.0) -> None:
@@ -48,9 +43,8 @@ def wait_for(condition, timeout: float = 5.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def cpu_table():
+def cpu_table(one_torch_thread):  # its rows record threads == 1
     torch.manual_seed(0)
-    torch.set_num_threads(1)
     model = build_autoencoder("relu2_1")
     return compare_pruned(
         model,
@@ -254,6 +248,39 @@ def test_injected_gpu_reader_fills_the_utilisation_and_memory_columns():
     assert table.loc["A", "gpu_util_pct_mean"] > table.loc["B", "gpu_util_pct_mean"]
     assert set(table["gpu_util_pct_max"]) <= {30.0, 90.0}
     assert table.loc["A", "gpu_util_pct_max"] == 90.0
+
+
+def test_block_size_fills_min_block_s_on_cuda_but_leaves_min_rounds():
+    assert block_size(10.0, repeats=300, min_block_s=0.25, cuda=True) == 25  # 250 ms / 10 ms
+    assert block_size(10.0, repeats=30, min_block_s=0.25, cuda=True) == 30 // MIN_ROUNDS
+    assert block_size(1e6, repeats=30, min_block_s=0.25, cuda=True) == 1
+    assert block_size(10.0, repeats=300, min_block_s=0.25, cuda=False) == 1
+    assert block_size(math.nan, repeats=300, min_block_s=0.25, cuda=True) == 1
+
+
+def test_rotation_shortens_the_last_round_when_block_does_not_divide_repeats():
+    turns = list(rotation(["A", "B"], repeats=5, block=2))
+    assert turns == [("A", 2), ("B", 2), ("B", 2), ("A", 2), ("A", 1), ("B", 1)]
+
+
+def test_tally_row_keeps_cuda_peaks_and_falls_back_to_unsettled_nvml_memory():
+    """The CUDA-only bookkeeping, without a GPU: peaks are maxima over turns, in MiB."""
+    tally = ModelTally("m", params=10, flops=20)
+    tally.add_turn([1.0, 3.0], wall_s=0.004, cpu_s=0.002, rss_mib=100.0)
+    tally.add_turn([2.0], wall_s=0.002, cpu_s=0.001, rss_mib=90.0)
+    tally.add_cuda_peak(peak_bytes=300 * 2**20, base_bytes=100 * 2**20)
+    tally.add_cuda_peak(peak_bytes=250 * 2**20, base_bytes=0)
+    sampled = {"rss_mib": {"max": 120.0}, "nvml_mem_used_mib": {"max": 700.0}}
+    row = tally.row(batch_size=4, sampled=sampled, settled={}, rate_hz=20.0)
+    assert (row["latency_ms_median"], row["throughput_img_s"]) == (2.0, 2000.0)
+    assert row["cpu_util_pct"] == pytest.approx(50.0)
+    assert row["rss_peak_mib"] == 120.0
+    assert (row["torch_peak_alloc_mib"], row["torch_peak_activation_mib"]) == (300.0, 250.0)
+    assert row["nvml_mem_used_mib"] == 700.0  # no reading after settling: all of them
+    assert (row["gpu_util_samples"], row["gpu_util_rate_hz"]) == (0, 20.0)
+    assert math.isnan(row["gpu_util_pct_mean"])
+    no_reader = tally.row(batch_size=4, sampled=sampled, settled=None, rate_hz=math.nan)
+    assert math.isnan(no_reader["nvml_mem_used_mib"]) and math.isnan(no_reader["gpu_util_samples"])
 
 
 # --- standard models and the torch-pruning peer ---------------------------------------------

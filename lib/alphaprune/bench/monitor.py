@@ -29,7 +29,7 @@ __all__ = [
     "Sample",
     "Sampler",
     "Window",
-    "nvml_available",
+    "combine_readers",
     "nvml_index",
     "nvml_reader",
     "process_reader",
@@ -171,17 +171,6 @@ def window_stats(
     }
 
 
-def nvml_available() -> bool:
-    """True when ``pynvml`` imports and NVML initialises (a driver is present)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - ImportError, NVMLError_LibraryNotFound, ...
-        return False
-    return True
-
-
 def nvml_reader(index: int = 0) -> Callable[[], Reading]:
     """A ``read()`` for :class:`Sampler` returning ``gpu_util_pct`` and ``nvml_mem_used_mib``.
 
@@ -215,6 +204,18 @@ def nvml_index(device: Any) -> int:
         return int(torch.cuda._get_nvml_device_index(index))
     except Exception:  # noqa: BLE001 - private helper; fall back to the CUDA index
         return int(index)
+
+
+def combine_readers(*readers: Callable[[], Reading]) -> Callable[[], dict[str, float]]:
+    """One ``read()`` for :class:`Sampler` merging the readings of ``readers`` (later ones win)."""
+
+    def read() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for reader in readers:
+            out.update(reader())
+        return out
+
+    return read
 
 
 def process_reader(pid: int | None = None) -> Callable[[], Reading]:

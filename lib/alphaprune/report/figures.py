@@ -542,7 +542,7 @@ def benchmark_table(models: Mapping[str, Any], settings: Any, alpha: float | Non
     """
     import torch
 
-    from alphaprune.bench.timing import benchmark, device_name
+    from alphaprune.bench import benchmark, device_name
 
     device = settings.device
     if device == "auto":

@@ -1,0 +1,40 @@
+"""Adapter to the peer pruner, ``torch_pruning``: its model with channels we chose."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["torch_pruning_model"]
+
+
+def torch_pruning_model(
+    original: nn.Module, masks: Mapping[str, Tensor], example_input: Tensor
+) -> nn.Module:
+    """``torch_pruning``'s pruned copy of an ungated ``original`` keeping the same channels.
+
+    For every convolution name in ``masks`` (True = kept, as in ``AlphaGate.mask``), the channels
+    ``~mask`` are removed with ``torch_pruning.DependencyGraph`` (which also cuts the consumer's
+    inputs). Raises ``ImportError`` if ``torch_pruning`` is not installed.
+    """
+    import torch_pruning as tp
+
+    model = copy.deepcopy(original).eval()
+    graph = tp.DependencyGraph().build_dependency(
+        model, example_inputs=example_input.to(next(model.parameters()).device), verbose=False
+    )
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        if name not in modules:
+            raise KeyError(f"mask for '{name}', but the model has no module of that name")
+        pruned = torch.nonzero(~torch.as_tensor(mask, dtype=torch.bool).cpu()).flatten().tolist()
+        if not pruned:
+            continue
+        group = graph.get_pruning_group(modules[name], tp.prune_conv_out_channels, idxs=pruned)
+        if not graph.check_pruning_group(group):
+            raise ValueError(f"torch_pruning refuses to prune {len(pruned)} channels of '{name}'")
+        group.prune()
+    return model
