@@ -223,6 +223,39 @@ def _cell_error(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def _execute(
+    stage: Stage,
+    executed: Path,
+    kernel_name: str,
+    cwd: str | Path | None,
+    progress: bool,
+    label: str,
+) -> float:
+    """Run one stage's notebook into ``executed``; its seconds, or :class:`StageFailed` (the
+    executed notebook, with the error, is kept)."""
+    import papermill
+
+    start = time.perf_counter()
+    try:
+        # as `papermill NOTEBOOK OUT -f PARAMS -p out_dir DIR` from the project folder
+        papermill.execute_notebook(
+            str(stage.notebook),
+            str(executed),
+            parameters=stage.parameters,
+            kernel_name=kernel_name,
+            progress_bar=False,
+            log_output=False,
+            cwd=str(cwd if cwd is not None else project_dir()),
+        )
+    except Exception as exc:
+        failure = _failure(stage, executed, exc)
+        _say(progress, f"{label}: FAILED after {time.perf_counter() - start:.1f} s")
+        print(failure.detail or str(failure), file=sys.stderr)
+        print(f"executed notebook (with the error) kept at {executed}", file=sys.stderr)
+        raise failure from None
+    return time.perf_counter() - start
+
+
 def run_stages(
     stages: Sequence[Stage],
     out_dir: str | Path,
@@ -240,8 +273,6 @@ def run_stages(
         ReportError: a notebook file is missing.
         StageFailed: a notebook raised; earlier stages' results and records are kept.
     """
-    import papermill
-
     out_dir = Path(out_dir).resolve()
     missing = [str(s.notebook) for s in stages if not Path(s.notebook).is_file()]
     if missing:
@@ -270,26 +301,7 @@ def run_stages(
         _save_state(out_dir, state)
         before = _snapshot(out_dir)
         _say(progress, f"{label}: running …")
-        start = time.perf_counter()
-        try:
-            # as `papermill NOTEBOOK OUT -f PARAMS -p out_dir DIR` from the project folder
-            papermill.execute_notebook(
-                str(stage.notebook),
-                str(executed),
-                parameters=stage.parameters,
-                kernel_name=kernel_name,
-                progress_bar=False,
-                log_output=False,
-                cwd=str(cwd if cwd is not None else project_dir()),
-            )
-        except Exception as exc:
-            failure = _failure(stage, executed, exc)
-            seconds = time.perf_counter() - start
-            _say(progress, f"{label}: FAILED after {seconds:.1f} s")
-            print(failure.detail or str(failure), file=sys.stderr)
-            print(f"executed notebook (with the error) kept at {executed}", file=sys.stderr)
-            raise failure from None
-        seconds = time.perf_counter() - start
+        seconds = _execute(stage, executed, kernel_name, cwd, progress, label)
         after = _snapshot(out_dir)
         outputs = sorted(name for name, meta in after.items() if before.get(name) != meta)
         state[stage.name] = {
