@@ -7,6 +7,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,15 +40,20 @@ def _modules() -> list[tuple[str, Path]]:
     ]
 
 
-def _imported(path: Path) -> set[str]:
-    """Every alphaprune module ``path`` imports, at the top or inside a function."""
+def _all_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return {name for name in names if name.split(".")[0] == "alphaprune"}
+    return names
+
+
+def _imported(path: Path) -> set[str]:
+    """Every alphaprune module ``path`` imports."""
+    return {name for name in _all_imports(path) if name.split(".")[0] == "alphaprune"}
 
 
 @pytest.mark.parametrize("package", sorted(MAY_IMPORT))
@@ -61,6 +67,28 @@ def test_sub_packages_import_only_the_layers_below(package: str) -> None:
             if name not in SHARED and ".".join(name.split(".")[:2]) not in allowed:
                 wrong.append(f"{module} imports {name}")
     assert not wrong, "\n".join(wrong)
+
+
+def _top_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_core_needs_nothing_but_torch() -> None:
+    """Model surgery loads wherever torch does: no pandas, pydantic or matplotlib at import time
+    in ``core`` (``GatingPlan.table()`` imports pandas when it is called)."""
+    third_party = set()
+    for path in sorted((PACKAGE_DIR / "core").glob("*.py")):
+        for name in _top_imports(path):
+            top = name.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in {"alphaprune", "torch"}:
+                third_party.add(f"{path.name}: {name}")
+    assert not third_party, sorted(third_party)
 
 
 def test_the_top_level_holds_only_the_api_cli_and_shared_helpers() -> None:
