@@ -11,6 +11,10 @@ Rerunning the same config continues from ``last.pt``: finished epochs are not re
 metrics rows are kept exactly once. Works under ``torchrun`` (DDP, rank 0 writes). While a run
 trains, its folder is locked (:mod:`alphaprune.engine.locks`): a second process gets a clear error.
 
+The loop reads top to bottom like nanoGPT's ``train.py``: a :class:`Phase` says once what kind of
+run this is, a :class:`RunState` carries what changes (model, optimizer, epoch, α, metrics rows),
+and every epoch is ``_run_epoch`` (set α, ``_train_epoch``, validate) then ``_save(state)``.
+
 An epoch whose training or validation loss is not finite (inf/NaN) stops the run with
 :class:`Diverged`: ``last.pt`` stays the last finite epoch (the resume point), and
 ``metrics.csv`` gets that epoch's row with ``status`` = ``diverged``.
@@ -23,9 +27,9 @@ import itertools
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -59,6 +63,7 @@ from alphaprune.engine.data import (
     split_images,
     validation_dataset,
 )
+from alphaprune.engine.distributed import DistContext
 from alphaprune.engine.evaluate import evaluate
 from alphaprune.engine.locks import folder_lock
 from alphaprune.engine.models import build_model, example_input, load_vgg_weights
@@ -106,6 +111,61 @@ class RunResult:
     metrics: pd.DataFrame
     config: ExperimentConfig
     diverged_at: int | None = None
+
+
+RunKind = Literal["baseline", "prune"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What sets a baseline run apart from a pruning run, fixed before the first epoch.
+
+    A baseline has no schedule: it starts from a seeded fresh model, has no gates (α is None)
+    and trains at the config's constant learning rate. A pruning run starts from ``original``
+    and takes α and the learning rate of every epoch from its schedule.
+    """
+
+    kind: RunKind  # saved in every checkpoint: a run resumes only from its own kind
+    schedule: Schedule | None = None
+    original: Path | None = None  # the model pruning started from, named in every checkpoint
+
+    @property
+    def prunes(self) -> bool:
+        """Whether the run gates channels (and so has an α every epoch)."""
+        return self.schedule is not None
+
+    def alpha_and_lr(self, epoch: int, constant_lr: float) -> tuple[float | None, float]:
+        """α (None: no gates) and base learning rate of ``epoch``."""
+        if self.schedule is None:
+            return None, constant_lr
+        return self.schedule(epoch)
+
+
+@dataclass
+class RunState:
+    """What the loop changes from epoch to epoch; ``last.pt`` is this state on disk."""
+
+    cfg: ExperimentConfig
+    phase: Phase
+    model: nn.Module  # never DDP-wrapped: gates, validation and checkpoints see this one
+    optimizer: torch.optim.Optimizer
+    epoch: int = 0  # epochs finished, i.e. the next epoch to run
+    alpha: float | None = None  # α of the last finished epoch (or of the start); None: no gates
+    rows: list[dict[str, Any]] = field(default_factory=list)  # metrics of the finished epochs
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every epoch uses and none changes: data, loss, this process's place in the run."""
+
+    ctx: DistContext
+    net: nn.Module  # the model as trained: DDP-wrapped under torchrun
+    loss_fn: _Loss
+    train_ds: RandomCropDataset
+    val_ds: FixedCropDataset | GridCropDataset
+    loader: DataLoader
+    steps: int  # batches per epoch
+    quiet: bool  # no progress bars: not asked for, or not rank 0
 
 
 def diverged_at(run_dir: str | Path) -> int | None:
@@ -228,72 +288,129 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
     return model
 
 
-def _feature_encoder(cfg: ExperimentConfig, kind: str, original: Path | None) -> nn.Module | None:
+def _fresh_model(cfg: ExperimentConfig, phase: Phase) -> nn.Module:
+    """A new run's model: the original with gates to prune, or a seeded fresh baseline."""
+    return _fresh_pruned(cfg, phase.original) if phase.prunes else _fresh_baseline(cfg)
+
+
+def _feature_encoder(cfg: ExperimentConfig, phase: Phase) -> nn.Module | None:
     """The frozen encoder of the feature loss: the run's starting encoder, rebuilt the same way
     on resume (baseline: the seeded initial/VGG encoder; pruning: the original's encoder)."""
     if cfg.loss.vgg_feature == 0:
         return None
-    if kind == "baseline" or original is None:
+    if not phase.prunes or phase.original is None:
         return _fresh_baseline(cfg).encoder
-    return load_model(original, verbose=False).encoder
+    return load_model(phase.original, verbose=False).encoder
 
 
-def _run(
-    cfg: ExperimentConfig,
-    kind: str,
-    schedule: Schedule | None,
-    original: Path | None,
-    progress: bool,
-) -> RunResult:
+def _current_alpha(model: nn.Module) -> float | None:
+    return get_alpha(model) if gates(model) else None
+
+
+# -----------------------------------------------------------------------------
+# the loop: resume or start, then train → validate → save, one epoch at a time
+
+
+def _run(cfg: ExperimentConfig, phase: Phase, progress: bool) -> RunResult:
     ctx = distributed.setup(cfg.device)
     try:
         with contextlib.ExitStack() as stack:
             if ctx.is_main:  # fail on a bad output_dir, or a run folder in use, before any work
                 stack.enter_context(folder_lock(cfg.run_dir, f"run folder of '{cfg.name}'"))
-            return _loop(cfg, kind, schedule, original, progress, ctx)
+            return _loop(cfg, phase, progress, ctx)
     finally:
         distributed.teardown(ctx)
 
 
-def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C901
-    run_dir = cfg.run_dir
-    ckpt_path = last_path(run_dir)
-    rows: list[dict[str, Any]] = []
-    optimizer_state = None
-    rng_state = None
-    start_epoch = 0
-    if ckpt_path.exists():
-        saved = read_checkpoint(ckpt_path)
-        if saved["kind"] != kind or _comparable(saved["config"]) != _comparable(cfg.to_dict()):
-            raise CheckpointError(
-                f"{ckpt_path} belongs to a different run (kind '{saved['kind']}' or another "
-                "config); choose another name/output_dir or delete the folder to start over"
-            )
-        model = model_from_state(saved["config"]["model"], saved["model"])
-        optimizer_state = saved.get("optimizer")
-        rows = list(saved.get("metrics", []))
-        start_epoch = int(saved["epoch"])
-        if original is None and saved.get("original"):
-            original = Path(saved["original"])
-        if "rng" in saved:
-            rng_state = saved["rng"]["torch"]
-        if ctx.is_main:
-            _write_metrics(run_dir, rows)  # exactly the checkpoint's finished epochs
-            if start_epoch < cfg.epochs:
-                print(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
-    elif kind == "baseline":
-        model = _fresh_baseline(cfg)
+def _loop(cfg: ExperimentConfig, phase: Phase, progress: bool, ctx: DistContext) -> RunResult:
+    """Run the epochs after the last finished one up to ``cfg.epochs``, saving after each."""
+    saved = _resume_point(cfg, phase.kind)
+    if saved is None:
+        model = _fresh_model(cfg, phase)
     else:
-        model = _fresh_pruned(cfg, original)
-
+        model = model_from_state(saved["config"]["model"], saved["model"])
+        if phase.original is None and saved.get("original"):
+            phase = replace(phase, original=Path(saved["original"]))
+        if ctx.is_main:
+            _restart_metrics(cfg, saved)
     model.to(ctx.device)
     train_ds, val_ds = make_datasets(cfg, ctx.world_size)
+    loader = _train_loader(cfg, train_ds, ctx)
+    state = _start_state(cfg, phase, model, saved)
+    setup = _Setup(
+        ctx=ctx,
+        net=DistributedDataParallel(model) if ctx.enabled else model,
+        loss_fn=_Loss(cfg, _feature_encoder(cfg, phase)).to(ctx.device),
+        train_ds=train_ds,
+        val_ds=val_ds,
+        loader=loader,
+        steps=cfg.steps_per_epoch or len(loader),
+        quiet=not (progress and ctx.is_main),
+    )
+    if saved is not None and "rng" in saved:  # only now: building the loss's encoder reseeds
+        torch.set_rng_state(saved["rng"]["torch"])
+    if ctx.is_main and saved is None:
+        # the resume point before the first epoch, so a run that diverges at once keeps its
+        # start; a run of zero epochs ends here, so this is also its result, milestone included
+        _save(state, milestone=cfg.epochs == 0)
+
+    epochs = tqdm(
+        range(state.epoch, cfg.epochs),
+        desc=f"{phase.kind} {cfg.name}",
+        unit="epoch",
+        initial=state.epoch,
+        total=cfg.epochs,
+        disable=setup.quiet,
+    )
+    for epoch in epochs:
+        row = _run_epoch(state, setup, epoch)
+        if not all(math.isfinite(value) for value in _losses(row).values()):
+            raise _diverged(state, row, ctx.is_main)
+        state.rows.append(row)
+        state.epoch, state.alpha = epoch + 1, row["alpha"]
+        epochs.set_postfix(alpha=row["alpha"], val_psnr=f"{row['val_psnr']:.2f}")
+        if ctx.is_main:
+            _save(state)
+        distributed.barrier(ctx)  # no rank starts the next epoch before the save is on disk
+
+    distributed.barrier(ctx)  # … nor returns before it (with zero epochs: the start's save)
+    return RunResult(cfg.run_dir, last_path(cfg.run_dir), _frame(state.rows), cfg)
+
+
+def _resume_point(cfg: ExperimentConfig, kind: RunKind) -> dict[str, Any] | None:
+    """The ``last.pt`` an earlier start of this run left (None for a new run); refused when it
+    belongs to another run."""
+    path = last_path(cfg.run_dir)
+    if not path.exists():
+        return None
+    saved = read_checkpoint(path)
+    if saved["kind"] != kind or _comparable(saved["config"]) != _comparable(cfg.to_dict()):
+        raise CheckpointError(
+            f"{path} belongs to a different run (kind '{saved['kind']}' or another "
+            "config); choose another name/output_dir or delete the folder to start over"
+        )
+    return saved
+
+
+def _restart_metrics(cfg: ExperimentConfig, saved: Mapping[str, Any]) -> None:
+    """Put ``metrics.csv`` back to exactly the checkpoint's finished epochs (a diverged epoch's
+    row goes: it is tried again) and say where the run goes on."""
+    _write_metrics(cfg.run_dir, list(saved.get("metrics", [])))
+    if int(saved["epoch"]) < cfg.epochs:
+        print(f"resuming {cfg.run_dir} after epoch {saved['epoch']} of {cfg.epochs}")
+
+
+def _train_loader(
+    cfg: ExperimentConfig, train_ds: RandomCropDataset, ctx: DistContext
+) -> DataLoader:
+    """Batches of the training crops in order (the dataset shuffles per epoch); under torchrun
+    each rank gets its share."""
     sampler = (
         DistributedSampler(train_ds, ctx.world_size, ctx.rank, shuffle=False)
         if ctx.enabled
         else None
     )
-    loader = DataLoader(
+    return DataLoader(
         train_ds,
         batch_size=cfg.data.batch_size,
         sampler=sampler,
@@ -301,122 +418,123 @@ def _loop(cfg, kind, schedule, original, progress, ctx) -> RunResult:  # noqa: C
         num_workers=cfg.data.num_workers,
         drop_last=False,
     )
-    first_lr = schedule.lr_for(start_epoch) if schedule else cfg.optimizer.lr
-    optimizer = _optimizer(cfg, model, first_lr)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    loss_fn = _Loss(cfg, _feature_encoder(cfg, kind, original)).to(ctx.device)
-    net = DistributedDataParallel(model) if ctx.enabled else model
-
-    steps = cfg.steps_per_epoch or len(loader)
-    if rng_state is not None:  # here, so that building the loss's encoder does not reset it
-        torch.set_rng_state(rng_state)
-    if ctx.is_main and not ckpt_path.exists() and cfg.epochs > 0:
-        # the resume point before the first epoch: a run that diverges at once keeps its start
-        alpha = get_alpha(model) if gates(model) else None
-        _save(cfg, kind, model, optimizer, schedule, rows, 0, alpha, original, milestone=False)
-    epochs = tqdm(
-        range(start_epoch, cfg.epochs),
-        desc=f"{kind} {cfg.name}",
-        unit="epoch",
-        initial=start_epoch,
-        total=cfg.epochs,
-        disable=not (progress and ctx.is_main),
-    )
-    for epoch in epochs:
-        began = time.perf_counter()
-        alpha = None
-        lr = cfg.optimizer.lr
-        if schedule is not None:
-            alpha, lr = schedule(epoch)
-            set_alpha(model, alpha)
-        train_ds.set_epoch(epoch)
-        model.train()
-        total, seen = 0.0, 0
-        batches = itertools.islice(loader, steps)
-        for step, batch in enumerate(
-            tqdm(
-                batches,
-                total=steps,
-                leave=False,
-                desc=f"epoch {epoch}",
-                disable=not (progress and ctx.is_main),
-            )
-        ):
-            factor = lr_factor(
-                cfg.optimizer.lr_decay,
-                epoch * steps + step,
-                cfg.epochs * steps,
-                cfg.optimizer.warmup_steps,
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr * factor
-            batch = batch.to(ctx.device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(batch), batch)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * batch.shape[0]
-            seen += batch.shape[0]
-        train_loss = distributed.all_reduce_mean(ctx, total / max(seen, 1), weight=seen)
-        scores = evaluate(model, val_ds, device=ctx.device, batch_size=cfg.data.batch_size)
-        row = {
-            "epoch": epoch,
-            "alpha": alpha,
-            "lr": lr,
-            "train_loss": train_loss,
-            "val_loss": scores["loss"],
-            "val_psnr": scores["psnr"],
-            "val_ssim": scores["ssim"],
-            "seconds": time.perf_counter() - began,
-            "status": OK,
-        }
-        losses = {"train loss": train_loss, "val loss": scores["loss"]}
-        if not all(math.isfinite(value) for value in losses.values()):
-            if ctx.is_main:  # last.pt is left at the last finite epoch
-                _write_metrics(run_dir, [*rows, {**row, "status": DIVERGED}])
-            diverged = Diverged(cfg.name, run_dir, epoch, losses)
-            diverged.result = RunResult(run_dir, ckpt_path, _frame(rows), cfg, diverged_at=epoch)
-            raise diverged
-        rows.append(row)
-        epochs.set_postfix(alpha=alpha, val_psnr=f"{scores['psnr']:.2f}")
-        if ctx.is_main:
-            _save(cfg, kind, model, optimizer, schedule, rows, epoch + 1, alpha, original)
-        distributed.barrier(ctx)
-
-    if ctx.is_main and not ckpt_path.exists():  # zero epochs: still leave a loadable checkpoint
-        alpha = get_alpha(model) if gates(model) else None
-        _save(cfg, kind, model, optimizer, schedule, rows, 0, alpha, original)
-    distributed.barrier(ctx)
-    return RunResult(run_dir, ckpt_path, _frame(rows), cfg)
 
 
-def _save(cfg, kind, model, optimizer, schedule, rows, epoch, alpha, original, milestone=True):
-    payload = {
-        "kind": kind,
+def _start_state(
+    cfg: ExperimentConfig, phase: Phase, model: nn.Module, saved: Mapping[str, Any] | None
+) -> RunState:
+    """The state before the next epoch: the checkpoint's, or a new run's before epoch 0."""
+    epoch = int(saved["epoch"]) if saved is not None else 0
+    optimizer = _optimizer(cfg, model, phase.alpha_and_lr(epoch, cfg.optimizer.lr)[1])
+    if saved is None:
+        return RunState(cfg, phase, model, optimizer, alpha=_current_alpha(model))
+    if saved.get("optimizer") is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+    rows = list(saved.get("metrics", []))
+    return RunState(cfg, phase, model, optimizer, epoch, saved.get("alpha"), rows)
+
+
+def _run_epoch(state: RunState, setup: _Setup, epoch: int) -> dict[str, Any]:
+    """Train ``epoch`` at its α and learning rate, then validate at that α; its metrics row."""
+    began = time.perf_counter()
+    alpha, lr = state.phase.alpha_and_lr(epoch, state.cfg.optimizer.lr)
+    if alpha is not None:  # before training *and* validation: neither may see a stale α
+        set_alpha(state.model, alpha)
+    train_loss = _train_epoch(state, setup, epoch, lr)
+    batch_size = state.cfg.data.batch_size
+    scores = evaluate(state.model, setup.val_ds, device=setup.ctx.device, batch_size=batch_size)
+    return {
         "epoch": epoch,
         "alpha": alpha,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "rng": {"torch": torch.get_rng_state()},
-        "config": cfg.to_dict(),
-        "schedule": schedule.to_dict() if schedule else None,
-        "metrics": rows,
-        "original": str(original) if original else None,
+        "lr": lr,
+        "train_loss": train_loss,
+        "val_loss": scores["loss"],
+        "val_psnr": scores["psnr"],
+        "val_ssim": scores["ssim"],
+        "seconds": time.perf_counter() - began,
+        "status": OK,
     }
-    run_dir = cfg.run_dir
+
+
+def _train_epoch(state: RunState, setup: _Setup, epoch: int, lr: float) -> float:
+    """One pass over ``epoch``'s crops at base learning rate ``lr``; the mean training loss over
+    all ranks."""
+    cfg, optimizer = state.cfg, state.optimizer
+    setup.train_ds.set_epoch(epoch)  # before the loader's iterator is made: it picks the crops
+    state.model.train()
+    total, seen = 0.0, 0
+    batches = tqdm(
+        itertools.islice(setup.loader, setup.steps),
+        total=setup.steps,
+        leave=False,
+        desc=f"epoch {epoch}",
+        disable=setup.quiet,
+    )
+    for step, batch in enumerate(batches):
+        # warm-up and decay follow the step through the whole run, on top of the epoch's rate
+        run_step, run_steps = epoch * setup.steps + step, cfg.epochs * setup.steps
+        factor = lr_factor(cfg.optimizer.lr_decay, run_step, run_steps, cfg.optimizer.warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * factor
+        batch = batch.to(setup.ctx.device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss = setup.loss_fn(setup.net(batch), batch)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * batch.shape[0]
+        seen += batch.shape[0]
+    return distributed.all_reduce_mean(setup.ctx, total / max(seen, 1), weight=seen)
+
+
+def _losses(row: Mapping[str, Any]) -> dict[str, float]:
+    return {"train loss": row["train_loss"], "val loss": row["val_loss"]}
+
+
+def _diverged(state: RunState, row: dict[str, Any], is_main: bool) -> Diverged:
+    """The error for an epoch whose loss is not finite, after recording it in ``metrics.csv``;
+    ``last.pt`` is left at the last finite epoch (the resume point)."""
+    cfg, epoch = state.cfg, row["epoch"]
+    if is_main:
+        _write_metrics(cfg.run_dir, [*state.rows, {**row, "status": DIVERGED}])
+    diverged = Diverged(cfg.name, cfg.run_dir, epoch, _losses(row))
+    checkpoint = last_path(cfg.run_dir)
+    diverged.result = RunResult(cfg.run_dir, checkpoint, _frame(state.rows), cfg, diverged_at=epoch)
+    return diverged
+
+
+def _save(state: RunState, milestone: bool = True) -> None:
+    """Save ``state``: its α milestone (when it has an α), ``last.pt``, then ``metrics.csv``."""
+    payload = _payload(state)
+    run_dir = state.cfg.run_dir
     # last.pt is the commit point: the milestone is written before it (a kill in between redoes
     # the epoch, milestone included) and metrics.csv right after it (resume rewrites it from the
     # checkpoint's rows, so it never keeps a row the checkpoint lacks).
-    if alpha is not None and milestone:
-        save_checkpoint(milestone_path(run_dir, alpha), payload)
+    if state.alpha is not None and milestone:
+        save_checkpoint(milestone_path(run_dir, state.alpha), payload)
     save_checkpoint(last_path(run_dir), payload)
-    _write_metrics(run_dir, rows)
+    _write_metrics(run_dir, state.rows)
+
+
+def _payload(state: RunState) -> dict[str, Any]:
+    """``state`` as a checkpoint (the format :mod:`alphaprune.engine.checkpoint` reads)."""
+    phase = state.phase
+    return {
+        "kind": phase.kind,
+        "epoch": state.epoch,
+        "alpha": state.alpha,
+        "model": {k: v.detach().cpu() for k, v in state.model.state_dict().items()},
+        "optimizer": state.optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+        "config": state.cfg.to_dict(),
+        "schedule": phase.schedule.to_dict() if phase.schedule else None,
+        "metrics": state.rows,
+        "original": str(phase.original) if phase.original else None,
+    }
 
 
 def train_baseline(cfg: ExperimentConfig, progress: bool = True) -> RunResult:
     """Train the original (ungated) autoencoder for ``cfg.epochs`` at ``cfg.optimizer.lr``."""
-    return _run(cfg, "baseline", None, None, progress)
+    return _run(cfg, Phase("baseline"), progress)
 
 
 def prune(
@@ -434,7 +552,8 @@ def prune(
         )
     if source is not None and Path(source).is_file():
         _check_architecture(cfg, Path(source))
-    return _run(cfg, "prune", cfg.build_schedule(), Path(source) if source else None, progress)
+    phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None)
+    return _run(cfg, phase, progress)
 
 
 def _architecture(model: Mapping[str, Any]) -> dict[str, Any]:
