@@ -325,6 +325,7 @@ def _run(cfg: ExperimentConfig, phase: Phase, progress: bool) -> RunResult:
 def _loop(cfg: ExperimentConfig, phase: Phase, progress: bool, ctx: DistContext) -> RunResult:
     """Run the epochs after the last finished one up to ``cfg.epochs``, saving after each."""
     saved = _resume_point(cfg, phase.kind)
+    distributed.barrier(ctx)  # every rank has read the resume point before rank 0 writes one
     if saved is None:
         model = _fresh_model(cfg, phase)
     else:
