@@ -43,7 +43,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tqdm.auto import tqdm
 
 from alphaprune.atomic import atomic_target, atomic_write_bytes, atomic_write_text
-from alphaprune.engine.config import ConfigError, ExperimentConfig, config_from_dict, read_yaml
+from alphaprune.engine.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_from_dict,
+    format_validation_error,
+    read_yaml,
+)
 from alphaprune.engine.stats import (
     bootstrap_ci,
     mean_ci,
@@ -192,17 +198,6 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _format(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(
-            f"{source}: study.{key}: {'unknown key' if err['type'] == 'extra_forbidden' else msg}"
-        )
-    return "\n".join(lines)
-
-
 def study_from_params(params: Mapping[str, Any], source: str = "<params>") -> StudySpec:
     """The study of a params mapping: its ``study:`` section, with the week's ``defaults``,
     ``seed`` and ``baseline`` under the study's own (so a week's study shares its baseline)."""
@@ -219,7 +214,10 @@ def study_from_params(params: Mapping[str, Any], source: str = "<params>") -> St
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, source)) from None
+        # the whole study section would be the offending value of its own checks: leave it out
+        raise ConfigError(
+            format_validation_error(exc, source, prefix=("study",), show_input=False)
+        ) from None
     spec.check()
     return spec
 
