@@ -40,6 +40,7 @@ __all__ = [
     "GatingPlan",
     "attach_gates",
     "check_alpha",
+    "check_keep",
     "explain",
     "gates",
     "get_alpha",
@@ -337,14 +338,21 @@ def _check_target(target) -> None:
         )
 
 
-def _check_keep(keep, what: str) -> float:
-    if isinstance(keep, bool):
-        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}")
+def check_keep(keep: object, what: str = "keep") -> float:
+    """``keep`` as a float, if it is a kept fraction: a real number in (0, 1].
+
+    Bools and strings are refused (``keep: "0.5"`` in a config is a typo, not a number).
+    The one rule for a keep fraction, used by :func:`attach_gates` and the engine's config.
+    """
     try:
+        if isinstance(keep, (bool, str)):
+            raise TypeError
         value = float(keep)
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}") from None
-    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}")
+    if not 0.0 < value <= 1.0:
         raise ValueError(f"{what} must be in (0, 1], got {keep!r}")
     return value
 
@@ -445,7 +453,7 @@ def _plan_masks(
             continue
         if isinstance(keep, Mapping):
             key = next(k for k in keep if k == group.name or k in group.owners)
-            fraction = _check_keep(keep[key], f"keep['{key}']")
+            fraction = check_keep(keep[key], f"keep['{key}']")
         else:
             fraction = keep
         out[group.name] = _keep_units(scores[group.name], fraction)
@@ -501,7 +509,7 @@ def attach_gates(
     if gates(model):
         raise ValueError("model already has α gates; shrink it or build a fresh model first")
     if not isinstance(keep, Mapping) and masks is None:
-        keep = _check_keep(keep, "keep")
+        keep = check_keep(keep, "keep")
     if budget is not None and (masks is not None or isinstance(keep, Mapping)):
         raise ValueError("give either budget or per-layer keep/masks, not both")
     graph = analyze(model, example_inputs)

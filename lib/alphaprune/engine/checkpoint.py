@@ -40,6 +40,7 @@ __all__ = [
     "load_model",
     "milestone_path",
     "last_path",
+    "shrunk_path",
 ]
 
 FORMAT = "alphaprune-checkpoint/1"
@@ -54,6 +55,12 @@ def milestone_path(run_dir: str | Path, alpha: float) -> Path:
     """The checkpoint of the last epoch run at ``alpha``; the name holds α exactly (``repr``), so
     two different α never share a file and a tiny non-zero α is never filed as 0."""
     return Path(run_dir) / "checkpoints" / f"alpha_{float(alpha)!r}.pt"
+
+
+def shrunk_path(checkpoint: str | Path) -> Path:
+    """Where the shrunk copy of ``checkpoint`` lies: beside it, ``<stem>_shrunk.pt``."""
+    path = Path(checkpoint)
+    return path.with_stem(f"{path.stem}_shrunk")
 
 
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:

@@ -8,7 +8,7 @@ value::
 
 from __future__ import annotations
 
-import math
+import copy
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +39,10 @@ __all__ = [
     "read_yaml",
     "yaml_load",
     "check_run_name",
+    "format_validation_error",
+    "merge_configs",
+    "resolve_config_paths",
+    "resolve_path",
 ]
 
 #: Largest seed accepted (torch, numpy and Python all take it).
@@ -180,6 +184,12 @@ class ModelConfig(_Section):
         return value
 
 
+def _default_val_images() -> list[str]:
+    from alphaprune.engine.data import DEFAULT_VAL_IMAGES  # imports torch: only when needed
+
+    return list(DEFAULT_VAL_IMAGES)
+
+
 class DataConfig(_Section):
     source: str = "bundled"  # "bundled" or a folder of JPEG/PNG files
     crop: StrictInt = Field(64, ge=8)
@@ -188,7 +198,7 @@ class DataConfig(_Section):
     val_protocol: Literal["corners", "grid"] = "corners"
     batch_size: StrictInt = Field(8, ge=1)
     samples_per_epoch: StrictInt = Field(64, ge=1)
-    val_images: list[str] = Field(default_factory=lambda: ["astronaut", "chelsea"], min_length=1)
+    val_images: list[str] = Field(default_factory=_default_val_images, min_length=1)
     val_crops: StrictInt = Field(5, ge=1, le=5)
     num_workers: StrictInt = Field(0, ge=0)
 
@@ -214,21 +224,12 @@ class PruningConfig(_Section):
 
     @field_validator("keep", mode="before")
     @classmethod
-    def _no_booleans(cls, value: Any) -> Any:
-        values = value.values() if isinstance(value, dict) else [value]
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"keep must be a number in (0, 1], got {v!r}")
-        return value
+    def _keep_fractions(cls, value: Any) -> Any:
+        from alphaprune.core.gates import check_keep
 
-    @field_validator("keep")
-    @classmethod
-    def _keep_range(cls, value: float | dict[str, float]) -> float | dict[str, float]:
-        values = value.values() if isinstance(value, dict) else [value]
-        for v in values:
-            if not 0.0 < v <= 1.0:
-                raise ValueError(f"keep must be in (0, 1], got {v}")
-        return value
+        if isinstance(value, dict):
+            return {name: check_keep(v, f"keep['{name}']") for name, v in value.items()}
+        return check_keep(value, "keep")
 
 
 class OptimizerConfig(_Section):
@@ -318,15 +319,31 @@ class ExperimentConfig(_Section):
         return self.model_dump(mode="json")
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
+def _key_path(loc: Sequence[Any]) -> str:
+    """``('experiments', 0, 'name')`` as ``experiments[0].name``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(
+    exc: ValidationError, source: str | Path, prefix: Sequence[str] = (), show_input: bool = True
+) -> str:
+    """One line per error of ``exc``: ``SOURCE: key.path: reason (got VALUE)``.
+
+    ``prefix`` is put before every key path (``("study",)`` for a section validated on its own);
+    ``show_input=False`` leaves the offending value out (when it is a whole section).
+    """
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
+        key = _key_path((*prefix, *err["loc"]))
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        value = err.get("input")
-        shown = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {value!r})"
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+        quiet = not show_input or err["type"] in ("extra_forbidden", "missing")
+        shown = "" if quiet else f" (got {err.get('input')!r})"
         lines.append(f"{source}: {key}: {msg}{shown}")
     return "\n".join(lines)
 
@@ -338,7 +355,44 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Experim
     try:
         return ExperimentConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def merge_configs(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge of two config dicts: ``override`` wins; nested dicts are merged key by key.
+
+    Neither argument is changed (the result shares no dict or list with them).
+    """
+    result = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merge_configs(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+#: The config keys (section, key) that hold a file or folder path.
+PATH_KEYS: tuple[tuple[str, str], ...] = (("data", "source"), ("model", "vgg_weights"))
+
+
+def resolve_path(path: str | Path, base: Path) -> Path:
+    """``path`` (``~`` expanded) relative to the folder ``base``; absolute paths unchanged."""
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else (base / candidate).resolve()
+
+
+def resolve_config_paths(config: Any, base: Path) -> None:
+    """Make the relative paths of a config dict (:data:`PATH_KEYS`) relative to ``base``, in place.
+
+    ``data.source: bundled`` names the bundled images, not a folder; anything not a config dict,
+    or a path that is not a non-empty string, is left for validation to report.
+    """
+    for section, key in PATH_KEYS:
+        block = config.get(section) if isinstance(config, dict) else None
+        value = block.get(key) if isinstance(block, dict) else None
+        if isinstance(value, str) and value and value != "bundled":
+            block[key] = str(resolve_path(value, base))
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

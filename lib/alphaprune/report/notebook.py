@@ -28,17 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from alphaprune.engine.config import ConfigError, read_yaml
-from alphaprune.errors import StageOrderError
+from alphaprune.errors import ReportParamsError, StageOrderError
+from alphaprune.paths import project_dir
 from alphaprune.report import figures as rf
-from alphaprune.report.params import (
-    BASELINE,
-    STAGES,
-    ReportParams,
-    ReportParamsError,
-    project_dir,
-    report_params_from_dict,
-    run_checkpoint,
-)
+from alphaprune.report.run_configs import BASELINE, run_checkpoint
+from alphaprune.report.schema import ReportParams
+from alphaprune.report.stages import PRUNE, REPORT, STAGES, stage_inputs, stage_notebook
+from alphaprune.report.validation import report_params_from_dict
 
 __all__ = [
     "PARAMETER_NAMES",
@@ -97,8 +93,8 @@ class StageContext:
 
     def command(self, stage: str) -> str:
         """The papermill command (from the project folder) that runs ``stage`` into this folder."""
-        executed = self.folder / f"{stage}.ipynb"
-        words = ["papermill", f"notebooks/{stage}.ipynb", _show(executed)]
+        executed = stage_notebook(self.folder, stage)
+        words = ["papermill", stage_notebook(Path("notebooks"), stage).as_posix(), _show(executed)]
         if self.params_file:
             words += ["-f", self.params_file]
         if self.folder != default_folder(self.params):
@@ -112,7 +108,8 @@ class StageContext:
             raise StageOrderError(
                 f"{self.stage} needs {missing[0]} from stage {stage}, which has not run into "
                 f"{self.folder}. Run it first, from {project_dir()}:\n    {self.command(stage)}\n"
-                f"(or open notebooks/{stage}.ipynb in JupyterLab with the same parameters)"
+                f"(or open {stage_notebook(Path('notebooks'), stage).as_posix()} in JupyterLab with "
+                "the same parameters)"
             )
 
 
@@ -217,28 +214,10 @@ def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
     folder = rf.enter(folder.resolve())
     context = StageContext(stage, params, folder, shown)
     needs = stage_inputs(params)
+    # the report shows every stage's outputs; the others need only the runs of 01_prune
     for earlier in STAGES[: STAGES.index(stage)]:
-        if stage == "05_report" or earlier == "01_prune":
+        if stage == REPORT or earlier == PRUNE:
             context.require(earlier, *needs[earlier])
-    if stage != "05_report":  # its outputs are the report
+    if stage != REPORT:  # its outputs are the report
         print(f"{stage}: {params.report_title} → {folder}")
     return context
-
-
-def stage_inputs(params: ReportParams) -> dict[str, list[str]]:
-    """The files (relative to the output folder) each stage writes that later stages read."""
-    runs = [BASELINE] + sorted(
-        {params.reconstruct.experiment, params.shrink.experiment, params.gpu.experiment}
-    )
-    return {
-        "01_prune": [run_checkpoint(r) for r in runs] + ["tables/experiments.csv"],
-        "02_reconstruct": ["tables/reconstruction.csv", "figures/reconstruction.png"],
-        "03_shrink": ["tables/shrink.csv", "tables/shrink_check.csv"],
-        "04_gpu_addendum": ["tables/benchmark.csv", "figures/benchmark.png"],
-        "06_study": (
-            ["tables/study.csv", "tables/study_summary.csv", "figures/study.png", "study.json"]
-            if params.study
-            else []
-        ),
-        "05_report": [],
-    }

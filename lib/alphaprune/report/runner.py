@@ -48,7 +48,9 @@ from alphaprune.engine.locks import folder_lock
 from alphaprune.errors import NotebookMissing, ReportError, StageFailed
 from alphaprune.paths import PACKAGE_DIR, project_dir
 from alphaprune.report import export
-from alphaprune.report.params import RUNS_DIR, STAGES, load_report_params, papermill_parameters
+from alphaprune.report.run_configs import RUNS_DIR
+from alphaprune.report.stages import STAGES, papermill_parameters, stage_notebook
+from alphaprune.report.validation import load_report_params
 
 __all__ = [
     "Stage",
@@ -284,7 +286,7 @@ def run_stages(
     hashes: list[str] = []
     dirty = force
     for index, stage in enumerate(stages, start=1):
-        executed = out_dir / f"{stage.name}.ipynb"
+        executed = stage_notebook(out_dir, stage.name)
         digest = stage_hash(stage, hashes)
         hashes.append(digest)
         label = f"[{index}/{len(stages)}] {stage.name}"
@@ -344,7 +346,7 @@ def run_report(
     notebooks = params.notebooks()
     # every stage gets the params file as it is, plus the output folder (see report_notebook)
     parameters = papermill_parameters(params.source, out_dir=folder)
-    stages = [Stage(name, notebooks / f"{name}.ipynb", parameters) for name in STAGES]
+    stages = [Stage(name, stage_notebook(notebooks, name), parameters) for name in STAGES]
     _check_notebooks(stages)
     _check_writable(folder)
     if progress:

@@ -43,7 +43,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tqdm.auto import tqdm
 
 from alphaprune.atomic import atomic_target, atomic_write_bytes, atomic_write_text
-from alphaprune.engine.config import ConfigError, ExperimentConfig, config_from_dict, read_yaml
+from alphaprune.engine.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_from_dict,
+    format_validation_error,
+    merge_configs,
+    read_yaml,
+    resolve_config_paths,
+)
 from alphaprune.engine.stats import (
     bootstrap_ci,
     mean_ci,
@@ -141,14 +149,14 @@ class StudySpec(_Strict):
         return self.methods[method].label or method
 
     def baseline_config(self) -> ExperimentConfig:
-        data = _merge(self.defaults, self.baseline)
+        data = merge_configs(self.defaults, self.baseline)
         data["name"] = f"{self.name}-baseline"
         return config_from_dict(data, source=f"study '{self.name}' baseline")
 
     def method_config(self, method: str, seed: int) -> ExperimentConfig:
         """The engine config of ``method`` at ``seed``: defaults, the method's overrides, budget."""
         spec = self.methods[method]
-        data = _merge(self.defaults, spec.config)
+        data = merge_configs(self.defaults, spec.config)
         data.update(
             name=f"{self.name}-{method}-s{seed}",
             seed=seed,
@@ -181,28 +189,6 @@ class StudySpec(_Strict):
                 )
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge of two config dicts (``over`` wins)."""
-    result = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = _merge(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
-def _format(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(
-            f"{source}: study.{key}: {'unknown key' if err['type'] == 'extra_forbidden' else msg}"
-        )
-    return "\n".join(lines)
-
-
 def study_from_params(params: Mapping[str, Any], source: str = "<params>") -> StudySpec:
     """The study of a params mapping: its ``study:`` section, with the week's ``defaults``,
     ``seed`` and ``baseline`` under the study's own (so a week's study shares its baseline)."""
@@ -213,13 +199,16 @@ def study_from_params(params: Mapping[str, Any], source: str = "<params>") -> St
     for key in ("seed", "device"):
         if key in params:
             week_defaults.setdefault(key, params[key])
-    data["defaults"] = _merge(week_defaults, data.get("defaults") or {})
+    data["defaults"] = merge_configs(week_defaults, data.get("defaults") or {})
     if "baseline" not in data and isinstance(params.get("baseline"), Mapping):
         data["baseline"] = dict(params["baseline"])
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, source)) from None
+        # the whole study section would be the offending value of its own checks: leave it out
+        raise ConfigError(
+            format_validation_error(exc, source, prefix=("study",), show_input=False)
+        ) from None
     spec.check()
     return spec
 
@@ -235,11 +224,7 @@ def study_of_report(params: Any) -> StudySpec | None:
     defaults = copy.deepcopy(params.defaults)
     baseline = copy.deepcopy(params.baseline)
     for config in (defaults, baseline, study.get("defaults") or {}, study.get("baseline") or {}):
-        for section, key in (("data", "source"), ("model", "vgg_weights")):
-            block = config.get(section)
-            value = block.get(key) if isinstance(block, dict) else None
-            if isinstance(value, str) and value and value != "bundled":
-                block[key] = str(params.resolve(value))
+        resolve_config_paths(config, params.base_dir())
     data = {
         "seed": params.seed,
         "device": params.device,
