@@ -43,7 +43,7 @@ def run_all(
     by run name.
 
     ``baseline`` is an engine config dict; each experiment is ``{"name", "label", "start":
-    {"run", "alpha", "shrink"}, "config"}`` (see :func:`alphaprune.report.params.stage_parameters`).
+    {"run", "alpha", "shrink"}, "config"}`` (see :func:`alphaprune.report.run_configs.run_specs`).
     Every run is looked up by fingerprint in ``store`` (default: the shared store, see
     :mod:`alphaprune.study.store`) and trained only when missing — another week with the same baseline
     reuses it (the log says ``reused``). ``runs/<name>`` in the working directory (the report
