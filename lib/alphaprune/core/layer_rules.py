@@ -67,9 +67,6 @@ class LayerRule:
 
     types: tuple[type, ...] = ()
 
-    def matches(self, module: nn.Module) -> bool:
-        return isinstance(module, self.types)
-
     def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
         """Remove the input channels where ``keep_in`` is False and outputs where ``keep_out`` is."""
         raise NotImplementedError
@@ -275,9 +272,8 @@ _OTHERS: tuple[LayerRule, ...] = (ChannelwiseRule(), GroupNormRule())
 
 def rule_for(module: nn.Module) -> LayerRule | None:
     """The rule of ``module``'s type, or None when its channels are not understood."""
-    from alphaprune.core.gates import (
-        AlphaGate,  # gated layers are the same layer types with a scaled weight
-    )
+    # gated layers are the same layer types with a scaled weight (imported here: gates uses rules)
+    from alphaprune.core.gates import AlphaGate
 
     kind = type(module)
     if isinstance(module, AlphaGate):
