@@ -638,3 +638,45 @@ def test_stage_parameters_read_1e_minus_3_as_the_runner_does(tmp_path):
     data.pop("out_dir")
     params = report_params_from_dict(data, source=path)  # what each notebook's set-up does
     assert params.defaults["optimizer"]["lr"] == 0.001
+
+
+# --- user mistakes the CLI must answer in one line (exit 2), never with a traceback -------------
+
+
+def _junk(tmp_path: Path) -> str:
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"\x80\x04not a state dict at all")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("command", "changes", "needle"),
+    [
+        ("prune", {}, "no original model"),
+        ("train", {"device": "cuda"}, "device: 'cuda' requested but CUDA is not available"),
+        ("train", {"model": {"factory": "os:getcwd"}}, "returned str, not a torch module"),
+        (
+            "train",
+            {"model": {"factory": "alphaprune.engine.models:build_unet", "kwargs": {"nosuch": 1}}},
+            "rejected kwargs",
+        ),
+        ("train", {"model": {"layer": "relu1_1", "vgg_weights": "junk"}}, "model.vgg_weights"),
+        ("train", {"model": {"layer": "relu1_1", "vgg_weights": "missing.pth"}}, "not found"),
+    ],
+    ids=[
+        "prune-without-original",
+        "cuda",
+        "factory-type",
+        "factory-kwargs",
+        "vgg-junk",
+        "vgg-gone",
+    ],
+)
+def test_user_mistakes_are_one_line_errors(tmp_path, monkeypatch, command, changes, needle):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = tiny(tmp_path)
+    data.update(changes)
+    if data["model"].get("vgg_weights") == "junk":
+        data["model"]["vgg_weights"] = _junk(tmp_path)
+    path = write_yaml(tmp_path / "mistake.yaml", data)
+    one_line_error(cli(command, str(path), "--no-progress", cwd=tmp_path), needle)

@@ -4,7 +4,8 @@
     ``UserError`` — something the user can fix: a params file, a value, a file, a model we cannot
     prune exactly. The CLI prints the message alone and exits with code 2.
         ``ConfigError``, ``ScheduleError``, ``ReportParamsError``, ``DataError``,
-        ``CheckpointError``, ``UnsupportedModelError``, ``LockError``, ``StageOrderError``
+        ``CheckpointError``, ``PruningError``, ``UnsupportedModelError``, ``LockError``,
+        ``StageOrderError``
     ``RunFailed`` — the work ran and ended without a result; the message says where to look.
         ``Diverged`` (exit code 3), ``ReportError`` → ``StageFailed``, ``ExportError`` (exit 1)
     ``NotebookMissing`` is both a ``UserError`` and a ``ReportError`` (exit 2).
@@ -27,6 +28,7 @@ __all__ = [
     "ExportError",
     "LockError",
     "NotebookMissing",
+    "PruningError",
     "ReportError",
     "ReportParamsError",
     "RunFailed",
@@ -72,6 +74,11 @@ class DataError(UserError, ValueError):
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, truncated, corrupted, or asked for at the wrong α."""
+
+
+class PruningError(UserError, ValueError):
+    """A pruning request that cannot be met: a keep, α, budget or mask out of range, a target
+    that matches no prunable layer, gates that do not fit the model."""
 
 
 class UnsupportedModelError(UserError, ValueError):

@@ -20,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alphaprune.core.graph import ChannelGraph, ChannelGroup, LayerChannels
 from alphaprune.core.layer_rules import ChannelwiseRule, GroupNormRule, MixingRule
+from alphaprune.errors import PruningError
 
 __all__ = ["check_budget", "budget_masks"]
 
@@ -29,14 +30,16 @@ _KINDS = ("flops", "params")
 def check_budget(budget: Mapping[str, float]) -> tuple[str, float]:
     """``{"flops": 0.5}`` or ``{"params": 0.3}`` → (kind, ratio); a ValueError naming what is off."""
     if not isinstance(budget, Mapping) or len(budget) != 1:
-        raise ValueError(f"budget must be one of {{'flops': r}} or {{'params': r}}, got {budget!r}")
+        raise PruningError(
+            f"budget must be one of {{'flops': r}} or {{'params': r}}, got {budget!r}"
+        )
     ((kind, ratio),) = budget.items()
     if kind not in _KINDS:
-        raise ValueError(f"budget kind must be 'flops' or 'params', got {kind!r}")
+        raise PruningError(f"budget kind must be 'flops' or 'params', got {kind!r}")
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio):
-        raise ValueError(f"budget['{kind}'] must be a number in (0, 1), got {ratio!r}")
+        raise PruningError(f"budget['{kind}'] must be a number in (0, 1), got {ratio!r}")
     if not 0.0 < ratio < 1.0:
-        raise ValueError(f"budget['{kind}'] must be in (0, 1), got {ratio!r}")
+        raise PruningError(f"budget['{kind}'] must be in (0, 1), got {ratio!r}")
     return kind, float(ratio)
 
 
@@ -124,7 +127,7 @@ def budget_masks(
     _check_limits(min_keep, round_to)
     costs, total = _costs(graph, kind)
     if total <= 0:
-        raise ValueError(f"the model has no {kind} to budget")
+        raise PruningError(f"the model has no {kind} to budget")
     readers = _costs_by_unit(graph, costs)
     kept = {g.name: torch.ones(len(g.units), dtype=torch.bool) for g in groups}
     done = {g.name: 0 for g in groups}
@@ -141,7 +144,7 @@ def budget_masks(
             kept[group.name][position] = False
             current += _remove_unit(graph, readers, group.units[position])
     if current / total > target + 0.02:
-        raise ValueError(
+        raise PruningError(
             f"budget {kind} {target:g} is out of reach: at min_keep={min_keep:g} the model keeps "
             f"{current / total:.3f} of its {kind}"
         )
@@ -150,9 +153,9 @@ def budget_masks(
 
 def _check_limits(min_keep: float, round_to: int) -> None:
     if isinstance(min_keep, bool) or not 0.0 < float(min_keep) <= 1.0:
-        raise ValueError(f"min_keep must be in (0, 1], got {min_keep!r}")
+        raise PruningError(f"min_keep must be in (0, 1], got {min_keep!r}")
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
-        raise ValueError(f"round_to must be an integer >= 1, got {round_to!r}")
+        raise PruningError(f"round_to must be an integer >= 1, got {round_to!r}")
 
 
 def _costs_by_unit(

@@ -34,6 +34,7 @@ from alphaprune.core.graph import (
     analyze,
 )
 from alphaprune.core.layer_rules import ChannelwiseRule, MixingRule, rule_for
+from alphaprune.errors import PruningError
 
 __all__ = [
     "AlphaGate",
@@ -57,13 +58,13 @@ _LEGACY_MASK, _LEGACY_ALPHA = "_gate.mask", "_gate.alpha"
 def check_alpha(alpha: float, what: str = "alpha") -> float:
     """Return ``alpha`` as a float, or raise ``ValueError`` if it is not a number in [0, 1]."""
     if isinstance(alpha, bool):
-        raise ValueError(f"{what} must be a number in [0, 1], got {alpha!r}")
+        raise PruningError(f"{what} must be a number in [0, 1], got {alpha!r}")
     try:
         value = float(alpha)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number in [0, 1], got {alpha!r}") from None
+        raise PruningError(f"{what} must be a number in [0, 1], got {alpha!r}") from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{what} must be in [0, 1], got {alpha!r}")
+        raise PruningError(f"{what} must be in [0, 1], got {alpha!r}")
     return value
 
 
@@ -163,7 +164,7 @@ def gate_layer(module: nn.Module, mask: Tensor, alpha: float) -> AlphaGate:
     assert isinstance(rule, MixingRule)
     mask = torch.as_tensor(mask, dtype=torch.bool).flatten()
     if mask.numel() != rule.in_channels(module):
-        raise ValueError(
+        raise PruningError(
             f"gate mask has {mask.numel()} entries, the layer has "
             f"{rule.in_channels(module)} input channels"
         )
@@ -198,7 +199,7 @@ def set_alpha(model: nn.Module, alpha: float) -> None:
     value = check_alpha(alpha)
     found = gates(model)
     if not found:
-        raise ValueError("model has no α gates; call attach_gates first")
+        raise PruningError("model has no α gates; call attach_gates first")
     for gate in found.values():
         gate.set_alpha(value)
 
@@ -207,13 +208,13 @@ def get_alpha(model: nn.Module, per_gate: bool = False) -> float | dict[str, flo
     """The α of the model's gates (an error if they disagree), or a dict of each gate's α."""
     found = gates(model)
     if not found:
-        raise ValueError("model has no α gates")
+        raise PruningError("model has no α gates")
     values = {name: gate.get_alpha() for name, gate in found.items()}
     if per_gate:
         return values
     distinct = sorted(set(values.values()))
     if len(distinct) > 1:
-        raise ValueError(
+        raise PruningError(
             f"gates disagree on α ({values}); call get_alpha(model, per_gate=True) to read each"
         )
     return distinct[0]
@@ -314,7 +315,7 @@ def _in_target(group: ChannelGroup, target, model: nn.Module) -> bool:
         return True
     if isinstance(target, str) and target in ("encoder", "decoder"):
         if not isinstance(getattr(model, target, None), nn.Module):
-            raise ValueError(
+            raise PruningError(
                 f"target='{target}' but {type(model).__name__} has no '.{target}' submodule; "
                 "use target='all' or a list of layer-name patterns"
             )
@@ -332,7 +333,7 @@ def _check_target(target) -> None:
         or not target
         or not all(isinstance(p, str) for p in target)
     ):
-        raise ValueError(
+        raise PruningError(
             "target must be 'all', 'encoder', 'decoder', 'both' or a non-empty list of "
             f"layer-name patterns, got {target!r}"
         )
@@ -349,11 +350,11 @@ def check_keep(keep: object, what: str = "keep") -> float:
             raise TypeError
         value = float(keep)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}") from None
+        raise PruningError(f"{what} must be a number in (0, 1], got {keep!r}") from None
     if not math.isfinite(value):
-        raise ValueError(f"{what} must be a number in (0, 1], got {keep!r}")
+        raise PruningError(f"{what} must be a number in (0, 1], got {keep!r}")
     if not 0.0 < value <= 1.0:
-        raise ValueError(f"{what} must be in (0, 1], got {keep!r}")
+        raise PruningError(f"{what} must be in (0, 1], got {keep!r}")
     return value
 
 
@@ -385,9 +386,9 @@ def _scored_layers(
             (layer, layer.module.weight.detach().abs()) for layer in norms if _affine_bn(layer)
         ]
         if not found:
-            raise ValueError(f"criterion='bn' needs an affine BatchNorm in group '{group.name}'")
+            raise PruningError(f"criterion='bn' needs an affine BatchNorm in group '{group.name}'")
         return found
-    raise ValueError(f"criterion must be 'l1' or 'bn', got {criterion!r}")
+    raise PruningError(f"criterion must be 'l1' or 'bn', got {criterion!r}")
 
 
 def _affine_bn(layer: LayerChannels) -> bool:
@@ -411,18 +412,18 @@ def _units_from_channel_mask(graph: ChannelGraph, group: ChannelGroup, mask) -> 
     """A channel mask over the group's first producer → a mask over its units."""
     owner = graph.layers[group.owners[0]] if group.owners else None
     if owner is None:
-        raise ValueError(f"group '{group.name}' has no producing layer to give a mask for")
+        raise PruningError(f"group '{group.name}' has no producing layer to give a mask for")
     mask = torch.as_tensor(mask, dtype=torch.bool).flatten().cpu()
     units = graph.units(owner.out_vars)
     if mask.numel() != len(units):
-        raise ValueError(
+        raise PruningError(
             f"mask for '{group.name}' has {mask.numel()} entries, the layer has "
             f"{len(units)} output channels"
         )
     verdict: dict[int, bool] = {}
     for u, kept in zip(units, mask.tolist(), strict=True):
         if verdict.setdefault(u, kept) != kept:
-            raise ValueError(
+            raise PruningError(
                 f"mask for '{group.name}' splits a unit of coupled channels (grouped conv / "
                 "GroupNorm block): keep or drop a whole block"
             )
@@ -507,11 +508,11 @@ def attach_gates(
     _check_target(target)
     check_alpha(alpha)
     if gates(model):
-        raise ValueError("model already has α gates; shrink it or build a fresh model first")
+        raise PruningError("model already has α gates; shrink it or build a fresh model first")
     if not isinstance(keep, Mapping) and masks is None:
         keep = check_keep(keep, "keep")
     if budget is not None and (masks is not None or isinstance(keep, Mapping)):
-        raise ValueError("give either budget or per-layer keep/masks, not both")
+        raise PruningError("give either budget or per-layer keep/masks, not both")
     graph = analyze(model, example_inputs)
     chosen = _choose_groups(graph, model, target, keep, masks, strict)
     scores = {g.name: unit_importance(graph, g, criterion) for g in chosen}
@@ -551,14 +552,14 @@ def _choose_groups(graph, model, target, keep, masks, strict) -> list[ChannelGro
                 group = graph.group(name)
             except KeyError:
                 prunable = [g.name for g in graph.groups if g.prunable]
-                raise ValueError(
+                raise PruningError(
                     f"cannot gate '{name}': not a prunable layer of this model. "
                     f"Prunable: {prunable or 'none'}"
                 ) from None
             if group.skip:
                 raise UnsupportedModelError(f"cannot gate '{name}': its channels are {group.skip}")
             if not _safe_in_target(group, target, model):
-                raise ValueError(f"cannot gate '{name}': not in target {target!r}")
+                raise PruningError(f"cannot gate '{name}': not in target {target!r}")
             if group not in chosen:
                 chosen.append(group)
         return chosen
@@ -573,9 +574,14 @@ def _choose_groups(graph, model, target, keep, masks, strict) -> list[ChannelGro
         )
     chosen = [g for g in in_target if g.prunable]
     if not chosen:
-        raise ValueError(
+        prunable = [g.name for g in graph.groups if g.prunable]
+        shown = ", ".join(prunable[:12]) + (
+            f", … ({len(prunable)} in all)" if len(prunable) > 12 else ""
+        )
+        raise PruningError(
             f"no prunable channel group in target {target!r} of {type(model).__name__}; "
-            f"see alphaprune.explain(model):\n{explain(model, graph=graph, show=False)}"
+            f"prunable groups: {shown or 'none'} (alphaprune.explain(model) shows every group "
+            "and why it is left whole)"
         )
     return chosen
 
@@ -668,11 +674,11 @@ def migrate_state_dict(model: nn.Module, state: Mapping[str, Tensor]) -> dict[st
     mixing = {name for name, m in model.named_modules() if isinstance(rule_for(m), MixingRule)}
     for anchor in legacy:
         if anchor not in order:
-            raise ValueError(f"old gate '{anchor}_gate' does not fit this model's layers")
+            raise PruningError(f"old gate '{anchor}_gate' does not fit this model's layers")
         after = order[order.index(anchor) + 1 :]
         consumer = next((n for n in after if n in mixing), None)
         if consumer is None:
-            raise ValueError(f"old gate '{anchor}_gate' has no consumer layer in this model")
+            raise PruningError(f"old gate '{anchor}_gate' has no consumer layer in this model")
         state[f"{consumer}.{MASK_KEY}"] = state.pop(anchor + _LEGACY_MASK)
         state[f"{consumer}.{ALPHA_KEY}"] = state.pop(anchor + _LEGACY_ALPHA)
     return state
@@ -696,7 +702,7 @@ def restore_gates(model: nn.Module, state_dict: Mapping[str, Tensor]) -> dict[st
     masks = {k[: -len("." + MASK_KEY)]: v for k, v in state.items() if k.endswith("." + MASK_KEY)}
     missing = sorted(n for n in masks if n not in modules or type(modules[n]) not in _GATED)
     if missing:
-        raise ValueError(
+        raise PruningError(
             f"state dict has {len(masks)} gates but {missing} match no gateable layer of this "
             "model: was it saved from a different architecture?"
         )
@@ -706,7 +712,7 @@ def restore_gates(model: nn.Module, state_dict: Mapping[str, Tensor]) -> dict[st
         try:
             created[name] = gate_layer(modules[name], mask, alpha)
         except ValueError as exc:
-            raise ValueError(
+            raise PruningError(
                 f"gate of '{name}' does not fit this model ({exc}): was it saved from a "
                 "different architecture?"
             ) from None

@@ -72,17 +72,20 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict with ``torch.load(weights_only=True)``; clear errors naming the file."""
+def load_tensors(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a :class:`CheckpointError` naming the
+    file (and ``what`` it is for) when it is missing, truncated or corrupted."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: {what} not found")
     try:
-        with zipfile.ZipFile(path) as archive:  # torch.load does not check the CRCs itself
-            broken = archive.testzip()
-        if broken is not None:
-            raise CheckpointError(f"{path}: checkpoint is corrupted (CRC mismatch in {broken})")
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        if zipfile.is_zipfile(path):  # torch.load does not check the CRCs itself
+            with zipfile.ZipFile(path) as archive:
+                broken = archive.testzip()
+            if broken is not None:
+                raise CheckpointError(f"{path}: {what} is corrupted (CRC mismatch in {broken})")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    # the unpickler of a damaged file can raise almost anything; each is this file's fault
     except (
         RuntimeError,
         EOFError,
@@ -95,8 +98,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     ) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{path}: cannot read checkpoint (truncated or corrupted?): {reason[:200]}"
+            f"{path}: cannot read {what} (truncated or corrupted?): {reason[:200]}"
         ) from None
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict with ``torch.load(weights_only=True)``; clear errors naming the file."""
+    path = Path(path)
+    data = load_tensors(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an alphaprune checkpoint (no '{FORMAT}' marker)")
     for key in ("model", "config", "epoch", "alpha", "kind"):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from alphaprune.errors import ConfigError
+
 __all__ = ["DistContext", "setup", "teardown", "all_reduce_mean", "barrier"]
 
 
@@ -31,7 +33,9 @@ class DistContext:
 
 def _pick_device(requested: str, local_rank: int) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        raise ConfigError(
+            "device: 'cuda' requested but CUDA is not available (use 'auto' or 'cpu')"
+        )
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
     return torch.device("cpu")

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from alphaprune.errors import ConfigError
+
 __all__ = [
     "AutoEncoder",
     "UNet",
@@ -131,7 +133,7 @@ def build_autoencoder(layer: str = "relu3_1", batch_norm: bool = False) -> AutoE
     ``batch_norm=True``), so ImageNet weights load with :func:`load_vgg_weights`.
     """
     if layer not in LAYERS:
-        raise ValueError(f"layer must be one of {sorted(LAYERS)}, got {layer!r}")
+        raise ConfigError(f"layer must be one of {sorted(LAYERS)}, got {layer!r}")
     encoder = _encoder(LAYERS[layer], batch_norm)
     return AutoEncoder(encoder, _decoder(encoder, batch_norm), layer, batch_norm)
 
@@ -156,7 +158,7 @@ def load_vgg_weights(model: AutoEncoder, state_dict: Mapping[str, Tensor]) -> li
             raise KeyError(f"VGG state dict lacks '{source}' needed by encoder layer '{key}'")
         value = torch.as_tensor(state_dict[source])
         if value.shape != own[key].shape:
-            raise ValueError(
+            raise ConfigError(
                 f"'{source}' has shape {tuple(value.shape)}, encoder expects {tuple(own[key].shape)}"
             )
         loaded[key] = value
@@ -213,7 +215,7 @@ def build_unet(width: int = 16, depth: int = 2, channels: int = 3) -> UNet:
     """A small U-Net autoencoder (inputs must be multiples of ``2**depth`` in size)."""
     for key, value in (("width", width), ("depth", depth), ("channels", channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"build_unet: {key} must be an integer >= 1, got {value!r}")
+            raise ConfigError(f"build_unet: {key} must be an integer >= 1, got {value!r}")
     return UNet(width, depth, channels)
 
 
@@ -226,17 +228,17 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
     Raises ``ValueError`` with one line naming the module or function when it cannot be found.
     """
     if not isinstance(spec, str) or not FACTORY_PATTERN.match(spec):
-        raise ValueError(f"model factory must look like 'package.module:function', got {spec!r}")
+        raise ConfigError(f"model factory must look like 'package.module:function', got {spec!r}")
     module_name, function_name = spec.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(
+        raise ConfigError(
             f"model factory '{spec}': cannot import module '{module_name}' ({exc})"
         ) from None
     function = getattr(module, function_name, None)
     if not callable(function):
-        raise ValueError(
+        raise ConfigError(
             f"model factory '{spec}': module '{module_name}' has no function '{function_name}'"
         )
     return function
@@ -253,9 +255,9 @@ def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
     try:
         model = import_factory(spec)(**kwargs)
     except TypeError as exc:
-        raise ValueError(f"model factory '{spec}' rejected kwargs {kwargs}: {exc}") from None
+        raise ConfigError(f"model factory '{spec}' rejected kwargs {kwargs}: {exc}") from None
     if not isinstance(model, nn.Module):
-        raise ValueError(
+        raise ConfigError(
             f"model factory '{spec}' returned {type(model).__name__}, not a torch module"
         )
     return model

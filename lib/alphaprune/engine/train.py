@@ -49,6 +49,7 @@ from alphaprune.engine.checkpoint import (
     checkpoint_info,
     last_path,
     load_model,
+    load_tensors,
     milestone_path,
     model_from_state,
     read_checkpoint,
@@ -67,7 +68,7 @@ from alphaprune.engine.distributed import DistContext
 from alphaprune.engine.evaluate import evaluate
 from alphaprune.engine.locks import folder_lock
 from alphaprune.engine.models import build_model, example_input, load_vgg_weights
-from alphaprune.errors import Diverged
+from alphaprune.errors import ConfigError, Diverged
 
 __all__ = [
     "RunResult",
@@ -266,7 +267,7 @@ def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.model_dump())
     if cfg.model.vgg_weights:
-        state = torch.load(cfg.model.vgg_weights, map_location="cpu", weights_only=True)
+        state = load_tensors(cfg.model.vgg_weights, what="model.vgg_weights")
         load_vgg_weights(model, state)
     return model
 
@@ -548,7 +549,7 @@ def prune(
     """
     source = original if original is not None else cfg.init_from
     if source is None and not last_path(cfg.run_dir).exists():
-        raise ValueError(
+        raise ConfigError(
             f"prune '{cfg.name}': no original model; set init_from in the config or pass original="
         )
     if source is not None and Path(source).is_file():

@@ -68,7 +68,7 @@ def _check_run_configs(params: ReportParams) -> None:
         prefix = f"{params.source}: {where} (or defaults)"
         try:
             config_from_dict(params.run_config(name), source=prefix)
-        except ValueError as exc:  # ConfigError: every line already names file and key
+        except ConfigError as exc:  # every line already names file and key
             text = str(exc)
             raise ReportParamsError(
                 text if text.startswith(prefix) else f"{prefix}: {text}"
