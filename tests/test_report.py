@@ -371,7 +371,7 @@ def test_ci_report_html(ci_report: Path) -> None:
     for number in range(1, len(FIGURES) + 1):
         assert f"Figure {number}." in html
     assert "Table 1." in html and "α" in html
-    assert "import pandas" not in html and "report_figures" not in html  # code hidden
+    assert "import pandas" not in html and "from alphaprune" not in html  # code hidden
     assert "cdnjs.cloudflare.com" not in html and '<script src="http' not in html
 
 
@@ -551,3 +551,21 @@ def test_ci_report_has_the_study_section(ci_report: Path) -> None:
         in used
     )
     assert record["runs"][0] in used
+
+
+def test_report_folder_does_not_follow_notebooks_dir(tmp_path: Path) -> None:
+    """The runner, papermill and JupyterLab all write to the same default folder, and pointing
+    notebooks_dir elsewhere does not move the report there."""
+    from alphaprune.report.notebook import default_folder
+
+    data = yaml.safe_load(CI_PARAMS.read_text())
+    data.pop("output_dir", None)
+    data["notebooks_dir"] = str(tmp_path / "elsewhere" / "notebooks")
+    path = tmp_path / "project" / "params" / "mine.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(data))
+    params = load_report_params(path)
+    assert params.report_dir() == ROOT / "reports" / "ci"  # no notebooks/ above: the checkout
+    assert default_folder(params) == params.report_dir()
+    (tmp_path / "project" / "notebooks").mkdir()
+    assert load_report_params(path).report_dir() == tmp_path / "project" / "reports" / "ci"

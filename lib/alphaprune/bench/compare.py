@@ -35,9 +35,9 @@ def compare_pruned(
 
     The table starts with the ``"original"`` row (the reference of every ratio) and then, for each
     ``keep`` in order, the ``rows`` asked for (``"masked"``, ``"shrunk"``, ``"torch-pruning"``;
-    the last only when ``torch_pruning`` allows it). ``bench_kwargs`` go to :func:`benchmark`
+    the last only when ``torch_pruning`` allows it). ``bench_kwargs`` go to :func:`~alphaprune.bench.inference.benchmark`
     (``batch_size``, ``image_size``, ``device``, ``repeats``, …). Columns: ``model``, ``keep``
-    (1.0 on the original), ``target``, then :data:`BENCH_COLUMNS` after ``model``.
+    (1.0 on the original), ``target``, then :data:`~alphaprune.bench.inference.BENCH_COLUMNS` after ``model``.
     """
     keeps = [keep] if isinstance(keep, (int, float)) else list(keep)
     if not keeps:

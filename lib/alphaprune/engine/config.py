@@ -343,7 +343,8 @@ def format_validation_error(
         else:
             msg = err["msg"].removeprefix("Value error, ")
         quiet = not show_input or err["type"] in ("extra_forbidden", "missing")
-        shown = "" if quiet else f" (got {err.get('input')!r})"
+        value = repr(err.get("input"))
+        shown = "" if quiet or f"got {value}" in msg else f" (got {value})"
         lines.append(f"{source}: {key}: {msg}{shown}")
     return "\n".join(lines)
 
@@ -425,7 +426,8 @@ def read_yaml(path: str | Path, mapping_only: bool = True) -> Any:
     """``yaml.safe_load`` ``path`` (a mapping unless ``mapping_only=False``); errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
+        what = "a folder, not a params file" if path.is_dir() else "no such file"
+        raise ConfigError(f"{path}: {what}")
     try:
         data = yaml_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

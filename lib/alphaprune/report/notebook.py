@@ -114,11 +114,9 @@ class StageContext:
 
 
 def default_folder(params: ReportParams) -> Path:
-    """The output folder without ``out_dir``: the params' ``output_dir`` (relative to params/),
-    else ``reports/<name>`` of the project."""
-    if params.output_dir:
-        return params.resolve(params.output_dir)
-    return project_dir() / "reports" / params.report_name
+    """The output folder without ``out_dir``: the one the runner uses
+    (:meth:`~alphaprune.report.schema.ReportParams.report_dir`)."""
+    return params.report_dir()
 
 
 def _show(path: Path) -> str:

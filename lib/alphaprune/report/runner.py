@@ -49,6 +49,7 @@ from alphaprune.errors import NotebookMissing, ReportError, StageFailed
 from alphaprune.paths import PACKAGE_DIR, project_dir
 from alphaprune.report import export
 from alphaprune.report.run_configs import RUNS_DIR
+from alphaprune.report.schema import ReportParams
 from alphaprune.report.stages import STAGES, papermill_parameters, stage_notebook
 from alphaprune.report.validation import load_report_params
 
@@ -64,7 +65,7 @@ __all__ = [
 ]
 
 STATE_FILE = ".stages.json"
-#: = ``report_runs.RETRAIN_ENV`` (not imported here: it would load torch for every report)
+#: = ``alphaprune.report.runs.RETRAIN_ENV`` (not imported here: it would load torch for every report)
 RETRAIN_ENV = "ALPHAPRUNE_RETRAIN"
 #: Record of the last complete export: which executed notebook report.html/pdf were made from.
 EXPORT_FILE = ".export.json"
@@ -104,7 +105,7 @@ def _notebook_digest(path: Path) -> str:
 @functools.lru_cache(maxsize=1)
 def library_digest() -> str:
     """Hash of the ``alphaprune`` package's source: the notebooks' code lives there, so a change
-    to it reruns the stages (finished training runs are still reused, see ``report_runs``)."""
+    to it reruns the stages (finished training runs are still reused, see :mod:`alphaprune.report.runs`)."""
     digest = hashlib.sha256(__version__.encode())
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         name = path.relative_to(PACKAGE_DIR).as_posix()
@@ -344,10 +345,10 @@ def run_report(
     params = load_report_params(params_path)
     folder = Path(out_dir).resolve() if out_dir is not None else params.report_dir()
     notebooks = params.notebooks()
-    # every stage gets the params file as it is, plus the output folder (see report_notebook)
+    # every stage gets the params file as it is, plus the output folder (see alphaprune.report.notebook)
     parameters = papermill_parameters(params.source, out_dir=folder)
     stages = [Stage(name, stage_notebook(notebooks, name), parameters) for name in STAGES]
-    _check_notebooks(stages)
+    _check_notebooks(stages, params)
     _check_writable(folder)
     if progress:
         print(f"{params.report_title}: {len(stages)} stages into {folder}")
@@ -376,11 +377,17 @@ def run_report(
     return folder
 
 
-def _check_notebooks(stages: Sequence[Stage]) -> None:
-    """ReportError naming every stage notebook that is missing or not a readable notebook."""
+def _check_notebooks(stages: Sequence[Stage], params: ReportParams) -> None:
+    """NotebookMissing naming every stage notebook that is missing or not a readable notebook,
+    and where the params say to look for them."""
     missing = [str(s.notebook) for s in stages if not Path(s.notebook).is_file()]
     if missing:
-        raise NotebookMissing(f"notebook(s) not found: {', '.join(missing)}")
+        where = (
+            f"notebooks_dir in {params.source}"
+            if params.notebooks_dir
+            else f"the project's notebooks/ (set notebooks_dir in {params.source})"
+        )
+        raise NotebookMissing(f"notebook(s) not found: {', '.join(missing)}; looked in {where}")
     for stage in stages:
         try:
             _notebook_digest(stage.notebook)

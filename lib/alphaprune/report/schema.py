@@ -178,20 +178,25 @@ class ReportParams(_Strict):
         """``path`` relative to the params file's folder (absolute paths unchanged)."""
         return resolve_path(path, self.base_dir())
 
+    def project(self) -> Path:
+        """The project folder: the one above the params file's folder when it holds
+        ``notebooks/`` (``params/week09.yaml`` in a checkout), else
+        :func:`alphaprune.paths.project_dir` (``$ALPHAPRUNE_PROJECT`` or the checkout)."""
+        above = self.resolve("..")
+        return above if (above / "notebooks").is_dir() else project_dir()
+
     def report_dir(self) -> Path:
-        """The report folder: ``output_dir``, else ``reports/<name>`` in the project folder (the
-        one holding ``notebooks/``)."""
+        """The report folder: ``output_dir``, else ``reports/<name>`` in the project folder
+        (whoever runs the notebooks: the runner, papermill or JupyterLab)."""
         if self.output_dir:
             return self.resolve(self.output_dir)
-        return self.notebooks().parent / "reports" / self.report_name
+        return self.project() / "reports" / self.report_name
 
     def notebooks(self) -> Path:
-        """The notebooks folder: ``notebooks_dir``, else ``../notebooks`` next to the params file
-        (``params/week09.yaml``) when it exists, else the checkout's that holds this package."""
+        """The notebooks folder: ``notebooks_dir``, else ``notebooks/`` of the project folder."""
         if self.notebooks_dir:
             return self.resolve(self.notebooks_dir)
-        beside = self.resolve("../notebooks")
-        return beside if beside.is_dir() else project_dir() / "notebooks"
+        return self.project() / "notebooks"
 
     def experiment(self, name: str) -> Experiment:
         """The experiment named ``name`` (a KeyError if there is none)."""

@@ -103,7 +103,7 @@ def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportP
 
 
 def load_report_params(path: str | Path) -> ReportParams:
-    """Read and validate a params YAML file (``yaml.safe_load``)."""
+    """Read (safe YAML loader, :func:`~alphaprune.engine.config.read_yaml`) and validate a params file."""
     path = Path(path)
     if not path.is_file():
         raise ReportParamsError(f"params file '{path}' does not exist")
