@@ -40,7 +40,7 @@ def run_cli(
             try:
                 code = main(list(args))
             except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
-                code = exc.code if isinstance(exc.code, int) else 1
+                code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
             except Exception:  # a bug: Python would print the traceback and exit 1
                 traceback.print_exc()
                 code = 1

@@ -20,7 +20,7 @@ from alphaprune.paths import PACKAGE_DIR
 ROOT = Path(__file__).resolve().parents[1]
 
 #: What each sub-package may import from alphaprune (besides itself and the top-level helpers).
-SHARED = {"alphaprune", "alphaprune.errors", "alphaprune.atomic", "alphaprune.paths"}
+SHARED = {"alphaprune.errors", "alphaprune.atomic", "alphaprune.paths", "alphaprune.version"}
 MAY_IMPORT = {
     "core": set(),
     "engine": {"core"},
@@ -93,7 +93,7 @@ def test_core_needs_nothing_but_torch() -> None:
 
 def test_the_top_level_holds_only_the_api_cli_and_shared_helpers() -> None:
     top = {path.stem for path in PACKAGE_DIR.glob("*.py")}
-    assert top == {"__init__", "__main__", "cli", "errors", "atomic", "paths"}
+    assert top == {"__init__", "__main__", "cli", "errors", "atomic", "paths", "version"}
 
 
 def test_every_exception_lives_in_errors_under_one_root() -> None:

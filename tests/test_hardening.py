@@ -680,3 +680,10 @@ def test_user_mistakes_are_one_line_errors(tmp_path, monkeypatch, command, chang
         data["model"]["vgg_weights"] = _junk(tmp_path)
     path = write_yaml(tmp_path / "mistake.yaml", data)
     one_line_error(cli(command, str(path), "--no-progress", cwd=tmp_path), needle)
+
+
+def test_prune_from_a_missing_original_fails_before_it_makes_a_run_folder(tmp_path):
+    path = write_yaml(tmp_path / "p.yaml", tiny(tmp_path, name="p1"))
+    result = cli("prune", str(path), "--original", str(tmp_path / "gone.pt"), cwd=tmp_path)
+    one_line_error(result, "gone.pt: checkpoint not found")
+    assert not (tmp_path / "runs" / "p1").exists()

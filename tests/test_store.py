@@ -261,3 +261,27 @@ def test_a_diverged_run_is_finished_and_reused(tmp_path, one_torch_thread):
     assert done["diverged_at"] == diverged_at(run.run_dir)
     assert any(m.startswith("warning: run") for m in messages)
     assert store.run(cfg, "baseline", progress=False).reused
+
+
+def test_an_interrupted_forced_retrain_keeps_the_previous_run_until_the_new_one_is_done(
+    tmp_path, monkeypatch
+):
+    import alphaprune.engine.train as train
+
+    store = RunStore(tmp_path, log=lambda m: None)
+    first = store.run(tiny(), "baseline", progress=False)
+    real = train.train_baseline
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_baseline", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.run(tiny(), "baseline", progress=False, force=True)
+    (previous,) = tmp_path.glob(f".{first.fingerprint}.previous-*")
+    assert (previous / "done.json").is_file() and last_path(previous).is_file()
+    assert store.get(first.fingerprint) is None  # the retrain is not done
+    monkeypatch.setattr(train, "train_baseline", real)
+    again = store.run(tiny(), "baseline", progress=False)  # resumes the retrain
+    assert not again.reused and store.get(first.fingerprint) is not None
+    assert not list(tmp_path.glob(f".{first.fingerprint}.previous-*"))

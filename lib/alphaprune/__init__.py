@@ -23,8 +23,7 @@ from alphaprune.core.graph import UnsupportedModelError, analyze
 from alphaprune.core.schedules import Schedule, make_schedule, schedule_from_dict
 from alphaprune.core.shrink import count, shrink
 from alphaprune.engine.models import AutoEncoder, build_autoencoder, build_unet, load_vgg_weights
-
-__version__ = "0.1.0"
+from alphaprune.version import __version__
 
 __all__ = [
     "AlphaGate",

@@ -18,6 +18,7 @@ built-in they replace (``ValueError``, ``RuntimeError``), so ``except ValueError
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "AlphapruneError",
@@ -110,6 +111,9 @@ class Diverged(RunFailed):
         self, name: str, run_dir: Path, epoch: int, losses: dict[str, float], message: str = ""
     ):
         self.name, self.run_dir, self.epoch, self.losses = name, Path(run_dir), epoch, losses
+        #: the run's :class:`~alphaprune.engine.train.RunResult` up to its last finite epoch,
+        #: when the loop that stopped it knows it (None from a check of a finished run)
+        self.result: Any = None
         shown = ", ".join(f"{key} {value}" for key, value in losses.items())
         last = Path(run_dir) / "checkpoints" / "last.pt"
         super().__init__(

@@ -13,7 +13,7 @@ __all__ = ["check_positive", "check_run"]
 def check_positive(**values: int) -> None:
     """Raise ``ValueError`` naming the first keyword whose value is not a positive integer."""
     for key, value in values.items():
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{key} must be a positive integer, got {value!r}")
 
 

@@ -272,7 +272,7 @@ def benchmark(
     names, reference = check_run(
         models, reference, batch_size=batch_size, image_size=image_size, repeats=repeats
     )
-    if not isinstance(warmup, int) or warmup < 0:
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
     if block is not None:
         check_positive(block=block)

@@ -65,7 +65,7 @@ def shrunk_path(checkpoint: str | Path) -> Path:
 
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     """Atomically save a checkpoint dict (``format`` and ``version`` are added)."""
-    from alphaprune import __version__
+    from alphaprune.version import __version__
 
     with atomic_target(path) as tmp:
         torch.save({"format": FORMAT, "version": __version__, **payload}, tmp)

@@ -130,10 +130,16 @@ class Phase:
     schedule: Schedule | None = None
     original: Path | None = None  # the model pruning started from, named in every checkpoint
 
+    def __post_init__(self) -> None:
+        if (self.kind == "prune") != (self.schedule is not None):
+            raise ValueError(
+                f"a {self.kind} phase {'needs' if self.kind == 'prune' else 'has no'} schedule"
+            )
+
     @property
     def prunes(self) -> bool:
         """Whether the run gates channels (and so has an α every epoch)."""
-        return self.schedule is not None
+        return self.kind == "prune"
 
     def alpha_and_lr(self, epoch: int, constant_lr: float) -> tuple[float | None, float]:
         """α (None: no gates) and base learning rate of ``epoch``."""
@@ -144,7 +150,8 @@ class Phase:
 
 @dataclass
 class RunState:
-    """What the loop changes from epoch to epoch; ``last.pt`` is this state on disk."""
+    """A run in progress: its config and phase, and what each epoch changes (model, optimizer,
+    epoch, α, metrics); ``last.pt`` is this state on disk."""
 
     cfg: ExperimentConfig
     phase: Phase
@@ -552,6 +559,9 @@ def prune(
         raise ConfigError(
             f"prune '{cfg.name}': no original model; set init_from in the config or pass original="
         )
+    resuming = last_path(cfg.run_dir).exists()  # a resume needs only its own last.pt
+    if source is not None and not Path(source).is_file() and not resuming:
+        raise CheckpointError(f"prune '{cfg.name}': the original {source}: checkpoint not found")
     if source is not None and Path(source).is_file():
         _check_architecture(cfg, Path(source))
     phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None)

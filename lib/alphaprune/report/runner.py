@@ -42,7 +42,6 @@ from typing import Any
 
 import nbformat
 
-from alphaprune import __version__
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.locks import folder_lock
 from alphaprune.errors import NotebookMissing, ReportError, StageFailed
@@ -52,6 +51,7 @@ from alphaprune.report.run_configs import RUNS_DIR
 from alphaprune.report.schema import ReportParams
 from alphaprune.report.stages import STAGES, papermill_parameters, stage_notebook
 from alphaprune.report.validation import load_report_params
+from alphaprune.version import __version__
 
 __all__ = [
     "Stage",

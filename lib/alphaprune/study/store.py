@@ -279,10 +279,10 @@ class RunStore:
         from alphaprune.engine.train import Diverged, prune, train_baseline
 
         fp, name = request.fingerprint, request.name
-        aside = None
-        if force and self.path(fp).exists():  # set aside, never deleted before the new one
-            aside = self.root / f".{fp}.previous-{time.time_ns()}"
-            os.replace(self.path(fp), aside)
+        if force and self.path(fp).exists():
+            # set aside, deleted only once the new run is done; an interrupted retrain resumes
+            # on the next call (without force) and the previous result waits until then
+            os.replace(self.path(fp), self.root / f".{fp}.previous-{time.time_ns()}")
         run_cfg = request.cfg.model_copy(update={"output_dir": str(self.root), "name": fp})
         run_dir = self.path(fp)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -300,6 +300,8 @@ class RunStore:
             else:
                 result = prune(run_cfg, original=original, progress=progress)
         except Diverged as exc:  # finished too: the same config would diverge again
+            if exc.result is None:
+                raise
             result, diverged = exc.result, exc.epoch
             self.log(f"warning: {exc}")
         if not result.checkpoint.exists():  # the done record vouches for the checkpoint
@@ -307,8 +309,8 @@ class RunStore:
         done = {"fingerprint": fp, "finished": time.time(), "epochs": run_cfg.epochs}
         done |= {"seconds": time.perf_counter() - began, "diverged_at": diverged}
         atomic_write_text(run_dir / "done.json", json.dumps(done))
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+        for previous in self.root.glob(f".{fp}.previous-*"):
+            shutil.rmtree(previous, ignore_errors=True)
         return StoredRun(fp, run_dir, request.kind, run_cfg, reused=False)
 
     def _start_point(
