@@ -16,27 +16,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: torchvision's vgg19 "E" configuration, written out here independently of the library.
 CFG = [
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
+    int(item) if item != "M" else item
+    for item in "64 64 M 128 128 M 256 256 256 256 M 512 512 512 512 M 512 512 512 512 M".split()
 ]
 #: How many convolutions up to and including reluX_1.
 DEPTH = {"relu1_1": 1, "relu2_1": 3, "relu3_1": 5, "relu4_1": 9, "relu5_1": 13}

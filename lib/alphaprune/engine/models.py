@@ -29,27 +29,11 @@ __all__ = [
 
 #: torchvision's VGG-19 configuration: output channels per conv, "M" for max-pooling.
 VGG19_CFG: list[int | str] = [
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
+    *(64, 64, "M"),
+    *(128, 128, "M"),
+    *(256, 256, 256, 256, "M"),
+    *(512, 512, 512, 512, "M"),
+    *(512, 512, 512, 512, "M"),
 ]
 #: Encoder depth for each supported layer: how many convolutions up to and including reluX_1.
 LAYERS: dict[str, int] = {"relu1_1": 1, "relu2_1": 3, "relu3_1": 5, "relu4_1": 9, "relu5_1": 13}
