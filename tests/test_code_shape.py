@@ -40,10 +40,11 @@ def _modules() -> list[tuple[str, Path]]:
     ]
 
 
-def _all_imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at the top or inside a function."""
+def _all_imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """Every module ``path`` imports, at the top or (unless ``top_level_only``) in a function."""
+    tree = ast.parse(path.read_text())
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
         elif isinstance(node, ast.Import):
@@ -69,22 +70,12 @@ def test_sub_packages_import_only_the_layers_below(package: str) -> None:
     assert not wrong, "\n".join(wrong)
 
 
-def _top_imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return names
-
-
 def test_core_needs_nothing_but_torch() -> None:
     """Model surgery loads wherever torch does: no pandas, pydantic or matplotlib at import time
     in ``core`` (``GatingPlan.table()`` imports pandas when it is called)."""
     third_party = set()
     for path in sorted((PACKAGE_DIR / "core").glob("*.py")):
-        for name in _top_imports(path):
+        for name in _all_imports(path, top_level_only=True):
             top = name.split(".")[0]
             if top not in sys.stdlib_module_names and top not in {"alphaprune", "torch"}:
                 third_party.add(f"{path.name}: {name}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from cli_runner import run_cli
+from cli_runner import run_cli as cli
 from configs import tiny_config, write_yaml
 
 import alphaprune as ap
@@ -213,10 +213,6 @@ def test_weight_analysis(pruned_run):
 
 
 # --- processes: CLI, kill and resume, torchrun ----------------------------------------------
-
-
-def cli(*args: str, cwd: Path, process: bool = False) -> subprocess.CompletedProcess:
-    return run_cli(*args, cwd=cwd, process=process)
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from cli_runner import run_cli
+from cli_runner import run_cli as cli
 from configs import tiny_config, write_yaml
 
 from alphaprune.engine.checkpoint import (
@@ -30,10 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny(tmp_path: Path, **changes) -> dict:
     return tiny_config(tmp_path, steps=1, samples=2, **changes)
-
-
-def cli(*args: str, cwd: Path, process: bool = False) -> subprocess.CompletedProcess:
-    return run_cli(*args, cwd=cwd, process=process)
 
 
 def one_line_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:

@@ -108,19 +108,20 @@ class Diverged(RunFailed):
     exit_code = 3
 
     def __init__(
-        self, name: str, run_dir: Path, epoch: int, losses: dict[str, float], message: str = ""
+        self,
+        name: str,
+        run_dir: Path,
+        epoch: int,
+        losses: dict[str, float],
+        message: str = "",
+        result: Any = None,
     ):
         self.name, self.run_dir, self.epoch, self.losses = name, Path(run_dir), epoch, losses
         #: the run's :class:`~alphaprune.engine.train.RunResult` up to its last finite epoch,
         #: when the loop that stopped it knows it (None from a check of a finished run)
-        self.result: Any = None
+        self.result = result
         shown = ", ".join(f"{key} {value}" for key, value in losses.items())
-        last = Path(run_dir) / "checkpoints" / "last.pt"
-        super().__init__(
-            message
-            or f"run '{name}' diverged at epoch {epoch} ({shown}); stopped: {last} keeps the "
-            f"last finite epoch and {Path(run_dir) / 'metrics.csv'} marks the run diverged"
-        )
+        super().__init__(message or f"run '{name}' diverged at epoch {epoch} ({shown})")
 
 
 class ReportError(RunFailed):

@@ -505,10 +505,14 @@ def _diverged(state: RunState, row: dict[str, Any], is_main: bool) -> Diverged:
     cfg, epoch = state.cfg, row["epoch"]
     if is_main:
         _write_metrics(cfg.run_dir, [*state.rows, {**row, "status": DIVERGED}])
-    diverged = Diverged(cfg.name, cfg.run_dir, epoch, _losses(row))
-    checkpoint = last_path(cfg.run_dir)
-    diverged.result = RunResult(cfg.run_dir, checkpoint, _frame(state.rows), cfg, diverged_at=epoch)
-    return diverged
+    losses, checkpoint = _losses(row), last_path(cfg.run_dir)
+    shown = ", ".join(f"{key} {value}" for key, value in losses.items())
+    message = (
+        f"run '{cfg.name}' diverged at epoch {epoch} ({shown}); stopped: {checkpoint} keeps the "
+        f"last finite epoch and {cfg.run_dir / 'metrics.csv'} marks the run diverged"
+    )
+    result = RunResult(cfg.run_dir, checkpoint, _frame(state.rows), cfg, diverged_at=epoch)
+    return Diverged(cfg.name, cfg.run_dir, epoch, losses, message, result=result)
 
 
 def _save(state: RunState, milestone: bool = True) -> None:

@@ -27,7 +27,6 @@ checkpoints) and :mod:`~alphaprune.report.stages` (the stages and their papermil
 from __future__ import annotations
 
 from alphaprune.errors import ReportParamsError
-from alphaprune.paths import project_dir
 from alphaprune.report.run_configs import (
     BASELINE,
     RUNS_DIR,
@@ -59,7 +58,6 @@ __all__ = [
     "Notes",
     "load_report_params",
     "report_params_from_dict",
-    "project_dir",
     "run_specs",
     "run_config",
     "papermill_parameters",

@@ -48,6 +48,7 @@ from alphaprune.errors import NotebookMissing, ReportError, StageFailed
 from alphaprune.paths import PACKAGE_DIR, project_dir
 from alphaprune.report import export
 from alphaprune.report.run_configs import RUNS_DIR
+from alphaprune.report.runs import RETRAIN_ENV
 from alphaprune.report.schema import ReportParams
 from alphaprune.report.stages import STAGES, papermill_parameters, stage_notebook
 from alphaprune.report.validation import load_report_params
@@ -65,8 +66,6 @@ __all__ = [
 ]
 
 STATE_FILE = ".stages.json"
-#: = ``alphaprune.report.runs.RETRAIN_ENV`` (not imported here: it would load torch for every report)
-RETRAIN_ENV = "ALPHAPRUNE_RETRAIN"
 #: Record of the last complete export: which executed notebook report.html/pdf were made from.
 EXPORT_FILE = ".export.json"
 #: Sub-folders whose files count as a stage's outputs.
