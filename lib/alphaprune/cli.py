@@ -20,7 +20,6 @@ from pathlib import Path
 
 from alphaprune.errors import (
     AlphapruneError,
-    CheckpointError,
     Diverged,
     RunFailed,
     UserError,
@@ -31,24 +30,6 @@ __all__ = ["main", "EXIT_USAGE", "EXIT_DIVERGED"]
 
 EXIT_USAGE = UserError.exit_code
 EXIT_DIVERGED = Diverged.exit_code
-
-
-def _require_finite_weights(path: Path) -> None:
-    """A one-line error when the checkpoint ``path`` holds inf/NaN weights."""
-    import torch
-
-    from alphaprune.engine.checkpoint import read_checkpoint
-
-    bad = [
-        name
-        for name, value in read_checkpoint(path)["model"].items()
-        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
-    ]
-    if bad:
-        raise CheckpointError(
-            f"{path} holds non-finite (inf/NaN) weights in {len(bad)} tensor(s), e.g. {bad[0]}; "
-            "was it saved by a run that diverged?"
-        )
 
 
 def _json(data: dict) -> str:
@@ -153,7 +134,6 @@ def _run(args: argparse.Namespace) -> int:
         path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
         if args.alpha is not None and not math.isfinite(args.alpha):
             raise UserError(f"--alpha must be a finite number, got {args.alpha}")
-        _require_finite_weights(path)
         model = load_model(path, alpha=args.alpha, override_alpha=args.override_alpha)
         scores = evaluate(
             model, make_datasets(cfg)[1], batch_size=cfg.data.batch_size, interval=True
@@ -167,7 +147,6 @@ def _run(args: argparse.Namespace) -> int:
         path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
         out = Path(args.out) if args.out else cfg.run_dir / "shrunk.pt"
         require_finished(path, "shrink")
-        _require_finite_weights(path)
         summary = shrink_checkpoint(path, out, image_size=cfg.data.crop)
         print(_json(summary))
     return 0

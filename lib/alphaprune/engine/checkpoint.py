@@ -103,7 +103,8 @@ def load_tensors(path: str | Path, what: str = "checkpoint") -> Any:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict with ``torch.load(weights_only=True)``; clear errors naming the file."""
+    """Load a checkpoint dict with ``torch.load(weights_only=True)``; clear errors naming the file
+    (also for inf/NaN weights: no checkpoint alphaprune writes holds them)."""
     path = Path(path)
     data = load_tensors(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -118,6 +119,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint's 'alpha' is not a number: {alpha!r}")
     if alpha is not None and not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
         raise CheckpointError(f"{path}: checkpoint's 'alpha' is not a number in [0, 1]: {alpha!r}")
+    bad = [
+        name
+        for name, value in data["model"].items()
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path} holds non-finite (inf/NaN) weights in {len(bad)} tensor(s), e.g. {bad[0]}; "
+            "was it saved by a run that diverged?"
+        )
     return data
 
 
