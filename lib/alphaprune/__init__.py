@@ -9,6 +9,7 @@ Quick start::
     small = ap.shrink(model)          # same function, fewer channels
 """
 
+from alphaprune.core.criteria import register_criterion
 from alphaprune.core.gates import (
     AlphaGate,
     GatingPlan,
@@ -41,6 +42,7 @@ __all__ = [
     "get_alpha",
     "load_vgg_weights",
     "make_schedule",
+    "register_criterion",
     "restore_gates",
     "schedule_from_dict",
     "set_alpha",

@@ -1,17 +1,13 @@
-"""α gates: per-channel factors that fade pruned channels out while the network is fine-tuned.
+"""α gates on a whole model: plan which channels to prune, gate them, set and read α.
 
 A pruned channel is multiplied by α wherever it is *consumed*: the gate scales the consumer's
-weight along its input-channel axis (``Conv2d`` dim 1, ``ConvTranspose2d`` dim 0, ``Linear``
-dim 1 — see :mod:`alphaprune.core.layer_rules`). That is exactly ``consumer(scale ⊙ x)``, costs
-channels×kernel work instead of a pass over the activations, and never sits in front of a
-BatchNorm (which would turn a zeroed channel into a constant). At α = 0 no layer reads the
-pruned channels any more, so :func:`alphaprune.core.shrink` can cut them out of every producer, norm
-and consumer of their group.
-
-A gated layer is the same object with its class swapped to a gated subclass (as
-``torch.nn.utils.parametrize`` does), keeping its parameter names, so state-dict keys are
-unchanged; the gate adds two buffers, ``gate_mask`` (True = kept) and ``gate_alpha`` (float64,
-so the α read back is exactly the α set, also after ``.half()``).
+weight along its input-channel axis (the gated layers are in :mod:`alphaprune.core.gated_layers`).
+That is exactly ``consumer(scale ⊙ x)``, costs channels×kernel work instead of a pass over the
+activations, and never sits in front of a BatchNorm (which would turn a zeroed channel into a
+constant). At α = 0 no layer reads the pruned channels any more, so
+:func:`alphaprune.core.shrink.shrink` can cut them out of every producer, norm and consumer of
+their group. Which channels go is decided per group by a criterion
+(:mod:`alphaprune.core.criteria`) and a keep fraction or a budget (:mod:`alphaprune.core.budget`).
 """
 
 from __future__ import annotations
@@ -22,18 +18,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from alphaprune.core.budget import budget_masks
-from alphaprune.core.graph import (
-    ChannelGraph,
-    ChannelGroup,
-    LayerChannels,
-    UnsupportedModelError,
-    analyze,
+from alphaprune.core.criteria import Criterion, unit_importance
+from alphaprune.core.gated_layers import (
+    _GATED,
+    ALPHA_KEY,
+    MASK_KEY,
+    AlphaGate,
+    check_alpha,
+    gate_layer,
+    ungate_layer,
 )
-from alphaprune.core.layer_rules import ChannelwiseRule, MixingRule, rule_for
+from alphaprune.core.graph import ChannelGraph, ChannelGroup, UnsupportedModelError, analyze
+from alphaprune.core.layer_rules import MixingRule, rule_for
 from alphaprune.errors import PruningError
 
 __all__ = [
@@ -49,144 +48,12 @@ __all__ = [
     "prunable_layers",
     "restore_gates",
     "set_alpha",
+    "gate_layer",
+    "ungate_layer",
+    "unit_importance",
 ]
 
-MASK_KEY, ALPHA_KEY = "gate_mask", "gate_alpha"
 _LEGACY_MASK, _LEGACY_ALPHA = "_gate.mask", "_gate.alpha"
-
-
-def check_alpha(alpha: float, what: str = "alpha") -> float:
-    """Return ``alpha`` as a float, or raise ``ValueError`` if it is not a number in [0, 1]."""
-    if isinstance(alpha, bool):
-        raise PruningError(f"{what} must be a number in [0, 1], got {alpha!r}")
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        raise PruningError(f"{what} must be a number in [0, 1], got {alpha!r}") from None
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise PruningError(f"{what} must be in [0, 1], got {alpha!r}")
-    return value
-
-
-class AlphaGate(nn.Module):
-    """Mixin of a gated layer: input channel ``i`` is scaled by 1 if kept, by α if pruned.
-
-    Not built directly: :func:`attach_gates` turns a ``Conv2d``, ``ConvTranspose2d`` or
-    ``Linear`` into its gated subclass in place.
-    """
-
-    base_type = nn.Module
-    __jit_unused_properties__ = ["mask", "num_channels", "num_kept"]
-
-    @property
-    def mask(self) -> Tensor:
-        """Bool per input channel, True where kept."""
-        return self.gate_mask
-
-    @property
-    def num_channels(self) -> int:
-        return self.gate_mask.numel()
-
-    @property
-    def num_kept(self) -> int:
-        return int(self.gate_mask.sum())
-
-    def set_alpha(self, alpha: float) -> None:
-        """Set α in place (keeps the buffer's device and float64 dtype)."""
-        self.gate_alpha.fill_(check_alpha(alpha))
-
-    def get_alpha(self) -> float:
-        return float(self.gate_alpha)
-
-    def scale(self) -> Tensor:
-        """The per-input-channel factor (float64): 1 where kept, α where pruned."""
-        return torch.where(self.gate_mask, torch.ones_like(self.gate_alpha), self.gate_alpha)
-
-    def gated_weight(self) -> Tensor:
-        scale = torch.where(self.gate_mask, torch.ones_like(self.gate_alpha), self.gate_alpha)
-        return self.weight * scale.to(self.weight.dtype).view(self._gate_view)
-
-    def _apply(self, fn, recurse=True):  # noqa: ANN001 - torch's signature
-        # ``.half()``/``.bfloat16()`` convert every floating buffer; α must stay exactly as set.
-        alpha = self.gate_alpha.detach().clone()
-        super()._apply(fn, recurse)
-        self.gate_alpha = alpha.to(self.gate_mask.device)
-        return self
-
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, gate: kept={self.num_kept}/{self.num_channels} inputs, "
-            f"alpha={self.get_alpha():.4g}"
-        )
-
-
-class GatedConv2d(AlphaGate, nn.Conv2d):
-    base_type = nn.Conv2d
-
-    def forward(self, input: Tensor) -> Tensor:
-        return self._conv_forward(input, self.gated_weight(), self.bias)
-
-
-class GatedConvTranspose2d(AlphaGate, nn.ConvTranspose2d):
-    base_type = nn.ConvTranspose2d
-
-    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
-        output_padding = self._output_padding(
-            input, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
-        )
-        return F.conv_transpose2d(
-            input,
-            self.gated_weight(),
-            self.bias,
-            self.stride,
-            self.padding,
-            output_padding,
-            self.groups,
-            self.dilation,
-        )
-
-
-class GatedLinear(AlphaGate, nn.Linear):
-    base_type = nn.Linear
-
-    def forward(self, input: Tensor) -> Tensor:
-        return F.linear(input, self.gated_weight(), self.bias)
-
-
-_GATED = {cls.base_type: cls for cls in (GatedConv2d, GatedConvTranspose2d, GatedLinear)}
-
-
-def gate_layer(module: nn.Module, mask: Tensor, alpha: float) -> AlphaGate:
-    """Turn ``module`` (exact type Conv2d/ConvTranspose2d/Linear) into its gated class in place."""
-    if type(module) not in _GATED:
-        raise UnsupportedModelError(f"cannot gate a {type(module).__name__}")
-    rule = rule_for(module)
-    assert isinstance(rule, MixingRule)
-    mask = torch.as_tensor(mask, dtype=torch.bool).flatten()
-    if mask.numel() != rule.in_channels(module):
-        raise PruningError(
-            f"gate mask has {mask.numel()} entries, the layer has "
-            f"{rule.in_channels(module)} input channels"
-        )
-    device = module.weight.device
-    module.__class__ = _GATED[type(module)]
-    module.register_buffer(MASK_KEY, mask.to(device))
-    module.register_buffer(ALPHA_KEY, torch.tensor(check_alpha(alpha), dtype=torch.float64))
-    module.gate_alpha = module.gate_alpha.to(device)
-    module._gate_view = rule.gate_shape(module)
-    return module
-
-
-def ungate_layer(module: AlphaGate) -> nn.Module:
-    """Fold the gate into the weight and give the layer its plain class back (in place)."""
-    rule = rule_for(module)
-    assert isinstance(rule, MixingRule)
-    scale = module.scale().detach()
-    del module._buffers[MASK_KEY], module._buffers[ALPHA_KEY]
-    del module._gate_view
-    module.__class__ = module.base_type
-    rule.fold_inputs(module, scale)
-    return module
 
 
 def gates(model: nn.Module) -> dict[str, AlphaGate]:
@@ -358,48 +225,6 @@ def check_keep(keep: object, what: str = "keep") -> float:
     return value
 
 
-def unit_importance(graph: ChannelGraph, group: ChannelGroup, criterion: str) -> Tensor:
-    """Importance of each unit of ``group`` (same order as ``group.units``).
-
-    ``l1``: the L1 norm of the unit's output filters summed over every producing layer;
-    ``bn``: |γ| of the BatchNorms over the unit's channels.
-    """
-    position = {u: i for i, u in enumerate(group.units)}
-    scores = torch.zeros(len(group.units), dtype=torch.float64)
-    for layer, values in _scored_layers(graph, group, criterion):
-        for u, v in zip(graph.units(layer.out_vars), values.double().cpu().tolist(), strict=True):
-            if u in position:
-                scores[position[u]] += v
-    return scores
-
-
-def _scored_layers(
-    graph: ChannelGraph, group: ChannelGroup, criterion: str
-) -> list[tuple[LayerChannels, Tensor]]:
-    """The layers whose per-channel values score ``group``'s units, with those values."""
-    if criterion == "l1":
-        owners = [graph.layers[name] for name in group.owners]
-        return [(layer, layer.rule.output_l1(layer.module)) for layer in owners]
-    if criterion == "bn":
-        norms = [graph.layers[name] for name in group.members]
-        found = [
-            (layer, layer.module.weight.detach().abs()) for layer in norms if _affine_bn(layer)
-        ]
-        if not found:
-            raise PruningError(f"criterion='bn' needs an affine BatchNorm in group '{group.name}'")
-        return found
-    raise PruningError(f"criterion must be 'l1' or 'bn', got {criterion!r}")
-
-
-def _affine_bn(layer: LayerChannels) -> bool:
-    module = layer.module
-    return (
-        isinstance(layer.rule, ChannelwiseRule)
-        and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d))
-        and module.weight is not None
-    )
-
-
 def _keep_units(scores: Tensor, keep: float) -> Tensor:
     n_keep = max(1, int(round(keep * scores.numel())))
     order = torch.argsort(scores.float(), descending=True, stable=True)
@@ -464,7 +289,7 @@ def _plan_masks(
 def attach_gates(
     model: nn.Module,
     keep: float | Mapping[str, float] = 0.5,
-    criterion: str = "l1",
+    criterion: str | Criterion = "l1",
     target: str | Sequence[str] = "all",
     alpha: float = 1.0,
     masks: Mapping[str, Tensor] | None = None,
@@ -487,8 +312,10 @@ def attach_gates(
         model: any module ``torch.fx`` can trace.
         keep: fraction of units kept per group, or a mapping from group/layer name (e.g.
             ``"encoder.0"``) to fraction; groups absent from a mapping are not gated.
-        criterion: ``"l1"`` (L1 norm of the output filters, on each layer's output axis) or
-            ``"bn"`` (|γ| of the BatchNorm over the channels).
+        criterion: the name of a registered criterion (:mod:`alphaprune.core.criteria`):
+            ``"l1"`` (L1 norm of the output filters, on each layer's output axis), ``"bn"`` (|γ|
+            of the BatchNorm over the channels), ``"random"`` (a control), or a callable
+            ``(graph, group) -> scores``.
         target: ``"all"`` (alias ``"both"``), ``"encoder"``/``"decoder"`` (a submodule), or a
             list of layer-name patterns (``["encoder.*", "up?"]``).
         alpha: initial α of the new gates.

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from alphaprune.core.gated_layers import AlphaGate
 from alphaprune.core.layer_rules import (
     ChannelwiseRule,
     GroupNormRule,
@@ -163,8 +164,6 @@ class _Leaves(fx.Tracer):
     """fx tracer that keeps gated layers whole (their forward is the layer's, weight scaled)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from alphaprune.core.gates import AlphaGate
-
         return isinstance(m, AlphaGate) or super().is_leaf_module(m, module_qualified_name)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "LinearRule",
     "ChannelwiseRule",
     "GroupNormRule",
+    "register_rule",
     "rule_for",
     "input_axis",
     "output_axis",
@@ -264,26 +265,30 @@ class GroupNormRule(LayerRule):
         module.num_groups = module.num_channels // size
 
 
-#: Exact types only for the mixing layers: a user's subclass may compute something else in its
-#: own ``forward`` (weight standardisation, …), so it is treated as unknown and left whole.
-_MIXING = {nn.Conv2d: ConvRule(), nn.ConvTranspose2d: ConvTransposeRule(), nn.Linear: LinearRule()}
-_OTHERS: tuple[LayerRule, ...] = (ChannelwiseRule(), GroupNormRule())
+#: The rule of each layer type, by exact type: a user's subclass may compute something else in
+#: its own ``forward`` (weight standardisation, …), so it is unknown (left whole) until registered.
+_RULES: dict[type, LayerRule] = {}
 
 
-def rule_for(module: nn.Module) -> LayerRule | None:
-    """The rule of ``module``'s type, or None when its channels are not understood."""
-    # gated layers are the same layer types with a scaled weight (imported here: gates uses rules)
-    from alphaprune.core.gates import AlphaGate
+def register_rule(layer_type: type, rule: LayerRule) -> None:
+    """Use ``rule`` for layers of exactly ``layer_type`` (a subclass needs its own registration)."""
+    if not isinstance(layer_type, type) or not issubclass(layer_type, nn.Module):
+        raise TypeError(f"register_rule: {layer_type!r} is not an nn.Module class")
+    if not isinstance(rule, LayerRule):
+        raise TypeError(f"register_rule: {rule!r} is not a LayerRule")
+    _RULES[layer_type] = rule
 
-    kind = type(module)
-    if isinstance(module, AlphaGate):
-        kind = module.base_type
-    if kind in _MIXING:
-        return _MIXING[kind]
-    for rule in _OTHERS:
-        if type(module) in rule.types:
-            return rule
-    return None
+
+for _rule in (ConvRule(), ConvTransposeRule(), LinearRule(), ChannelwiseRule(), GroupNormRule()):
+    for _type in _rule.types:
+        register_rule(_type, _rule)
+
+
+def rule_for(module: nn.Module | type) -> LayerRule | None:
+    """The rule of ``module``'s type (or of the class itself), or None when its channels are not
+    understood."""
+    kind = module if isinstance(module, type) else type(module)
+    return _RULES.get(kind)
 
 
 def input_axis(module: nn.Module) -> int:

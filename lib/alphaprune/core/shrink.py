@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from alphaprune.core.gates import AlphaGate, gates, ungate_layer
+from alphaprune.core.gated_layers import AlphaGate, ungate_layer
+from alphaprune.core.gates import gates
 from alphaprune.core.graph import ChannelGraph, UnsupportedModelError, analyze
 from alphaprune.core.layer_rules import input_axis, output_axis
 

@@ -205,7 +205,8 @@ class DataConfig(_Section):
 
 class PruningConfig(_Section):
     keep: float | dict[str, float] = 0.5
-    criterion: Literal["l1", "bn"] = "l1"
+    #: a registered criterion (alphaprune.core.criteria): "l1", "bn", "random", or your own
+    criterion: str = "l1"
     #: "encoder", "decoder", "both"/"all", or a list of layer-name patterns ("encoder.*")
     target: Literal["encoder", "decoder", "both", "all"] | list[str] = "encoder"
     #: {"flops": r} or {"params": r}: per-group keep chosen to keep that fraction (instead of keep)
@@ -220,6 +221,15 @@ class PruningConfig(_Section):
             from alphaprune.core.budget import check_budget
 
             check_budget(value)
+        return value
+
+    @field_validator("criterion")
+    @classmethod
+    def _known_criterion(cls, value: str) -> str:
+        from alphaprune.core.criteria import criterion_names
+
+        if value not in criterion_names():
+            raise ValueError(f"unknown criterion {value!r}; registered: {criterion_names()}")
         return value
 
     @field_validator("keep", mode="before")
