@@ -70,6 +70,76 @@ def test_sub_packages_import_only_the_layers_below(package: str) -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_import_nodes(tree: ast.AST):
+    """Import statements anywhere in ``tree`` (functions too), except under ``if TYPE_CHECKING:``
+    (annotations only: never executed)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            yield from _runtime_import_nodes(ast.Module(body=node.orelse, type_ignores=[]))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        else:
+            yield from _runtime_import_nodes(node)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """alphaprune module → the alphaprune modules it imports at run time (function-level
+    imports counted; ``from pkg import module`` resolved to the module)."""
+    modules = {_module_name(path): path for path in PACKAGE_DIR.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in _runtime_import_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif node.module and node.level == 0:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    found.add(full if full in modules else node.module)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (as a path that returns to its start), or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return path[path.index(target) :] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        state[node] = 2
+        path.pop()
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    """No module imports itself through others, not even from inside a function (a lazy import
+    that hides a cycle is a cycle: the packages would not be layers)."""
+    cycle = _cycle(import_graph())
+    assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
 def test_core_needs_nothing_but_torch() -> None:
     """Model surgery loads wherever torch does: no pandas, pydantic or matplotlib at import time
     in ``core`` (``GatingPlan.table()`` imports pandas when it is called)."""
