@@ -57,7 +57,7 @@ _LEGACY_MASK, _LEGACY_ALPHA = "_gate.mask", "_gate.alpha"
 
 def check_alpha(alpha: float, what: str = "alpha") -> float:
     """Return ``alpha`` as a float, or raise ``ValueError`` if it is not a number in [0, 1]."""
-    if isinstance(alpha, bool):
+    if isinstance(alpha, (bool, str, bytes)):  # float("0.5") would accept a string
         raise PruningError(f"{what} must be a number in [0, 1], got {alpha!r}")
     try:
         value = float(alpha)
