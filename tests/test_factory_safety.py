@@ -60,6 +60,16 @@ def needs_32(width=4):
 """
 
 
+@pytest.fixture(autouse=True)
+def trusted_in_this_test_only(monkeypatch):
+    """What the CLI trusts (its params' factory) stays within the test that ran it."""
+    try:
+        import alphaprune.engine.factories as factories
+    except ImportError:  # code from before factories had a module of their own
+        return
+    monkeypatch.setattr(factories, "_TRUSTED", set())
+
+
 @pytest.fixture
 def user_module(tmp_path: Path, monkeypatch) -> Path:
     """``userfactories.py`` importable from ``tmp_path`` (like the user's own package)."""

@@ -22,6 +22,7 @@ import inspect
 import os
 import re
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -108,10 +109,14 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
 
 
 def _described(exc: BaseException) -> str:
-    """``Type: message (at file:line)`` of an exception raised in the user's code."""
+    """``Type: message (at file:line)`` of an exception raised in the user's code: the deepest
+    line outside installed packages and Python itself (else the deepest line)."""
     text = " ".join(str(exc).split())[:300]
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    frames = traceback.extract_tb(exc.__traceback__)[1:]  # [0] is alphaprune's call
+    library = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"])
+    own = [f for f in frames if not f.filename.startswith(library)]
+    frame = (own or frames or [None])[-1]
+    where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
     return f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
 
 

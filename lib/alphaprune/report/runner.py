@@ -457,7 +457,7 @@ _FIND_SPEC = "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.
 def _check_kernel_imports(params: ReportParams) -> None:
     """ReportParamsError when a model factory imports here but not where the notebooks' kernels
     start (the project folder): e.g. a module found only in the current folder."""
-    specs = {params.run_config(n)["model"].get("factory") for n in _run_names(params)}
+    specs = {(params.run_config(n).get("model") or {}).get("factory") for n in _run_names(params)}
     for spec in sorted(s for s in specs if s and s not in BUILTIN_FACTORIES):
         module = spec.split(":")[0].split(".")[0]
         found = subprocess.run(

@@ -72,6 +72,8 @@ TRAINING_CODE_VERSION = "1"
 _FREE_KEYS = ("name", "output_dir", "device")
 Kind = Literal["baseline", "prune"]
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
+#: The lock that orders references and gc: a hold written after gc began waits for it.
+_REFS_LOCK = "refs"
 
 
 #: The variable that moves the store.
@@ -423,13 +425,15 @@ class RunStore:
         the store's reference file ``.refs/<id>.json`` (both atomic); a later call for the same
         owner and role replaces that role's list. Returns the store's file.
         """
-        return self.refs.update(owner, final_change(role, fingerprints))
+        with self.lock(_REFS_LOCK):  # never while gc decides what is needed
+            return self.refs.update(owner, final_change(role, fingerprints))
 
     def hold(self, owner: str | Path, fingerprints: Sequence[str], role: str = "runs") -> Path:
         """Add ``fingerprints`` to ``owner``'s in-progress hold for ``role``: gc keeps them until
         :meth:`add_reference` for that role replaces the hold with the final list (a crash
         leaves the hold, so nothing the work needed is lost)."""
-        return self.refs.update(owner, hold_change(role, fingerprints))
+        with self.lock(_REFS_LOCK):  # after it returns, gc sees the hold
+            return self.refs.update(owner, hold_change(role, fingerprints))
 
     def references(self, strict: bool = False) -> dict[str, list[str]]:
         """Owner folder → fingerprints, for every reference that is not stale (an owner whose
@@ -475,11 +479,12 @@ class RunStore:
     def list(self) -> pd.DataFrame:
         """One row per run folder: fingerprint, name, kind, done, size (MB), modified, used_by."""
         used: dict[str, list[str]] = {}
-        for owner, fps in self.references().items():
+        references = self.references()
+        for owner, fps in references.items():
             shown = owner if Path(owner).is_dir() else f"{owner} (gone)"
             for fp in fps:
                 used.setdefault(fp, []).append(shown)
-        needed = self.needed()
+        needed = self.needed(references)
         rows = []
         for run_dir in self._run_dirs():
             fp = run_dir.name
@@ -513,6 +518,12 @@ class RunStore:
         ``reports/`` is found by its id) unless ``forget_missing``. A malformed reference file
         stops gc with a :class:`StoreError` naming it.
         """
+        if not self.root.is_dir():
+            return []
+        with self.lock(_REFS_LOCK):  # no hold is written while gc decides and removes
+            return self._gc(dry_run, forget_missing)
+
+    def _gc(self, dry_run: bool, forget_missing: bool) -> list[str]:
         records = self.refs.follow_moves(self.refs.read(strict=True), dry_run)
         states = {ref.path: ref.state() for ref in records}
         missing = [ref for ref in records if states[ref.path] == "missing"]
