@@ -374,8 +374,8 @@ def run_report(
     ]
     _check_notebooks(stages, params)
     _check_folder(folder, params)
-    _check_writable(folder)
     _check_kernel_imports(params)
+    _check_writable(folder)  # the first check that makes the folder
     if progress:
         print(f"{params.report_title}: {len(stages)} stages into {folder}")
     with folder_lock(folder, "report folder"):
