@@ -402,7 +402,9 @@ def weights_table(results: Mapping[str, Any], experiments: Sequence[Any]) -> pd.
     from alphaprune.engine.checkpoint import load_model
     from alphaprune.report.weights import weight_comparison
 
-    original = load_model(results["baseline"].checkpoint, verbose=False)
+    base = results["baseline"]
+    # built by the week's own factory (the runs' configs), never one a checkpoint names
+    original = load_model(base.checkpoint, verbose=False, factory=base.config.model.factory)
     frames = []
     for experiment in experiments:
         if experiment.start.shrink:
@@ -410,7 +412,8 @@ def weights_table(results: Mapping[str, Any], experiments: Sequence[Any]) -> pd.
                 f"{experiment.name}: starts from a shrunk model; not comparable channel by channel"
             )
             continue
-        pruned = load_model(results[experiment.name].checkpoint, verbose=False)
+        result = results[experiment.name]
+        pruned = load_model(result.checkpoint, verbose=False, factory=result.config.model.factory)
         frames.append(weight_comparison(pruned, original).assign(run=experiment.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -217,13 +217,14 @@ def original_check(
 
     labels = labels or {}
     base = results["baseline"]
-    original = load_model(base.checkpoint, verbose=False)
+    # built by the week's own factory (the runs' configs), never one a checkpoint names
+    original = load_model(base.checkpoint, verbose=False, factory=base.config.model.factory)
     val = make_datasets(base.config)[1]
     rows = []
     for name, result in results.items():
         if name == "baseline" or getattr(result, "diverged_at", None) is not None:
             continue
-        model = load_model(result.checkpoint, verbose=False)
+        model = load_model(result.checkpoint, verbose=False, factory=result.config.model.factory)
         scores = compare_to_original(model, original, val, batch_size=32)
         rows.append({"run": name, "label": labels.get(name, name), **scores})
     columns = [

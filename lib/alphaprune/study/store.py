@@ -392,7 +392,12 @@ class RunStore:
             start["shrink"] = True
             shrunk = run_dir / "start.pt"
             if not shrunk.exists():  # written atomically by save_checkpoint
-                shrink_checkpoint(original, shrunk, image_size=request.cfg.data.crop)
+                shrink_checkpoint(
+                    original,
+                    shrunk,
+                    image_size=request.cfg.data.crop,
+                    factory=request.cfg.model.factory,  # the run's own, not one it names
+                )
             original = shrunk
         return original, start
 
