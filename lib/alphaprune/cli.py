@@ -113,8 +113,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     from alphaprune.engine.config import load_config
+    from alphaprune.engine.factories import trust_factory
 
     cfg = load_config(args.params, args.overrides)
+    trust_factory(cfg.model.factory)  # the user's own: checkpoints naming it may be loaded
     progress = not args.no_progress
     if args.command == "train":
         from alphaprune.engine.train import train_baseline
@@ -129,11 +131,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         from alphaprune.engine.checkpoint import last_path, load_model
         from alphaprune.engine.evaluate import evaluate
-        from alphaprune.engine.train import make_datasets
+        from alphaprune.engine.train import make_datasets, require_finished
 
         path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
         if args.alpha is not None and not math.isfinite(args.alpha):
             raise UserError(f"--alpha must be a finite number, got {args.alpha}")
+        require_finished(path, "evaluate")  # a diverged run's last.pt is not its result
         model = load_model(path, alpha=args.alpha, override_alpha=args.override_alpha)
         scores = evaluate(
             model, make_datasets(cfg)[1], batch_size=cfg.data.batch_size, interval=True

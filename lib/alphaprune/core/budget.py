@@ -145,10 +145,22 @@ def budget_masks(
             current += _remove_unit(graph, readers, group.units[position])
     if current / total > target + 0.02:
         raise PruningError(
-            f"budget {kind} {target:g} is out of reach: at min_keep={min_keep:g} the model keeps "
-            f"{current / total:.3f} of its {kind}"
+            f"budget {kind} {target:g} is out of reach: at {_limits(groups, min_keep, round_to)} "
+            f"the model keeps {current / total:.3f} of its {kind}"
         )
     return kept
+
+
+def _limits(groups: list[ChannelGroup], min_keep: float, round_to: int) -> str:
+    """The limits that stopped a budget, ``round_to`` first when it is what stops it."""
+    largest = max((len(g.units) for g in groups), default=0)
+    if round_to >= largest:
+        return (
+            f"round_to={round_to} (no group has more than {largest} units, so none can lose "
+            f"{round_to} at a time)"
+        )
+    extra = f" and round_to={round_to}" if round_to > 1 else ""
+    return f"min_keep={min_keep:g}{extra}"
 
 
 def _check_limits(min_keep: float, round_to: int) -> None:

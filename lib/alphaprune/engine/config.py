@@ -170,17 +170,24 @@ class ModelConfig(_Section):
     @field_validator("factory")
     @classmethod
     def _factory_form(cls, value: str | None) -> str | None:
-        from alphaprune.engine.models import import_factory
+        from alphaprune.engine.factories import import_factory
 
         if value is not None:
-            import_factory(value)  # imported now, so a typo stops before any work
+            import_factory(value)  # imported now (never the standard library): a typo stops here
         return value
 
     @field_validator("example_input_size")
     @classmethod
-    def _positive_sizes(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and any(v < 1 for v in value):
+    def _image_batch_size(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        if any(v < 1 for v in value):
             raise ValueError(f"example_input_size must be positive integers, got {value}")
+        if len(value) != 4 or value[1] != 3:
+            raise ValueError(
+                "example_input_size must be [batch, 3, height, width]: the model is trained on "
+                f"RGB images, so its input has 3 channels (got {value})"
+            )
         return value
 
 
@@ -231,6 +238,21 @@ class PruningConfig(_Section):
         if value not in criterion_names():
             raise ValueError(f"unknown criterion {value!r}; registered: {criterion_names()}")
         return value
+
+    @model_validator(mode="after")
+    def _budget_options_need_a_budget(self) -> PruningConfig:
+        # compared with the defaults, not with the keys given: a saved config spells them all out
+        unused = [
+            f"{key}={getattr(self, key)!r}"
+            for key, default in (("min_keep", 0.1), ("round_to", 1))
+            if getattr(self, key) != default
+        ]
+        if self.budget is None and unused:
+            raise ValueError(
+                f"{' and '.join(unused)} only apply with pruning.budget (the per-group keep it "
+                "chooses); without a budget, pruning.keep sets every group's fraction"
+            )
+        return self
 
     @field_validator("keep", mode="before")
     @classmethod

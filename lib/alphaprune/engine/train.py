@@ -68,7 +68,7 @@ from alphaprune.engine.distributed import DistContext
 from alphaprune.engine.evaluate import evaluate
 from alphaprune.engine.locks import folder_lock
 from alphaprune.engine.models import build_model, example_input, load_vgg_weights
-from alphaprune.errors import ConfigError, Diverged
+from alphaprune.errors import ConfigError, Diverged, PruningError
 
 __all__ = [
     "RunResult",
@@ -281,19 +281,43 @@ def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
 
 def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
     """The model to prune: the original with gates attached, or a gated checkpoint as it is."""
-    model = load_model(original, verbose=False)
+    # built by the config's own factory: the original's was checked to be the same
+    model = load_model(original, verbose=False, factory=cfg.model.factory)
     if not gates(model):
+        example = example_input(cfg.model.model_dump(), cfg.data.crop)
+        _check_example(model, example, cfg)
         attach_gates(
             model,
             keep=cfg.pruning.keep,
             criterion=cfg.pruning.criterion,
             target=cfg.pruning.target,
-            example_inputs=example_input(cfg.model.model_dump(), cfg.data.crop),
+            example_inputs=example,
             budget=cfg.pruning.budget,
             min_keep=cfg.pruning.min_keep,
             round_to=cfg.pruning.round_to,
         )
+        if not gates(model):
+            raise PruningError(
+                f"prune '{cfg.name}': pruning.keep {cfg.pruning.keep!r} on target "
+                f"{cfg.pruning.target!r} gates no channel (keep 1.0 keeps them all): nothing "
+                "to prune; choose a keep below 1 or a pruning.budget"
+            )
     return model
+
+
+def _check_example(model: nn.Module, example: torch.Tensor, cfg: ExperimentConfig) -> None:
+    """A one-line error naming ``model.example_input_size`` (or ``data.crop``) when the model
+    cannot run on the input it is traced with."""
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception as exc:  # the user's model on the user's size: say which key to change
+        key = "model.example_input_size" if cfg.model.example_input_size else "data.crop"
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"prune '{cfg.name}': the model cannot run on an input of size "
+            f"{list(example.shape)} ({key}): {type(exc).__name__}: {reason}"
+        ) from None
 
 
 def _fresh_model(cfg: ExperimentConfig, phase: Phase) -> nn.Module:
@@ -320,24 +344,36 @@ def _current_alpha(model: nn.Module) -> float | None:
 
 
 def _run(cfg: ExperimentConfig, phase: Phase, progress: bool) -> RunResult:
+    # a new run's model is built (factory, gates, keep, example input) before its folder exists,
+    # so a mistake there leaves no half-made run folder behind
+    fresh = None if last_path(cfg.run_dir).exists() else _fresh_model(cfg, phase)
     ctx = distributed.setup(cfg.device)
     try:
         with contextlib.ExitStack() as stack:
             if ctx.is_main:  # fail on a bad output_dir, or a run folder in use, before any work
                 stack.enter_context(folder_lock(cfg.run_dir, f"run folder of '{cfg.name}'"))
-            return _loop(cfg, phase, progress, ctx)
+            return _loop(cfg, phase, progress, ctx, fresh)
     finally:
         distributed.teardown(ctx)
 
 
-def _loop(cfg: ExperimentConfig, phase: Phase, progress: bool, ctx: DistContext) -> RunResult:
-    """Run the epochs after the last finished one up to ``cfg.epochs``, saving after each."""
+def _loop(
+    cfg: ExperimentConfig,
+    phase: Phase,
+    progress: bool,
+    ctx: DistContext,
+    fresh: nn.Module | None = None,
+) -> RunResult:
+    """Run the epochs after the last finished one up to ``cfg.epochs``, saving after each
+    (``fresh``: the new run's model, already built)."""
     saved = _resume_point(cfg, phase.kind)
     distributed.barrier(ctx)  # every rank has read the resume point before rank 0 writes one
     if saved is None:
-        model = _fresh_model(cfg, phase)
+        model = fresh if fresh is not None else _fresh_model(cfg, phase)
     else:
-        model = model_from_state(saved["config"]["model"], saved["model"])
+        # built from the caller's config (equal to the saved one, see _resume_point): nothing
+        # the checkpoint names is imported
+        model = model_from_state(cfg.model.model_dump(), saved["model"])
         if phase.original is None and saved.get("original"):
             phase = replace(phase, original=Path(saved["original"]))
         if ctx.is_main:
@@ -394,11 +430,24 @@ def _resume_point(cfg: ExperimentConfig, kind: RunKind) -> dict[str, Any] | None
         return None
     saved = read_checkpoint(path)
     if saved["kind"] != kind or _comparable(saved["config"]) != _comparable(cfg.to_dict()):
+        if _start_only(saved):
+            print(
+                f"starting over in {cfg.run_dir}: {path} is the start of another config, "
+                "with no finished epoch"
+            )
+            return None
         raise CheckpointError(
             f"{path} belongs to a different run (kind '{saved['kind']}' or another "
             "config); choose another name/output_dir or delete the folder to start over"
         )
     return saved
+
+
+def _start_only(saved: Mapping[str, Any]) -> bool:
+    """Whether ``saved`` is only the start point a run saves before its first epoch (nothing
+    finished, and not the result of a zero-epoch run): it never blocks a corrected rerun."""
+    epochs = saved["config"].get("epochs") if isinstance(saved["config"], Mapping) else None
+    return int(saved["epoch"]) == 0 and not saved.get("metrics") and epochs != 0
 
 
 def _restart_metrics(cfg: ExperimentConfig, saved: Mapping[str, Any]) -> None:
@@ -567,6 +616,7 @@ def prune(
     if source is not None and not Path(source).is_file() and not resuming:
         raise CheckpointError(f"prune '{cfg.name}': the original {source}: checkpoint not found")
     if source is not None and Path(source).is_file():
+        require_finished(source, f"prune '{cfg.name}'")  # a diverged run's last.pt is no result
         _check_architecture(cfg, Path(source))
     phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None)
     return _run(cfg, phase, progress)

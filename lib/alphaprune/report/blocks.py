@@ -206,12 +206,15 @@ class Report:
         counts = self._read("shrink")
         size = int(counts["image_size"][0])
         within = "within" if check["passed"] else "ABOVE"
+        scale = float(check.get("output_scale", 1.0))
+        relative = f" of outputs up to {scale:.2g}" if scale > 1 else ""  # tolerance × scale
         table = b.table(
             counts,
             f"Parameters and FLOPs (one {size}×{size} image) before and after multiplying the "
             f"gates into the weights. Largest difference between the outputs of the gated and "
-            f"the shrunk model on random {size}×{size} images: {check['max_abs_diff']:.2g} "
-            f"({within} the tolerance {check['tolerance']:g}).",
+            f"the shrunk model on random {size}×{size} images: {check['max_abs_diff']:.2g}"
+            f"{relative} ({within} the tolerance {check['tolerance']:g}"
+            f"{' of that scale' if relative else ''}).",
             formats={"params": ",", "flops": ",", "params_ratio": ".3f", "flops_ratio": ".3f"},
             columns={
                 "model": "model",

@@ -23,6 +23,7 @@ import pandas as pd
 from alphaprune.engine.checkpoint import checkpoint_info, last_path
 from alphaprune.engine.config import ExperimentConfig, config_from_dict
 from alphaprune.engine.train import RunResult, diverged_at
+from alphaprune.errors import Diverged
 from alphaprune.study.store import RunStore, StoredRun
 
 __all__ = ["run_all", "summary_table", "original_check", "RETRAIN_ENV"]
@@ -48,54 +49,84 @@ def run_all(
     :mod:`alphaprune.study.store`) and trained only when missing — another week with the same baseline
     reuses it (the log says ``reused``). ``runs/<name>`` in the working directory (the report
     folder) becomes a link to the run's folder in the store, and the report folder records the
-    fingerprints it uses (``runs.json``, and the store's references). ``force`` retrains all.
+    fingerprints it uses (``runs.json``, and the store's references): each run is held before
+    it trains, so ``runs gc`` never deletes what the report is still building on. ``force``
+    retrains all. An experiment may not start from the last checkpoint of a run that diverged
+    (:class:`~alphaprune.errors.Diverged`: that checkpoint is no result).
     """
     store = store or RunStore(log=log)
     force = force or os.environ.get(RETRAIN_ENV) == "1"  # set by `alphaprune report --force`
+    owner = Path.cwd()
     stored: dict[str, StoredRun] = {}
     results: dict[str, RunResult] = {}
     cfg = config_from_dict(baseline, source="baseline")
+    store.hold(owner, [store.fingerprint(cfg, "baseline")])  # before anything trains
     stored[cfg.name] = store.run(cfg, "baseline", label=cfg.name, progress=progress, force=force)
     results[cfg.name] = _result(store, stored[cfg.name], cfg)
     for experiment in experiments:
         name = experiment["name"]
         cfg = config_from_dict(experiment["config"], source=f"experiment '{name}'")
-        start = dict(experiment.get("start") or {"run": "baseline"})
-        if start["run"] not in stored:
-            raise ValueError(
-                f"experiment '{name}' starts from run '{start['run']}', which has not run before it"
-            )
-        alpha = start.get("alpha")
-        source = stored[start["run"]]
-        path = source.checkpoint if alpha is None else source.milestone(float(alpha))
-        if not path.exists():
-            epoch = diverged_at(source.run_dir)
-            why = (
-                f"it diverged at epoch {epoch}"
-                if epoch is not None
-                else "is there an epoch at that α in its schedule?"
-            )
-            raise FileNotFoundError(
-                f"experiment '{name}' starts from {path}, which run '{start['run']}' did not "
-                f"write ({why})"
-            )
-        if alpha is not None:
-            stored_alpha = checkpoint_info(path)["alpha"]
-            if stored_alpha is None or float(stored_alpha) != float(alpha):
-                raise ValueError(f"{path} holds a model at α={stored_alpha}, not α={alpha}")
+        source, alpha, shrink = _start(experiment, stored, results)
+        store.hold(owner, [store.fingerprint(cfg, "prune", source, alpha, shrink)])
         stored[name] = store.run(
             cfg,
             "prune",
             source=source,
-            source_alpha=None if alpha is None else float(alpha),
-            shrink_source=bool(start.get("shrink")),
+            source_alpha=alpha,
+            shrink_source=shrink,
             label=name,
             progress=progress,
             force=force,
         )
         results[name] = _result(store, stored[name], cfg)
-    store.add_reference(Path.cwd(), [run.fingerprint for run in stored.values()])
+    store.add_reference(owner, [run.fingerprint for run in stored.values()])
     return results
+
+
+def _start(
+    experiment: Mapping[str, Any],
+    stored: Mapping[str, StoredRun],
+    results: Mapping[str, RunResult],
+) -> tuple[StoredRun, float | None, bool]:
+    """The stored run ``experiment`` starts from, the α of its milestone (None: its last
+    checkpoint) and whether it is shrunk first; errors name the experiment and its start."""
+    name = experiment["name"]
+    start = dict(experiment.get("start") or {"run": "baseline"})
+    if start["run"] not in stored:
+        raise ValueError(
+            f"experiment '{name}' starts from run '{start['run']}', which has not run before it"
+        )
+    alpha = None if start.get("alpha") is None else float(start["alpha"])
+    source = stored[start["run"]]
+    diverged = results[start["run"]].diverged_at
+    if alpha is None and diverged is not None:
+        raise Diverged(
+            start["run"],
+            source.run_dir,
+            diverged,
+            {},
+            f"experiment '{name}' starts from the last checkpoint of run '{start['run']}', which "
+            f"diverged at epoch {diverged}: that is its last finite epoch, not a result; start "
+            f"'{name}' from a milestone before the divergence (start.alpha) or fix "
+            f"'{start['run']}'",
+        )
+    path = source.checkpoint if alpha is None else source.milestone(alpha)
+    if not path.exists():
+        epoch = diverged_at(source.run_dir)
+        why = (
+            f"it diverged at epoch {epoch}"
+            if epoch is not None
+            else "is there an epoch at that α in its schedule?"
+        )
+        raise FileNotFoundError(
+            f"experiment '{name}' starts from {path}, which run '{start['run']}' did not "
+            f"write ({why})"
+        )
+    if alpha is not None:
+        stored_alpha = checkpoint_info(path)["alpha"]
+        if stored_alpha is None or float(stored_alpha) != alpha:
+            raise ValueError(f"{path} holds a model at α={stored_alpha}, not α={alpha}")
+    return source, alpha, bool(start.get("shrink"))
 
 
 def _result(store: RunStore, run: StoredRun, cfg: ExperimentConfig) -> RunResult:
@@ -186,13 +217,14 @@ def original_check(
 
     labels = labels or {}
     base = results["baseline"]
-    original = load_model(base.checkpoint, verbose=False)
+    # built by the week's own factory (the runs' configs), never one a checkpoint names
+    original = load_model(base.checkpoint, verbose=False, factory=base.config.model.factory)
     val = make_datasets(base.config)[1]
     rows = []
     for name, result in results.items():
         if name == "baseline" or getattr(result, "diverged_at", None) is not None:
             continue
-        model = load_model(result.checkpoint, verbose=False)
+        model = load_model(result.checkpoint, verbose=False, factory=result.config.model.factory)
         scores = compare_to_original(model, original, val, batch_size=32)
         rows.append({"run": name, "label": labels.get(name, name), **scores})
     columns = [

@@ -149,6 +149,17 @@ class ReportParams(_Strict):
     #: set by the loader: the params file (for error messages and relative paths)
     _source: Path = PrivateAttr(default=Path("<dict>"))
 
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, value: str | None) -> str | None:
+        # the report folder is reports/<name>: a name must not lead anywhere else
+        if value is not None and (not _NAME.match(value) or ".." in value):
+            raise ValueError(
+                "the report's name must be one folder name (letters, digits, '_', '.', '-'; "
+                "not starting with '.' and without '..')"
+            )
+        return value
+
     @property
     def source(self) -> Path:
         """The params file this was read from (``<dict>`` when built from a mapping)."""

@@ -46,6 +46,7 @@ from alphaprune.atomic import atomic_target, atomic_write_bytes, atomic_write_te
 from alphaprune.engine.config import (
     ConfigError,
     ExperimentConfig,
+    StrictInt,
     config_from_dict,
     format_validation_error,
     merge_configs,
@@ -83,6 +84,8 @@ __all__ = [
 _BUDGET_KEYS = ("epochs", "steps_per_epoch")
 #: Bump when the evaluation of a study run changes (cached results are keyed by it).
 EVAL_VERSION = "1"
+#: Most seeds per method a study may ask for without ``allow_many_seeds: true``.
+MAX_SEEDS = 100
 
 
 class _Strict(BaseModel):
@@ -110,8 +113,8 @@ class Method(_Strict):
 class Budget(_Strict):
     """Optimiser steps of every method, counted from the same baseline."""
 
-    steps: int = Field(gt=0)
-    steps_per_epoch: int = Field(gt=0)
+    steps: StrictInt = Field(gt=0)
+    steps_per_epoch: StrictInt = Field(gt=0)
 
     @property
     def epochs(self) -> int:
@@ -124,8 +127,10 @@ class StudySpec(_Strict):
     name: str = Field("study", pattern=r"^[A-Za-z0-9_.\-]+$")
     reference: str
     methods: dict[str, Method] = Field(min_length=2)
-    seeds: int = Field(5, ge=2)
-    max_seeds: int = Field(10, ge=2)
+    seeds: StrictInt = Field(5, ge=2)
+    max_seeds: StrictInt = Field(10, ge=2)
+    #: more than :data:`MAX_SEEDS` seeds per method only when set (every seed is a run per method)
+    allow_many_seeds: bool = False
     target_halfwidth_db: float = Field(0.3, gt=0)
     confidence: float = Field(0.95, gt=0, lt=1)
     budget: Budget
@@ -143,6 +148,12 @@ class StudySpec(_Strict):
             raise ValueError("budget.steps must be a multiple of budget.steps_per_epoch")
         if self.max_seeds < self.seeds:
             raise ValueError(f"max_seeds ({self.max_seeds}) < seeds ({self.seeds})")
+        if self.max_seeds > MAX_SEEDS and not self.allow_many_seeds:
+            runs = self.max_seeds * len(self.methods)
+            raise ValueError(
+                f"max_seeds {self.max_seeds} would allow up to {runs:,} runs; more than "
+                f"{MAX_SEEDS} seeds per method needs allow_many_seeds: true"
+            )
         return self
 
     def label(self, method: str) -> str:
@@ -305,7 +316,8 @@ def evaluate_run(run: StoredRun, evaluation: ExperimentConfig | None = None) -> 
     cached = run.read_eval(key)
     if cached is not None:
         return cached
-    model = load_model(run.checkpoint, verbose=False)
+    # built by the study's own factory (the user's params), not one the checkpoint names
+    model = load_model(run.checkpoint, verbose=False, factory=evaluation.model.factory)
     val = make_datasets(evaluation)[1]
     items = evaluate_items(model, val, batch_size=32)
     alpha = getattr(model, "checkpoint_alpha", None)
@@ -408,6 +420,7 @@ def run_study(
     threads: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    owner: str | Path | None = None,
 ) -> StudyResult:
     """Run (or reuse) every run of ``spec`` and return its tables.
 
@@ -417,7 +430,9 @@ def run_study(
     If the widest paired-difference interval is wider than ``target_halfwidth_db``, seeds are
     added up to the estimated need, at most ``max_seeds``. ``threads``: torch threads per run
     (default: the cores divided by ``jobs`` for local processes, 1 in an external executor,
-    whose workers are expected to have one core each).
+    whose workers are expected to have one core each). ``owner``: the folder the study is
+    written to (:func:`write_study`): its runs are held in the store before each trains, so
+    ``runs gc`` never deletes them while the study runs.
     """
     store = store or RunStore(log=log)
     store.root.mkdir(parents=True, exist_ok=True)
@@ -434,14 +449,19 @@ def run_study(
         executor = own
     try:
         base_cfg = spec.baseline_config()
+        if owner is not None:
+            store.hold(owner, [store.fingerprint(base_cfg, "baseline")], role="study")
         baseline = store.run(base_cfg, "baseline", label=base_cfg.name, progress=progress)
         original = evaluate_run(baseline, base_cfg)
-        rows = _run_jobs(
-            plan(spec, range(spec.seeds), store.root, baseline.fingerprint, threads),
-            executor,
-            progress,
-            log,
-        )
+        log(_estimate(spec, baseline))
+
+        def seeds(first: int, last: int) -> list[dict[str, Any]]:
+            jobs = plan(spec, range(first, last), store.root, baseline.fingerprint, threads)
+            if owner is not None:
+                _hold_jobs(store, owner, jobs, baseline)
+            return _run_jobs(jobs, executor, progress, log)
+
+        rows = seeds(0, spec.seeds)
         n = spec.seeds
         while n < spec.max_seeds:
             summary = summarise(spec, pd.DataFrame(rows), original)
@@ -453,12 +473,7 @@ def run_study(
                 f"the interval is wider than ±{spec.target_halfwidth_db} dB with {n} seeds; "
                 f"adding seeds {n}..{more - 1}"
             )
-            rows += _run_jobs(
-                plan(spec, range(n, more), store.root, baseline.fingerprint, threads),
-                executor,
-                progress,
-                log,
-            )
+            rows += seeds(n, more)
             n = more
     finally:
         if own is not None:
@@ -473,6 +488,39 @@ def run_study(
         conclusion(spec, summary),
         seeds_note(spec, summary, table),
         [baseline.fingerprint, *table["fingerprint"]],
+    )
+
+
+def _hold_jobs(
+    store: RunStore, owner: str | Path, jobs: Sequence[Job], baseline: StoredRun
+) -> None:
+    """Hold the runs of ``jobs`` for ``owner`` before any of them trains."""
+    fingerprints = [
+        store.fingerprint(ExperimentConfig.model_validate(job.config), "prune", source=baseline)
+        for job in jobs
+    ]
+    store.hold(owner, fingerprints, role="study")
+
+
+def _estimate(spec: StudySpec, baseline: StoredRun) -> str:
+    """How many runs the study starts now and at most, and about how long, from the baseline's
+    training time per optimiser step."""
+    methods = len(spec.methods)
+    cfg = baseline.config
+    steps = cfg.epochs * (
+        cfg.steps_per_epoch or math.ceil(cfg.data.samples_per_epoch / cfg.data.batch_size)
+    )
+    per_run = _done_seconds(baseline) / max(steps, 1) * spec.budget.steps
+    now, most = methods * spec.seeds, methods * spec.max_seeds
+    when = (
+        f", about {per_run:.0f} s each on this machine (from the baseline): "
+        f"{now * per_run / 3600:.2g} h now, at most {most * per_run / 3600:.2g} h"
+        if math.isfinite(per_run) and per_run > 0
+        else ""
+    )
+    return (
+        f"study '{spec.name}': {methods} methods × {spec.seeds} seeds = {now} runs "
+        f"(at most {most} with max_seeds {spec.max_seeds}){when}"
     )
 
 
@@ -769,13 +817,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             cluster, client = None, Client(args.dask)
         try:
-            result = run_study(spec, store, executor=client.get_executor(), progress=progress)
+            result = run_study(
+                spec, store, executor=client.get_executor(), progress=progress, owner=out
+            )
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
     else:
-        result = run_study(spec, store, jobs=args.jobs, progress=progress)
+        result = run_study(spec, store, jobs=args.jobs, progress=progress, owner=out)
     paths = write_study(result, out, store)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(
