@@ -2,7 +2,8 @@
 
 Export: ``torch.onnx.export`` at opset 17 with a dynamic batch axis, by the TorchScript exporter
 (seconds; the dynamo exporter takes several times longer) and by the dynamo exporter where that
-fails. Timing: batch 1, both sessions in turns whose order rotates every round
+fails (e.g. an adaptive pooling 4 → 7, VGG's and AlexNet's: the dynamo exporter then keeps its
+own opset 18 when it cannot convert to 17). The exporter and the opset go into the row. Timing: batch 1, both sessions in turns whose order rotates every round
 (``alphaprune.bench.timing.rotation``), so that the load of a shared machine hits both alike.
 """
 
@@ -55,6 +56,14 @@ def export(model: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> str:
             return "dynamo"
 
 
+def opset(path: Path) -> int:
+    """The default-domain opset of the ONNX file at ``path``."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
 def session(path: Path):
     import onnxruntime as ort
 
@@ -73,7 +82,10 @@ def onnx_latency(
     arrays = [t.numpy() for t in inputs]
     with tempfile.TemporaryDirectory() as tmp:
         models = {"original": original, "pruned": pruned}
-        exporters = {n: export(m, inputs, Path(tmp) / f"{n}.onnx") for n, m in models.items()}
+        exporters = {
+            n: f"{export(m, inputs, Path(tmp) / f'{n}.onnx')} opset {opset(Path(tmp) / f'{n}.onnx')}"
+            for n, m in models.items()
+        }
         sessions = {n: session(Path(tmp) / f"{n}.onnx") for n in models}
         feeds = {
             n: dict(zip([i.name for i in s.get_inputs()], arrays, strict=True))

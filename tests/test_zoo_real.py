@@ -99,6 +99,11 @@ def test_resnet18_shrinks_exactly_as_far_as_torch_pruning_and_its_onnx_matches(
     assert ap_row["ap_pinned"] == ""  # every inner group is pruned
     assert ap_row["ap_onnx_rel_diff"] <= 1e-4  # onnxruntime computes the shrunk model
     assert ap_row["ap_onnx_latency_ratio"] > 0 and ap_row["ap_onnx_calls"] >= 5
+    assert ap_row["ap_onnx_exporter"] in (
+        "torchscript opset 17",
+        "dynamo opset 17",
+        "dynamo opset 18",
+    )
     tp_row = zoo_real.run_torch_pruning(resnet, onnx=False, save=lambda row: None)
     assert tp_row["tp_status"] == "pruned"
     assert tp_row["tp_params_ratio"] == pytest.approx(ap_row["ap_params_ratio"], abs=5e-4)
