@@ -2,8 +2,8 @@
 choose → measure → correct loop.
 
 Timing itself is never asserted: most tests replace the clock with a deterministic one in which
-a call takes 1 ms per MFLOP it computes (``flops_clock``), so that what the latency code does
-with its timings can be checked exactly.
+a call takes 1 ms per MFLOP it computes (``flops_clock``, conftest.py), so that what the latency
+code does with its timings can be checked exactly.
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ import json
 
 import pytest
 import torch
+from configs import tiny_config
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 import alphaprune as ap
 from alphaprune.core import budget as budget_module
-from alphaprune.core import runtimes
 from alphaprune.core.graph import analyze
 from alphaprune.core.latency import (
     CACHE_ENV,
@@ -28,23 +27,12 @@ from alphaprune.core.latency import (
     nonnegative_fit,
     pruned_copy,
 )
+from alphaprune.engine.checkpoint import load_model
 from alphaprune.engine.config import ConfigError, config_from_dict
+from alphaprune.engine.train import BUDGET_FILE, prune, train_baseline
 from alphaprune.errors import PruningError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture
-def flops_clock(monkeypatch):
-    """Every timed call 'takes' 1 ms per MFLOP it computes: latency tables, anchors and
-    measurements become exact and repeatable."""
-
-    def block_ms(call, calls, device):
-        with FlopCounterMode(display=False) as counter:
-            call()
-        return calls * counter.get_total_flops() / 1e6
-
-    monkeypatch.setattr(runtimes, "_block_ms", block_ms)
 
 
 def chain() -> nn.Module:
@@ -277,3 +265,23 @@ def test_a_latency_model_predicts_whole_layers_when_nothing_is_kept_out() -> Non
     )
     model.constant = 3.0
     assert model.predict_ms({}) == 3.0
+
+
+def test_a_pruning_run_with_a_latency_budget_keeps_its_report(
+    tmp_path, flops_clock, monkeypatch
+) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    base = train_baseline(config_from_dict(tiny_config(tmp_path, epochs=1)), progress=False)
+    data = tiny_config(tmp_path, name="fast", epochs=1)
+    data["pruning"] = {
+        "budget": {"latency": 0.5},
+        "target": "both",
+        "latency": {"rounds": 1, "input_size": [2, 3, 32, 32]},
+    }
+    result = prune(config_from_dict(data), original=base.checkpoint, progress=False)
+    record = json.loads((result.run_dir / BUDGET_FILE).read_text())
+    assert record["kind"] == "latency" and abs(record["measured"] - 0.5) <= 0.02
+    assert record["conditions"]["input_size"] == [[2, 3, 32, 32]]
+    assert record["table"]["path"].startswith(str(tmp_path / "cache"))
+    model = load_model(result.checkpoint, verbose=False)
+    assert ap.gates(model)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from alphaprune.atomic import atomic_write_bytes
+from alphaprune.atomic import atomic_write_bytes, atomic_write_text
 from alphaprune.core.gates import attach_gates, gates, get_alpha, set_alpha
 from alphaprune.core.schedules import Schedule, lr_factor
 from alphaprune.engine import distributed
@@ -79,7 +80,12 @@ __all__ = [
     "diverged_at",
     "require_finished",
     "METRIC_COLUMNS",
+    "BUDGET_FILE",
 ]
+
+#: In a pruning run's folder: the budget's report (:class:`alphaprune.core.budget.BudgetReport`)
+#: when ``pruning.budget`` chose the channels — target, predicted and measured ratio.
+BUDGET_FILE = "budget.json"
 
 METRIC_COLUMNS = [
     "epoch",
@@ -283,7 +289,8 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
     """The model to prune: the original with gates attached, or a gated checkpoint as it is."""
     model = load_model(original, verbose=False)
     if not gates(model):
-        attach_gates(
+        latency = _latency_budget(cfg)
+        plan = attach_gates(
             model,
             keep=cfg.pruning.keep,
             criterion=cfg.pruning.criterion,
@@ -292,8 +299,30 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
             budget=cfg.pruning.budget,
             min_keep=cfg.pruning.min_keep,
             round_to=cfg.pruning.round_to,
+            latency=latency,
         )
+        if plan.budget is not None:
+            if latency is not None:
+                print(plan.budget)
+            atomic_write_text(
+                cfg.run_dir / BUDGET_FILE, json.dumps(plan.budget.to_dict(), indent=1) + "\n"
+            )
     return model
+
+
+def _latency_budget(cfg: ExperimentConfig) -> dict[str, Any] | None:
+    """The latency options of a latency budget (None for other runs). Every rank of a torchrun
+    job would time on its own and could choose other channels, so that is refused."""
+    if not (cfg.pruning.budget and "latency" in cfg.pruning.budget):
+        return None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise ConfigError(
+            "pruning.budget.latency under torchrun: every rank would measure and choose on its "
+            "own; start the pruning run in one process (epochs: 0 saves its gates), then resume"
+        )
+    device = cfg.device if cfg.device != "auto" else None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return cfg.pruning.latency.options(device)
 
 
 def _fresh_model(cfg: ExperimentConfig, phase: Phase) -> nn.Module:
