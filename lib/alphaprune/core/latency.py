@@ -610,8 +610,14 @@ def pruned_copy(graph: ChannelGraph, dead: set[int]) -> nn.Module:
 def measure_pruned(
     graph: ChannelGraph, candidates: Mapping[str, set[int]], options: LatencyOptions
 ) -> dict[str, float]:
-    """Median ms per forward of each candidate (name → dead units; an empty set is the original
-    model), timed in one interleaved run on the latency input, device, runtime and threads."""
+    """Milliseconds per forward of each candidate (name → dead units; an empty set is the
+    original model), timed in one interleaved run on the latency input, device, runtime and
+    threads.
+
+    The first candidate gets its median; every other one the median of its per-round ratio to
+    the first, times that median — so that load which comes and goes between rounds shifts all
+    of them alike instead of bending their proportions.
+    """
     inputs = _latency_inputs(graph, options)
     preparers: dict[Hashable, Preparer] = {}
     with torch_threads(options.threads):
@@ -619,13 +625,20 @@ def measure_pruned(
             model = pruned_copy(graph, dead) if dead else copy.deepcopy(graph.model).eval()
             call = runner(model, inputs, options.runtime, options.device, options.threads)
             preparers[name] = lambda call=call: call
-        return time_interleaved(
+        times = time_rounds(
             preparers,
             rounds=options.rounds,
             device=options.device if options.runtime == "torch" else "cpu",
             progress=options.progress,
             desc="latency of " + ", ".join(candidates),
         )
+    first = next(iter(times))
+    reference = statistics.median(times[first])
+    return {
+        name: reference
+        * statistics.median(t / r for t, r in zip(values, times[first], strict=True))
+        for name, values in times.items()
+    }
 
 
 def _ratio_spread(ratios: list[float]) -> float:
