@@ -152,3 +152,36 @@ def test_the_gpu_check_script_runs_the_deploy_steps() -> None:
     for step in ("deploy_gpu.py formats", "deploy_gpu.py latency-budget", "gate_overhead.py"):
         assert step in script
     assert 'timeout "$LIMIT"' in script
+
+
+def test_the_report_shows_the_exported_row_and_the_budget(tmp_path, monkeypatch) -> None:
+    from alphaprune.report.blocks import Report
+    from alphaprune.report.figures import save_figure
+    from alphaprune.report.validation import load_report_params
+
+    params = load_report_params(ROOT / "params" / "ci.yaml")
+    (tmp_path / "tables").mkdir()
+    bench = bench_table().assign(
+        latency_ms_median=[10.0, 10.1, 5.2, 4.1],
+        latency_ms_p10=1.0,
+        latency_ms_p90=20.0,
+        throughput_img_s=1.0,
+        params=100,
+        gpu_util_pct_mean=float("nan"),
+        device_label="CPU: Some CPU",
+        device_kind="CPU",
+        device_name="Some CPU",
+        image_size=32,
+        batch_size=2,
+        timed_batches=3,
+    )
+    bench.to_csv(tmp_path / "tables" / "benchmark.csv", index=False)
+    deploy.budget_table(RECORD, bench).to_csv(tmp_path / "tables" / "budget.csv", index=False)
+    monkeypatch.chdir(tmp_path)  # figures/ is relative to the report folder
+    save_figure(deploy.plot_latency_vs_flops(bench, RECORD, "CPU"), "benchmark")
+    save_figure(deploy.plot_latency_vs_flops(bench, RECORD, "CPU"), "latency_flops")
+    stage = SimpleNamespace(params=params, folder=tmp_path)
+    html = "".join(block.data for block in Report(stage).gpu())
+    assert "exported (onnxruntime)" in html and "exported to ONNX, in onnxruntime" in html
+    assert "Budget latency 0.5" in html and "predicted to keep 0.510" in html
+    assert "measured when it chose: 0.490" in html and "Latency ratio against FLOPs ratio" in html
