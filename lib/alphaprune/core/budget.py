@@ -73,6 +73,8 @@ class BudgetReport:
     target: float
     predicted: float
     measured: float | None = None
+    #: half-width (95 %) of the measured ratio, from the spread of its per-round ratios
+    spread: float | None = None
     latency_ms: dict[str, float] | None = None
     conditions: dict[str, Any] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)
@@ -81,18 +83,20 @@ class BudgetReport:
     layers: list[dict[str, Any]] = field(default_factory=list)
 
     def met(self, tolerance: float = 0.02) -> bool:
-        """Whether the budget was met: the measured ratio within ``tolerance`` of the target
-        (latency), else the predicted ratio at most 0.02 above it."""
+        """Whether the budget was met: the measured ratio within ``tolerance`` of the target,
+        or within its own measurement spread (latency); else the predicted ratio at most 0.02
+        above it."""
         if self.measured is not None:
-            return abs(self.measured - self.target) <= tolerance
+            return abs(self.measured - self.target) <= max(tolerance, self.spread or 0.0)
         return self.predicted <= self.target + 0.02
 
     def summary(self) -> str:
         """One paragraph: target, predicted and measured ratio, conditions, table."""
         text = f"budget {self.kind} {self.target:g}: predicted ratio {self.predicted:.3f}"
         if self.measured is not None and self.latency_ms:
+            spread = f" ± {self.spread:.3f}" if self.spread is not None else ""
             text += (
-                f", measured {self.measured:.3f} ({self.latency_ms['pruned']:.2f} ms / "
+                f", measured {self.measured:.3f}{spread} ({self.latency_ms['pruned']:.2f} ms / "
                 f"{self.latency_ms['original']:.2f} ms)"
             )
         if self.conditions:
@@ -120,6 +124,7 @@ class BudgetReport:
             "target": self.target,
             "predicted": self.predicted,
             "measured": self.measured,
+            "spread": self.spread,
             "latency_ms": self.latency_ms,
             "conditions": self.conditions,
             "attempts": self.attempts,
@@ -420,8 +425,9 @@ def _latency_plan(
     if not report.met(options.tolerance):
         print(
             f"warning: latency budget {target:g} missed: measured ratio {report.measured:.3f} "
-            f"after {len(attempts)} candidate(s) (tolerance {options.tolerance:g}); the machine "
-            "may be loaded (see plan.budget.attempts for each measurement's spread)"
+            f"± {report.spread:.3f} after {len(attempts)} candidate(s) (tolerance "
+            f"{options.tolerance:g}); is the machine loaded? (plan.budget.attempts has each "
+            "measurement)"
         )
     return kept, report
 
@@ -448,6 +454,7 @@ def _latency_report(graph, model: LatencyModel, target, attempts, final, dead) -
         target=target,
         predicted=final["predicted"],
         measured=measured,
+        spread=final.get("spread"),
         latency_ms=(
             {"original": final["original_ms"], "pruned": final["pruned_ms"]}
             if measured is not None

@@ -318,13 +318,13 @@ def _run_eval(model: nn.Module, inputs: Sequence[Tensor]) -> None:
 
 def _layers(graph: ChannelGraph, prunable: set[int], inputs: Sequence[Tensor]) -> list[_Layer]:
     """Every mixing layer with its real input shape (one forward with hooks) and pruned sides."""
-    shapes: dict[str, tuple[tuple[int, ...], Tensor]] = {}
+    shapes: dict[str, tuple[tuple[int, ...], int]] = {}  # input shape, output elements
     mixing = {n: x for n, x in graph.layers.items() if isinstance(x.rule, MixingRule)}
 
     def hook(name: str):
         def record(module, args, output):
             if name not in shapes and args and isinstance(output, Tensor):
-                shapes[name] = (tuple(args[0].shape), output)
+                shapes[name] = (tuple(args[0].shape), output.numel())
 
         return record
 
@@ -338,7 +338,7 @@ def _layers(graph: ChannelGraph, prunable: set[int], inputs: Sequence[Tensor]) -
     for name, layer in mixing.items():
         if name not in shapes:
             continue  # not called on this input: it costs nothing here
-        shape, output = shapes[name]
+        shape, produced = shapes[name]
         n_out = layer.rule.out_channels(layer.module)
         layers.append(
             _Layer(
@@ -346,7 +346,7 @@ def _layers(graph: ChannelGraph, prunable: set[int], inputs: Sequence[Tensor]) -
                 module=layer.module,
                 rule=layer.rule,
                 input_shape=shape,
-                elements=output.numel() / max(n_out, 1),
+                elements=produced / max(n_out, 1),
                 vary_in=not prunable.isdisjoint(graph.units(layer.in_vars)),
                 vary_out=not prunable.isdisjoint(graph.units(layer.out_vars)),
             )
