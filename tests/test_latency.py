@@ -285,3 +285,17 @@ def test_a_pruning_run_with_a_latency_budget_keeps_its_report(
     assert record["table"]["path"].startswith(str(tmp_path / "cache"))
     model = load_model(result.checkpoint, verbose=False)
     assert ap.gates(model)
+
+
+def test_a_run_saved_before_pruning_latency_existed_still_resumes(tmp_path) -> None:
+    from alphaprune.engine.checkpoint import last_path, read_checkpoint, save_checkpoint
+
+    cfg = config_from_dict(tiny_config(tmp_path, epochs=1))
+    train_baseline(cfg, progress=False)
+    path = last_path(cfg.run_dir)
+    data = read_checkpoint(path)
+    del data["config"]["pruning"]["latency"]  # as written by alphaprune before this section
+    data.pop("format"), data.pop("version")
+    save_checkpoint(path, data)
+    longer = config_from_dict(tiny_config(tmp_path, epochs=2))
+    assert train_baseline(longer, progress=False).metrics["epoch"].tolist() == [0, 1]

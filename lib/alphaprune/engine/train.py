@@ -56,7 +56,7 @@ from alphaprune.engine.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from alphaprune.engine.config import ExperimentConfig
+from alphaprune.engine.config import ExperimentConfig, config_from_dict
 from alphaprune.engine.data import (
     FixedCropDataset,
     GridCropDataset,
@@ -261,6 +261,12 @@ class _Loss(nn.Module):
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the keys a resumed run may change, with the defaults of keys added
+    since it was saved filled in (a config that no longer validates is compared as it is)."""
+    try:
+        config = config_from_dict(config).to_dict()
+    except ConfigError:
+        pass
     return {k: v for k, v in config.items() if k not in _RESUME_FREE_KEYS}
 
 
