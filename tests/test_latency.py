@@ -206,6 +206,7 @@ def test_the_measured_budget_reports_its_conditions(tmp_path) -> None:
     assert json.loads(json.dumps(report.to_dict()))["kind"] == "latency"
 
 
+@pytest.mark.slow  # 14 layer widths and 4 models exported to ONNX and timed (~10 s)
 def test_onnxruntime_is_a_runtime(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     size = (1, 3, 64, 64)

@@ -291,11 +291,11 @@ def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
     return model
 
 
-def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
+def _fresh_pruned(cfg: ExperimentConfig, original: Path, progress: bool = True) -> nn.Module:
     """The model to prune: the original with gates attached, or a gated checkpoint as it is."""
     model = load_model(original, verbose=False)
     if not gates(model):
-        latency = _latency_budget(cfg)
+        latency = _latency_budget(cfg, progress)
         plan = attach_gates(
             model,
             keep=cfg.pruning.keep,
@@ -316,7 +316,7 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
     return model
 
 
-def _latency_budget(cfg: ExperimentConfig) -> dict[str, Any] | None:
+def _latency_budget(cfg: ExperimentConfig, progress: bool) -> dict[str, Any] | None:
     """The latency options of a latency budget (None for other runs). Every rank of a torchrun
     job would time on its own and could choose other channels, so that is refused."""
     if not (cfg.pruning.budget and "latency" in cfg.pruning.budget):
@@ -328,12 +328,14 @@ def _latency_budget(cfg: ExperimentConfig) -> dict[str, Any] | None:
         )
     device = cfg.device if cfg.device != "auto" else None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return cfg.pruning.latency.options(device)
+    return {**cfg.pruning.latency.options(device), "progress": progress}
 
 
-def _fresh_model(cfg: ExperimentConfig, phase: Phase) -> nn.Module:
+def _fresh_model(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> nn.Module:
     """A new run's model: the original with gates to prune, or a seeded fresh baseline."""
-    return _fresh_pruned(cfg, phase.original) if phase.prunes else _fresh_baseline(cfg)
+    if phase.prunes:
+        return _fresh_pruned(cfg, phase.original, progress)
+    return _fresh_baseline(cfg)
 
 
 def _feature_encoder(cfg: ExperimentConfig, phase: Phase) -> nn.Module | None:
@@ -370,7 +372,7 @@ def _loop(cfg: ExperimentConfig, phase: Phase, progress: bool, ctx: DistContext)
     saved = _resume_point(cfg, phase.kind)
     distributed.barrier(ctx)  # every rank has read the resume point before rank 0 writes one
     if saved is None:
-        model = _fresh_model(cfg, phase)
+        model = _fresh_model(cfg, phase, progress and ctx.is_main)
     else:
         model = model_from_state(saved["config"]["model"], saved["model"])
         if phase.original is None and saved.get("original"):

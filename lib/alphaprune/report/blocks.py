@@ -317,7 +317,7 @@ class Report:
                 "benchmark",
                 f"Time per batch{'' if on_cpu else ' and GPU utilisation'} of the original, the "
                 f"masked (α = 0, full size) and the shrunk model"
-                f"{' (and the shrunk model exported to ONNX, in onnxruntime)' if exported else ''}"
+                f"{_EXPORTED_NOTE if exported else ''}"
                 f", on {label}.",
                 width="80%" if on_cpu else "100%",
             ),
@@ -395,6 +395,11 @@ class Report:
         b = self.builder
         return [b.group(b.section("3. Plan"), b.markdown(self.notes.plan))]
 
+
+_EXPORTED_NOTE = (
+    " (and the shrunk model exported to ONNX and run in onnxruntime; every ratio is to the"
+    " original in eager torch)"
+)
 
 _BENCH_FORMATS = {
     "latency_ratio": ".3f",

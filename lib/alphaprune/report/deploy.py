@@ -138,9 +138,9 @@ def plot_latency_vs_flops(bench: pd.DataFrame, record: dict[str, Any], device_la
                 label="measured when pruning",
             )
     ax.set_xlim(0, 1.05)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, max(1.15, float(bench["latency_ratio"].max()) + 0.12))
     ax.set_xlabel("FLOPs ratio (model / original)")
-    ax.set_ylabel("latency ratio (model / original)")
+    ax.set_ylabel("latency ratio (model / original in torch)")
     ax.set_title(f"latency vs FLOPs ({device_label})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False, loc="upper left")
