@@ -183,6 +183,8 @@ def test_the_report_shows_the_exported_row_and_the_budget(tmp_path, monkeypatch)
     save_figure(deploy.plot_latency_vs_flops(bench, RECORD, "CPU"), "latency_flops")
     stage = SimpleNamespace(params=params, folder=tmp_path)
     html = "".join(block.data for block in Report(stage).gpu())
-    assert "exported (onnxruntime)" in html and "every ratio is to the original in eager torch" in html
+    assert (
+        "exported (onnxruntime)" in html and "every ratio is to the original in eager torch" in html
+    )
     assert "Budget latency 0.5" in html and "predicted to keep 0.510" in html
     assert "measured when it chose: 0.490" in html and "Latency ratio against FLOPs ratio" in html
