@@ -231,6 +231,12 @@ def test_latency_options_are_checked(given, message) -> None:
         check_latency_options(given)
 
 
+def test_a_latency_input_the_model_cannot_take_is_named(tmp_path) -> None:
+    head = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))
+    with pytest.raises(PruningError, match=r"fails on the latency input \[\[1, 3, 32, 32\]\]"):
+        latency_plan(head, tmp_path, input_size=(1, 3, 32, 32))
+
+
 def test_device_and_latency_options_need_a_latency_budget() -> None:
     with pytest.raises(PruningError, match="are for budget=\\{'latency': r\\}"):
         ap.attach_gates(chain(), keep=0.5, device="cpu")

@@ -331,6 +331,12 @@ def _layers(graph: ChannelGraph, prunable: set[int], inputs: Sequence[Tensor]) -
     handles = [layer.module.register_forward_hook(hook(n)) for n, layer in mixing.items()]
     try:
         _run_eval(graph.model, inputs)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        sizes = [list(x.shape) for x in inputs]
+        raise PruningError(
+            f"the model fails on the latency input {sizes} ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); give a latency input_size it accepts"
+        ) from None
     finally:
         for handle in handles:
             handle.remove()
