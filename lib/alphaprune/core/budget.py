@@ -360,15 +360,20 @@ def _calibrated_model(graph, groups, scores, options: LatencyOptions) -> Latency
 
 
 def _next_goal(attempts: list[dict[str, Any]], target: float) -> float:
-    """The internal target of the next candidate: a secant through the last two (goal →
-    measured) pairs, or a proportional correction after the first."""
+    """The internal target of the next candidate: where a straight line through every (goal →
+    measured) pair so far (least squares: several noisy measurements average out) meets the
+    target; a proportional correction after the first, or when the line does not rise."""
     last = attempts[-1]
     goal = last["goal"] * target / last["measured"]
     if len(attempts) >= 2:
-        before = attempts[-2]
-        slope = (last["measured"] - before["measured"]) / (last["goal"] - before["goal"] or 1e-9)
+        goals = [a["goal"] for a in attempts]
+        measured = [a["measured"] for a in attempts]
+        mean_g, mean_m = sum(goals) / len(goals), sum(measured) / len(measured)
+        var = sum((g - mean_g) ** 2 for g in goals)
+        cov = sum((g - mean_g) * (m - mean_m) for g, m in zip(goals, measured, strict=True))
+        slope = cov / var if var > 0 else 0.0
         if slope > 0.05:
-            goal = last["goal"] + (target - last["measured"]) / slope
+            goal = mean_g + (target - mean_m) / slope
     return min(max(goal, 0.01), 0.999)
 
 

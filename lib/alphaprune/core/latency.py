@@ -104,7 +104,7 @@ class LatencyOptions:
     rounds: int = 5
     measure: bool = True
     tolerance: float = 0.02
-    attempts: int = 3
+    attempts: int = 4
     cache: bool = True
     cache_dir: str | None = None
     progress: bool = True
@@ -135,7 +135,7 @@ def check_latency_options(
         raise PruningError(f"latency runtime must be one of {RUNTIMES}, got {values['runtime']!r}")
     _positive_int("threads", values.get("threads"), allow_none=True)
     _positive_int("rounds", values.get("rounds", 5))
-    _positive_int("attempts", values.get("attempts", 3))
+    _positive_int("attempts", values.get("attempts", 4))
     size = values.get("input_size")
     if size is not None:
         if not isinstance(size, Sequence) or not all(

@@ -217,7 +217,7 @@ class LatencyConfig(_Section):
     #: time the chosen model and correct the choice when it misses by more than tolerance
     measure: bool = True
     tolerance: FiniteFloat = Field(0.02, gt=0)
-    attempts: StrictInt = Field(3, ge=1)
+    attempts: StrictInt = Field(4, ge=1)
 
     @field_validator("input_size")
     @classmethod
