@@ -31,6 +31,30 @@ def run_store(tmp_path_factory, monkeypatch):
     return root
 
 
+@pytest.fixture(autouse=True)
+def latency_cache(tmp_path_factory, monkeypatch):
+    """Latency tables go to a folder of the test's own, never to ~/.cache/alphaprune."""
+    root = tmp_path_factory.mktemp("latency-cache")
+    monkeypatch.setenv("ALPHAPRUNE_CACHE", str(root))
+    return root
+
+
+@pytest.fixture
+def flops_clock(monkeypatch):
+    """A deterministic clock for the latency code: every timed call 'takes' 1 ms per MFLOP it
+    computes, so latency tables, anchors and measurements are exact and repeatable."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from alphaprune.core import runtimes
+
+    def block_ms(call, calls, device):
+        with FlopCounterMode(display=False) as counter:
+            call()
+        return calls * counter.get_total_flops() / 1e6
+
+    monkeypatch.setattr(runtimes, "_block_ms", block_ms)
+
+
 def pytest_collection_modifyitems(config, items):
     """The quick tier (``-m 'not slow'``) never builds a report: a test that uses the CI report
     must carry the ``slow`` marker, else the run stops here and names it."""

@@ -7,7 +7,8 @@
         ``CheckpointError``, ``PruningError``, ``UnsupportedModelError``, ``LockError``,
         ``StageOrderError``, ``StoreError``
     ``RunFailed`` — the work ran and ended without a result; the message says where to look.
-        ``Diverged`` (exit code 3), ``ReportError`` → ``StageFailed``, ``ExportError`` (exit 1)
+        ``Diverged`` (exit code 3), ``ReportError`` → ``StageFailed``, ``ExportError`` (exit 1),
+        ``ModelExportError`` (exit 1)
     ``NotebookMissing`` and ``ReportFolderError`` are both a ``UserError`` and a ``ReportError``
     (exit 2).
 
@@ -29,6 +30,7 @@ __all__ = [
     "Diverged",
     "ExportError",
     "LockError",
+    "ModelExportError",
     "NotebookMissing",
     "PruningError",
     "ReportError",
@@ -169,6 +171,12 @@ class ReportFolderError(UserError, ReportError):
 
 class ExportError(ReportError):
     """The HTML could not be written, or Chromium failed to print the PDF."""
+
+
+class ModelExportError(RunFailed):
+    """A model could not be exported (ONNX, ``torch.export``, TorchScript), or the exported
+    artefact does not compute what the torch model does; the message names the format, the
+    file and the difference. Nothing is left at the artefact's path."""
 
 
 def one_line(exc: BaseException) -> str:

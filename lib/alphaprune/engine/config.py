@@ -210,16 +210,54 @@ class DataConfig(_Section):
     num_workers: StrictInt = Field(0, ge=0)
 
 
+class LatencyConfig(_Section):
+    """Where ``budget: {latency: r}`` measures latency (:class:`alphaprune.core.latency.LatencyOptions`)."""
+
+    #: "auto": the run's device
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    runtime: Literal["torch", "onnxruntime"] = "torch"
+    #: intra-op threads while timing (default: torch's setting in the process)
+    threads: StrictInt | None = Field(None, ge=1)
+    #: the input latency is meant for, e.g. [8, 3, 128, 128] (default: the example input)
+    input_size: list[StrictInt] | None = Field(None, min_length=2)
+    rounds: StrictInt = Field(5, ge=1)
+    #: time the chosen model and correct the choice when it misses by more than tolerance
+    measure: bool = True
+    tolerance: FiniteFloat = Field(0.02, gt=0)
+    attempts: StrictInt = Field(4, ge=1)
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(v < 1 for v in value):
+            raise ValueError(f"input_size must be positive integers, got {value}")
+        return value
+
+    def options(self, run_device: str) -> dict[str, Any]:
+        """The options for ``attach_gates(latency=…)``; ``run_device`` fills ``device: auto``."""
+        data = self.model_dump(exclude={"device"})
+        data["device"] = run_device if self.device == "auto" else self.device
+        return {k: v for k, v in data.items() if v is not None}
+
+
 class PruningConfig(_Section):
     keep: float | dict[str, float] = 0.5
     #: a registered criterion (alphaprune.core.criteria): "l1", "bn", "random", or your own
     criterion: str = "l1"
     #: "encoder", "decoder", "both"/"all", or a list of layer-name patterns ("encoder.*")
     target: Literal["encoder", "decoder", "both", "all"] | list[str] = "encoder"
-    #: {"flops": r} or {"params": r}: per-group keep chosen to keep that fraction (instead of keep)
-    budget: dict[Literal["flops", "params"], FiniteFloat] | None = None
+    #: {"flops": r}, {"params": r} or {"latency": r}: per-group keep chosen to keep that
+    #: fraction (instead of keep); latency is measured as ``latency`` says
+    budget: dict[Literal["flops", "params", "latency"], FiniteFloat] | None = None
     min_keep: FiniteFloat = Field(0.1, gt=0, le=1)
     round_to: StrictInt = Field(1, ge=1)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+
+    @model_validator(mode="after")
+    def _latency_needs_its_budget(self) -> PruningConfig:
+        if self.latency != LatencyConfig() and not (self.budget and "latency" in self.budget):
+            raise ValueError("pruning.latency is for pruning.budget: {latency: r}")
+        return self
 
     @field_validator("budget")
     @classmethod

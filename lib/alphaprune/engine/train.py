@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from alphaprune.atomic import atomic_write_bytes
+from alphaprune.atomic import atomic_write_bytes, atomic_write_text
 from alphaprune.core.gates import attach_gates, gates, get_alpha, set_alpha
 from alphaprune.core.schedules import Schedule, lr_factor
 from alphaprune.engine import distributed
@@ -55,7 +56,7 @@ from alphaprune.engine.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from alphaprune.engine.config import ExperimentConfig
+from alphaprune.engine.config import ExperimentConfig, config_from_dict
 from alphaprune.engine.data import (
     FixedCropDataset,
     GridCropDataset,
@@ -79,7 +80,12 @@ __all__ = [
     "diverged_at",
     "require_finished",
     "METRIC_COLUMNS",
+    "BUDGET_FILE",
 ]
+
+#: In a pruning run's folder: the budget's report (:class:`alphaprune.core.budget.BudgetReport`)
+#: when ``pruning.budget`` chose the channels — target, predicted and measured ratio.
+BUDGET_FILE = "budget.json"
 
 METRIC_COLUMNS = [
     "epoch",
@@ -255,6 +261,12 @@ class _Loss(nn.Module):
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the keys a resumed run may change, with the defaults of keys added
+    since it was saved filled in (a config that no longer validates is compared as it is)."""
+    try:
+        config = config_from_dict(config).to_dict()
+    except ConfigError:
+        pass
     return {k: v for k, v in config.items() if k not in _RESUME_FREE_KEYS}
 
 
@@ -279,14 +291,29 @@ def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
     return model
 
 
-def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
+@dataclass
+class FreshModel:
+    """A new run's model and, for a budget, the report of how its channels were chosen (written
+    into the run folder as ``budget.json`` once the folder exists)."""
+
+    model: nn.Module
+    budget: Any = None
+
+    def save_budget(self, run_dir: Path) -> None:
+        if self.budget is not None:
+            text = json.dumps(self.budget.to_dict(), indent=1) + "\n"
+            atomic_write_text(run_dir / BUDGET_FILE, text)
+
+
+def _fresh_pruned(cfg: ExperimentConfig, original: Path, progress: bool = True) -> FreshModel:
     """The model to prune: the original with gates attached, or a gated checkpoint as it is."""
     # built by the config's own factory: the original's was checked to be the same
     model = load_model(original, verbose=False, factory=cfg.model.factory)
     if not gates(model):
         example = example_input(cfg.model.model_dump(), cfg.data.crop)
         _check_example(model, example, cfg)
-        attach_gates(
+        latency = _latency_budget(cfg, progress)
+        plan = attach_gates(
             model,
             keep=cfg.pruning.keep,
             criterion=cfg.pruning.criterion,
@@ -295,6 +322,7 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
             budget=cfg.pruning.budget,
             min_keep=cfg.pruning.min_keep,
             round_to=cfg.pruning.round_to,
+            latency=latency,
         )
         if not gates(model):
             raise PruningError(
@@ -302,7 +330,10 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
                 f"{cfg.pruning.target!r} gates no channel (keep 1.0 keeps them all): nothing "
                 "to prune; choose a keep below 1 or a pruning.budget"
             )
-    return model
+        if plan.budget is not None and latency is not None:
+            print(plan.budget)
+        return FreshModel(model, plan.budget)
+    return FreshModel(model, None)
 
 
 def _check_example(model: nn.Module, example: torch.Tensor, cfg: ExperimentConfig) -> None:
@@ -320,9 +351,26 @@ def _check_example(model: nn.Module, example: torch.Tensor, cfg: ExperimentConfi
         ) from None
 
 
-def _fresh_model(cfg: ExperimentConfig, phase: Phase) -> nn.Module:
+def _latency_budget(cfg: ExperimentConfig, progress: bool) -> dict[str, Any] | None:
+    """The latency options of a latency budget (None for other runs). Every rank of a torchrun
+    job would time on its own and could choose other channels, so that is refused."""
+    if not (cfg.pruning.budget and "latency" in cfg.pruning.budget):
+        return None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise ConfigError(
+            "pruning.budget.latency under torchrun: every rank would measure and choose on its "
+            "own; start the pruning run in one process (epochs: 0 saves its gates), then resume"
+        )
+    device = cfg.device if cfg.device != "auto" else None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return {**cfg.pruning.latency.options(device), "progress": progress}
+
+
+def _fresh_model(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
     """A new run's model: the original with gates to prune, or a seeded fresh baseline."""
-    return _fresh_pruned(cfg, phase.original) if phase.prunes else _fresh_baseline(cfg)
+    if phase.prunes:
+        return _fresh_pruned(cfg, phase.original, progress)
+    return FreshModel(_fresh_baseline(cfg))
 
 
 def _feature_encoder(cfg: ExperimentConfig, phase: Phase) -> nn.Module | None:
@@ -346,7 +394,7 @@ def _current_alpha(model: nn.Module) -> float | None:
 def _run(cfg: ExperimentConfig, phase: Phase, progress: bool) -> RunResult:
     # a new run's model is built (factory, gates, keep, example input) before its folder exists,
     # so a mistake there leaves no half-made run folder behind
-    fresh = None if last_path(cfg.run_dir).exists() else _fresh_model(cfg, phase)
+    fresh = None if last_path(cfg.run_dir).exists() else _fresh_model(cfg, phase, progress)
     ctx = distributed.setup(cfg.device)
     try:
         with contextlib.ExitStack() as stack:
@@ -362,14 +410,17 @@ def _loop(
     phase: Phase,
     progress: bool,
     ctx: DistContext,
-    fresh: nn.Module | None = None,
+    fresh: FreshModel | None = None,
 ) -> RunResult:
     """Run the epochs after the last finished one up to ``cfg.epochs``, saving after each
     (``fresh``: the new run's model, already built)."""
     saved = _resume_point(cfg, phase.kind)
     distributed.barrier(ctx)  # every rank has read the resume point before rank 0 writes one
     if saved is None:
-        model = fresh if fresh is not None else _fresh_model(cfg, phase)
+        fresh = fresh if fresh is not None else _fresh_model(cfg, phase, progress and ctx.is_main)
+        if ctx.is_main:
+            fresh.save_budget(cfg.run_dir)
+        model = fresh.model
     else:
         # built from the caller's config (equal to the saved one, see _resume_point): nothing
         # the checkpoint names is imported

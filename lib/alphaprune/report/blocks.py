@@ -293,6 +293,7 @@ class Report:
                 )
             )
         side = int(bench["image_size"][0])
+        exported = bench["model"].astype(str).str.startswith("exported").any()
         parts.append(
             b.table(
                 bench,
@@ -306,6 +307,8 @@ class Report:
                     "latency_ms_p10": "p10",
                     "latency_ms_p90": "p90",
                     "throughput_img_s": "images / s",
+                    "latency_ratio": "× time",
+                    "flops_ratio": "× FLOPs",
                     "gpu_util_pct_mean": "GPU util. (%)",
                     "params": "parameters",
                 },
@@ -316,14 +319,47 @@ class Report:
             self._figure(
                 "benchmark",
                 f"Time per batch{'' if on_cpu else ' and GPU utilisation'} of the original, the "
-                f"masked (α = 0, full size) and the shrunk model, on {label}.",
+                f"masked (α = 0, full size) and the shrunk model"
+                f"{_EXPORTED_NOTE if exported else ''}"
+                f", on {label}.",
                 width="80%" if on_cpu else "100%",
             ),
         ]
+        if self._has("budget"):
+            blocks.append(self._budget(label))
         measured = self.stage.folder / "tables" / "gpu_results.csv"
         if self.params.gpu.results_csv and measured.is_file():
             blocks.append(self._gpu_results(pd.read_csv(measured)))
         return blocks
+
+    def _budget(self, label: str):
+        """The budget that chose the channels: predicted and measured ratios, and the figure."""
+        b = self.builder
+        budget = self._read("budget")
+        row = budget.iloc[0]
+        measured = row["measured_ratio_at_pruning"]
+        when = (
+            f"; measured when it chose: {measured:.3f} on {row['measured_at_pruning_on']}"
+            if pd.notna(measured)
+            else ""
+        )
+        text = (
+            f"**Budget {row['budget']}**: the chosen channels were predicted to keep "
+            f"{row['predicted_ratio']:.3f} of the cost{when}. Measured here on {label}: latency "
+            f"ratio {row['latency_ratio_here']:.3f}, FLOPs ratio {row['flops_ratio']:.3f}."
+        )
+        parts = [b.markdown(text)]
+        if (self.stage.folder / "figures" / "latency_flops.png").is_file():
+            parts.append(
+                self._figure(
+                    "latency_flops",
+                    f"Latency ratio against FLOPs ratio of each model, measured on {label}; the "
+                    f"line is the budget's target, the markers its prediction and the ratio "
+                    f"measured when it chose the channels (conditions above).",
+                    width="60%",
+                )
+            )
+        return b.group(*parts)
 
     def _gpu_results(self, table: pd.DataFrame):
         """Measured GPU results from another machine, labelled with device, date and file."""
@@ -363,7 +399,14 @@ class Report:
         return [b.group(b.section("3. Plan"), b.markdown(self.notes.plan))]
 
 
+_EXPORTED_NOTE = (
+    " (and the shrunk model exported to ONNX and run in onnxruntime; every ratio is to the"
+    " original in eager torch)"
+)
+
 _BENCH_FORMATS = {
+    "latency_ratio": ".3f",
+    "flops_ratio": ".3f",
     "latency_ms_median": ".2f",
     "latency_ms_p10": ".2f",
     "latency_ms_p90": ".2f",

@@ -112,6 +112,9 @@ class GpuParams(_Strict):
     #: (e.g. ``shrink_speed_relu3_1.csv``), relative to the params file; shown in the addendum
     #: with the device and date it came from
     results_csv: str | None = None
+    #: also time the shrunk model exported to ONNX (verified) in onnxruntime — on the CPU, with
+    #: the ``deploy`` extra installed
+    exported: bool = True
 
 
 class Notes(_Strict):
