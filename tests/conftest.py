@@ -1,7 +1,11 @@
 """Shared test fixtures."""
 
+from pathlib import Path
+
 import pytest
 import torch
+
+CI_PARAMS = Path(__file__).resolve().parents[1] / "params" / "ci.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +33,17 @@ def run_store(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("run-store")
     monkeypatch.setenv("ALPHAPRUNE_RUNS", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def ci_report(tmp_path_factory, session_run_store) -> Path:
+    """The CI report (params/ci.yaml), built once per session (about 1.5 minutes on 2 cores) for
+    the tests that read it (tests/test_report.py, tests/test_report_prose.py); mark them slow."""
+    from alphaprune.report.runner import run_report
+
+    out = tmp_path_factory.mktemp("ci_report")
+    assert run_report(CI_PARAMS, out_dir=out) == out.resolve()
+    return out
 
 
 def pytest_collection_modifyitems(config, items):
