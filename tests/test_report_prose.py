@@ -369,3 +369,39 @@ def test_ci_report_prose_equals_its_tables(ci_report: Path) -> None:
     if statuses == {"finished"}:
         assert "n/a" not in text  # nothing diverged: every value is a number
     assert "VGG-19 trained here from random initialisation" in text  # computed, not a note
+
+
+def test_summary_table_status_of_each_kind_of_run(tmp_path: Path) -> None:
+    """Finished, exploded (finite, ×1e13 the start) and diverged at epoch 0 (no finite epoch)."""
+    from alphaprune.engine.config import config_from_dict
+    from alphaprune.engine.train import RunResult
+    from alphaprune.report.runs import summary_table
+    from alphaprune.report.schema import Experiment
+
+    def result(name, losses, diverged=None):
+        metrics = _metrics(losses).assign(
+            lr=0.1, val_loss=losses, val_psnr=20.0, val_ssim=0.5, seconds=1.0, status="ok"
+        )
+        cfg = config_from_dict({"name": name, "epochs": max(len(losses), 1)})
+        return RunResult(tmp_path, tmp_path / "last.pt", metrics, cfg, diverged_at=diverged)
+
+    results = {
+        "baseline": result("baseline", [0.05, 0.003]),
+        "ok": result("ok", [0.004, 0.003]),
+        "wild": result("wild", [4e10, 3e10]),
+        "dead": result("dead", [], diverged=0),
+    }
+    experiments = [Experiment(name=n, start={"run": "baseline"}) for n in ("ok", "wild", "dead")]
+    table = summary_table(results, {"wild": "lr 0.1"}, experiments).set_index("run")
+    assert table["status"].to_dict() == {
+        "baseline": "finished",
+        "ok": "finished",
+        "wild": "exploded at epoch 0",
+        "dead": "diverged at epoch 0",
+    }
+    assert table.loc["wild", "label"] == "lr 0.1" and table.loc["wild", "train_loss"] == 3e10
+    assert table.loc["wild", "train_loss_start"] == 0.003  # the baseline's last epoch
+    assert table.loc["wild", "train_loss_peak"] == 4e10
+    assert table.loc["dead", ["val_psnr", "train_loss", "train_loss_peak"]].isna().all()
+    # without the starts, an explosion in the first epoch is not seen
+    assert summary_table(results).set_index("run").loc["wild", "status"] == "finished"

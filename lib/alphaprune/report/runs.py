@@ -154,7 +154,7 @@ def summary_table(
         final_alpha = _final_alpha(last)
         if result.diverged_at is not None:
             last = None
-        losses = pd.to_numeric(metrics["train_loss"]) if len(metrics) else pd.Series([], float)
+        losses = pd.to_numeric(metrics["train_loss"]) if len(metrics) else pd.Series([], dtype=float)
         rows.append(
             {
                 "run": name,
