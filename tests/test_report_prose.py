@@ -365,7 +365,10 @@ def test_ci_report_prose_equals_its_tables(ci_report: Path) -> None:
     assert "{run." not in text and "nan" not in text.split()
     runs = pd.read_csv(ci_report / "tables" / "experiments.csv")
     statuses = set(runs["status"])
-    assert all(re.fullmatch(r"finished|(diverged|exploded) at epoch \d+", s) for s in statuses)
+    assert all(
+        re.fullmatch(r"finished|diverged at epoch \d+|exploded at epoch \d+ \(train loss \S+\)", s)
+        for s in statuses
+    )
     if statuses == {"finished"}:
         assert "n/a" not in text  # nothing diverged: every value is a number
     assert "VGG-19 trained here from random initialisation" in text  # computed, not a note
@@ -396,7 +399,7 @@ def test_summary_table_status_of_each_kind_of_run(tmp_path: Path) -> None:
     assert table["status"].to_dict() == {
         "baseline": "finished",
         "ok": "finished",
-        "wild": "exploded at epoch 0",
+        "wild": "exploded at epoch 0 (train loss 4e+10)",  # .3g of 4e10
         "dead": "diverged at epoch 0",
     }
     assert table.loc["wild", "label"] == "lr 0.1" and table.loc["wild", "train_loss"] == 3e10

@@ -147,7 +147,8 @@ class Report:
             "keep: fraction of the channels kept. Status: finished; diverged at epoch N (a loss "
             "became inf or NaN: the run stopped there, no metrics); or exploded at epoch N (the "
             f"training loss rose above {EXPLODED_FACTOR:,.0f}× the loss the run started from, "
-            "but stayed finite, so the run went on: read its metrics with care).",
+            "to the peak given, but stayed finite, so the run went on: read its metrics with "
+            "care).",
             formats=_RUN_FORMATS,
             columns=_RUN_COLUMNS,
             compact=True,

@@ -18,7 +18,8 @@ The tree (``R``, ``O``: names of runs of the week, ``baseline`` included; ``M``:
 
 ====================================  ==========================================================
 ``run.R.label`` / ``status`` /        words of Table 1: the run's label, its status (finished,
-``schedule``                          diverged at epoch N, exploded at epoch N), its α schedule
+``schedule``                          diverged at epoch N, exploded at epoch N (train loss P)), its
+                                      α schedule
 ``run.R.lr`` / ``weight_decay`` /     numbers of Table 1 (``keep``: fraction of channels kept;
 ``epochs`` / ``keep`` /               ``train_loss``: last epoch's mean training loss;
 ``final_alpha`` / ``train_loss`` /    ``psnr``/``ssim``: last epoch's validation PSNR (dB) and

@@ -135,7 +135,8 @@ def summary_table(
 ) -> pd.DataFrame:
     """One row per run: settings, the final epoch's α, training and validation loss, PSNR and
     SSIM, and ``status``: "finished", "diverged at epoch N" (a loss became inf/NaN: the validation
-    metrics are NaN) or "exploded at epoch N" (:func:`exploded_at`).
+    metrics are NaN) or "exploded at epoch N (train loss 3.96e+10)" (:func:`exploded_at`; the
+    run's highest training loss).
 
     ``experiments`` (the params' experiments) say where each run started, so that a run that
     explodes in its first epoch is caught (:func:`start_train_loss`); without them a run is
@@ -154,7 +155,9 @@ def summary_table(
         final_alpha = _final_alpha(last)
         if result.diverged_at is not None:
             last = None
-        losses = pd.to_numeric(metrics["train_loss"]) if len(metrics) else pd.Series([], dtype=float)
+        losses = (
+            pd.to_numeric(metrics["train_loss"]) if len(metrics) else pd.Series([], dtype=float)
+        )
         rows.append(
             {
                 "run": name,
@@ -187,7 +190,10 @@ def _status(result: RunResult, reference: float | None) -> tuple[str, float | No
     if result.diverged_at is not None:
         return f"diverged at epoch {result.diverged_at}", reference
     epoch, reference = exploded_at(result.metrics, reference)
-    return ("finished" if epoch is None else f"exploded at epoch {epoch}"), reference
+    if epoch is None:
+        return "finished", reference
+    peak = float(pd.to_numeric(result.metrics["train_loss"]).max())
+    return f"exploded at epoch {epoch} (train loss {peak:.3g})", reference
 
 
 def start_train_loss(results: Mapping[str, RunResult], start: RunStart) -> float | None:
