@@ -268,7 +268,13 @@ class Checker:
         elif what == "speed":
             p10, p90 = (_num(table.cell("model", model, c)) for c in ("p10", "p90"))
             o10, o90 = (_num(table.cell("model", "original", c)) for c in ("p10", "p90"))
-            word = "faster than" if p90 < o10 else "slower than" if p10 > o90 else "as fast as"
+            word = (
+                "faster than"
+                if p90 < o10
+                else "slower than"
+                if p10 > o90
+                else "within the timing noise of"
+            )
             assert shown == word, (rest, shown, word)
         else:
             raise AssertionError(f"unchecked reference gpu.{rest}")

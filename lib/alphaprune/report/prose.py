@@ -54,7 +54,7 @@ The tree (``R``, ``O``: names of runs of the week, ``baseline`` included; ``M``:
 ``images_per_s``                      second
 ``gpu.M.speedup``                     the original's median time divided by M's
 ``gpu.M.speed``                       "faster than", "slower than" (the p10–p90 ranges do not
-                                      overlap) or "as fast as" the original
+                                      overlap) or "within the timing noise of" the original
 ``model.encoder``                     what the encoder starts from: ImageNet VGG-19 weights (a
                                       local file, ``model.vgg_weights``) or random initialisation
 ``model.layer``                       the encoder's last layer (``relu2_1``)
@@ -368,7 +368,7 @@ def _bench(model: str, field: str) -> Value:
                 return "faster than"
             if float(own["latency_ms_p10"]) > float(original["latency_ms_p90"]):
                 return "slower than"
-            return "as fast as"
+            return "within the timing noise of"
         return _number(own[_BENCH_COLUMNS[field]])
 
     return Value("word" if field == "speed" else "number", read)
