@@ -129,7 +129,7 @@ class Report:
     def _model_text(self) -> str:
         """What the original model is: its encoder's start (ImageNet or random) and depth."""
         model = config_from_dict(self.params.run_config(BASELINE)).model
-        depth = f"the encoder up to {model.layer}, " if not model.factory else ""
+        depth = f"encoder up to {model.layer}: " if not model.factory else ""
         return f"{depth}{encoder_text(self.params)}"
 
     def title(self) -> list[Any]:
@@ -142,13 +142,11 @@ class Report:
         b = self.builder
         table = b.table(
             self._read("experiments"),
-            "Runs of the week: settings, the mean training loss of the last epoch and the "
-            f"validation metrics after it (loss, PSNR and SSIM: {self._validation_input()}); "
-            "keep: fraction of the channels kept. Status: finished; diverged at epoch N (a loss "
-            "became inf or NaN: the run stopped there, no metrics); or exploded at epoch N (the "
-            f"training loss rose above {EXPLODED_FACTOR:,.0f}× the loss the run started from, "
-            "to the peak given, but stayed finite, so the run went on: read its metrics with "
-            "care).",
+            "Runs of the week: settings, training loss of the last epoch and validation metrics "
+            f"after it ({self._validation_input()}); keep: fraction of channels kept. Diverged: "
+            "a loss became inf/NaN, the run stopped. Exploded: the training loss rose above "
+            f"{EXPLODED_FACTOR:,.0f}× the loss the run started from (to the peak given) but "
+            "stayed finite, so the run went on: read its metrics with care.",
             formats=_RUN_FORMATS,
             columns=_RUN_COLUMNS,
             compact=True,
