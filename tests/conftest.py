@@ -1,7 +1,11 @@
 """Shared test fixtures."""
 
+from pathlib import Path
+
 import pytest
 import torch
+
+CI_PARAMS = Path(__file__).resolve().parents[1] / "params" / "ci.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +57,17 @@ def flops_clock(monkeypatch):
         return calls * counter.get_total_flops() / 1e6
 
     monkeypatch.setattr(runtimes, "_block_ms", block_ms)
+
+
+@pytest.fixture(scope="session")
+def ci_report(tmp_path_factory, session_run_store) -> Path:
+    """The CI report (params/ci.yaml), built once per session (about 1.5 minutes on 2 cores) for
+    the tests that read it (tests/test_report.py, tests/test_report_prose.py); mark them slow."""
+    from alphaprune.report.runner import run_report
+
+    out = tmp_path_factory.mktemp("ci_report")
+    assert run_report(CI_PARAMS, out_dir=out) == out.resolve()
+    return out
 
 
 def pytest_collection_modifyitems(config, items):

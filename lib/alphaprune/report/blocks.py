@@ -14,12 +14,40 @@ from typing import Any
 import pandas as pd
 
 from alphaprune.engine.config import config_from_dict
-from alphaprune.report.figures import ReportBuilder, alpha_text
+from alphaprune.report.figures import ReportBuilder, alpha_text, weight_ranges
 from alphaprune.report.notebook import StageContext
 from alphaprune.report.params import BASELINE
+from alphaprune.report.prose import encoder_text, render_notes
+from alphaprune.report.runs import EXPLODED_FACTOR
 
 __all__ = ["Report"]
 
+
+#: Number formats and headers of Table 1 (the runs of the week).
+_RUN_FORMATS = {
+    "lr": "g",
+    "weight_decay": "g",
+    "keep": "g",
+    "final_alpha": "g",
+    "train_loss": ".3g",
+    "val_loss": ".3g",
+    "val_psnr": ".2f",
+    "val_ssim": ".3f",
+}
+_RUN_COLUMNS = {
+    "label": "run",
+    "schedule": "α schedule",
+    "lr": "lr",
+    "weight_decay": "weight decay",
+    "epochs": "epochs",
+    "keep": "keep",
+    "final_alpha": "final α",
+    "train_loss": "train loss",
+    "val_loss": "val. loss",
+    "val_psnr": "PSNR (dB)",
+    "val_ssim": "SSIM",
+    "status": "status",
+}
 
 #: Number formats and headers of the study's summary table.
 _STUDY_FORMATS = {
@@ -71,7 +99,8 @@ class Report:
     def __init__(self, stage: StageContext) -> None:
         self.stage = stage
         self.params = stage.params
-        self.notes = stage.params.notes
+        # references such as {run.decay.psnr:.2f} filled in from this report's tables
+        self.notes = render_notes(stage.params, stage.folder)
         self.builder = ReportBuilder()
 
     def _read(self, name: str) -> pd.DataFrame:
@@ -97,6 +126,12 @@ class Report:
             f"image ({', '.join(data.val_images)})"
         )
 
+    def _model_text(self) -> str:
+        """What the original model is: its encoder's start (ImageNet or random) and depth."""
+        model = config_from_dict(self.params.run_config(BASELINE)).model
+        depth = f"encoder up to {model.layer}: " if not model.factory else ""
+        return f"{depth}{encoder_text(self.params)}"
+
     def title(self) -> list[Any]:
         """The title and byline."""
         byline = " · ".join(t for t in (self.params.author, self.params.date) if t)
@@ -107,27 +142,14 @@ class Report:
         b = self.builder
         table = b.table(
             self._read("experiments"),
-            "Runs of the week: settings and validation metrics after the last epoch "
-            f"(loss, PSNR and SSIM: {self._validation_input()}).",
-            formats={
-                "lr": "g",
-                "weight_decay": "g",
-                "final_alpha": "g",
-                "val_loss": ".3g",
-                "val_psnr": ".2f",
-                "val_ssim": ".3f",
-            },
-            columns={
-                "label": "run",
-                "schedule": "α schedule",
-                "lr": "lr",
-                "weight_decay": "weight decay",
-                "epochs": "epochs",
-                "final_alpha": "final α",
-                "val_loss": "val. loss",
-                "val_psnr": "PSNR (dB)",
-                "val_ssim": "SSIM",
-            },
+            "Runs of the week: settings, training loss of the last epoch and validation metrics "
+            f"after it ({self._validation_input()}); keep: fraction of channels kept. Diverged: "
+            "a loss became inf/NaN, the run stopped. Exploded: the training loss rose above "
+            f"{EXPLODED_FACTOR:,.0f}× the loss the run started from (to the peak given) but "
+            "stayed finite, so the run went on: read its metrics with care.",
+            formats=_RUN_FORMATS,
+            columns=_RUN_COLUMNS,
+            compact=True,
         )
         figure = self._figure(
             "training",
@@ -135,8 +157,9 @@ class Report:
             "run; the baseline has no α.",
             width="85%",  # with Table 1, fits the first page of a typical week
         )
+        encoder = b.markdown(f"*Original model:* {self._model_text()}.")
         blocks = [
-            b.group(b.section("1. Weekly progress"), b.markdown(self.notes.progress)),
+            b.group(b.section("1. Weekly progress"), b.markdown(self.notes.progress), encoder),
             table,
         ]
         check = self._read("original_check") if self._has("original_check") else pd.DataFrame()
@@ -175,7 +198,26 @@ class Report:
                 + ("; log scale, as one run is far from 1)." if log else ")."),
             )
         section = b.section("1.1 Weights against the original model", level=3)
-        return [b.group(section, b.markdown(self.notes.weights), figure)]
+        if figure is None:
+            return [b.group(section, b.markdown(self.notes.weights))]
+        ranges = weight_ranges(weights)
+        ranges.insert(0, "label", ranges["run"].map(lambda r: self.stage.labels.get(r, r)))
+        table = b.table(
+            ranges,
+            "Ratio of the L2 norm of each pruned model's kept weights to that of the same "
+            "channels in the original model: smallest and largest over its layers "
+            f"(Figure {b.figures}), and the layers where they occur.",
+            formats={"min_ratio": ".2f", "max_ratio": ".2f"},
+            columns={
+                "label": "run",
+                "layers": "layers",
+                "min_ratio": "smallest ratio",
+                "min_layer": "layer (smallest)",
+                "max_ratio": "largest ratio",
+                "max_layer": "layer (largest)",
+            },
+        )
+        return [b.group(section, b.markdown(self.notes.weights), table), figure]
 
     def reconstruction(self) -> list[Any]:
         """1.2 Reconstruction (one image through the original, pruned and shrunk models)."""

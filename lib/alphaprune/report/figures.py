@@ -32,6 +32,7 @@ __all__ = [
     "channel_table",
     "ReportBuilder",
     "weights_table",
+    "weight_ranges",
     "reconstruction_panels",
     "shrink_check",
     "count_table",
@@ -273,11 +274,13 @@ class ReportBuilder:
         caption: str,
         formats: Mapping[str, str] | None = None,
         columns: Mapping[str, str] | None = None,
+        compact: bool = False,
     ):
         """A booktabs-style table with "Table N. caption" above it.
 
         ``formats``: column -> format spec (``".3g"``); ``columns``: column -> header shown
-        (only those columns, in that order, when given).
+        (only those columns, in that order, when given); ``compact``: smaller type and padding,
+        for a table with many columns (Table 1) to fit the page's width.
         """
         self.tables += 1
         frame = df.copy()
@@ -287,7 +290,8 @@ class ReportBuilder:
         if columns:
             frame = frame[[c for c in columns if c in frame]].rename(columns=dict(columns))
         frame = frame.map(lambda v: keep_together(v) if isinstance(v, str) else v)
-        body = frame.to_html(index=False, border=0, classes="report-table", na_rep="—", escape=True)
+        classes = ["report-table", "report-compact"] if compact else "report-table"
+        body = frame.to_html(index=False, border=0, classes=classes, na_rep="—", escape=True)
         caption_tag = (
             f'<caption style="caption-side: top"><b>Table {self.tables}.</b> '
             f"{caption_html(caption)}</caption>"
@@ -416,6 +420,33 @@ def weights_table(results: Mapping[str, Any], experiments: Sequence[Any]) -> pd.
         pruned = load_model(result.checkpoint, verbose=False, factory=result.config.model.factory)
         frames.append(weight_comparison(pruned, original).assign(run=experiment.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def weight_ranges(weights: pd.DataFrame) -> pd.DataFrame:
+    """Per run of a :func:`weights_table`: how many layers, and the smallest and largest L2-norm
+    ratio of the kept weights to the original's, with their layers (the table of section 1.1 and
+    the ``weights.*`` values of the notes)."""
+    columns = ["run", "layers", "min_ratio", "min_layer", "max_ratio", "max_layer"]
+    if weights.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for run, frame in weights.groupby("run", sort=False):
+        ratios = pd.to_numeric(frame["l2_ratio"], errors="coerce").dropna()
+        if ratios.empty:
+            rows.append({"run": run, "layers": len(frame)})
+            continue
+        low, high = ratios.idxmin(), ratios.idxmax()
+        rows.append(
+            {
+                "run": run,
+                "layers": len(frame),
+                "min_ratio": float(ratios[low]),
+                "min_layer": frame.loc[low, "layer"],
+                "max_ratio": float(ratios[high]),
+                "max_layer": frame.loc[high, "layer"],
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
 
 
 def reconstruction_panels(

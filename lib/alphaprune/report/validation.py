@@ -102,6 +102,14 @@ def _check_study(params: ReportParams) -> None:
         raise ReportParamsError(str(exc)) from None
 
 
+def _check_notes(params: ReportParams) -> None:
+    """The notes' references to computed values (:mod:`alphaprune.report.prose`) name known
+    runs and values, with a number format only on numbers."""
+    from alphaprune.report.prose import check_notes
+
+    check_notes(params)
+
+
 def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportParams:
     """Validate a params mapping; errors name ``source`` and the offending key."""
     if not isinstance(data, dict):
@@ -114,6 +122,7 @@ def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportP
     _check_references(params)
     _check_results_csv(params)
     _check_run_configs(params)
+    _check_notes(params)
     _check_study(params)
     return params
 
