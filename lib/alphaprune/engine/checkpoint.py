@@ -10,7 +10,6 @@ of finished epochs).
 from __future__ import annotations
 
 import math
-import pickle
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -86,17 +85,11 @@ def load_tensors(path: str | Path, what: str = "checkpoint") -> Any:
             if broken is not None:
                 raise CheckpointError(f"{path}: {what} is corrupted (CRC mismatch in {broken})")
         return torch.load(path, map_location="cpu", weights_only=True)
-    # the unpickler of a damaged file can raise almost anything; each is this file's fault
-    except (
-        RuntimeError,
-        EOFError,
-        OSError,
-        ValueError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        KeyError,
-        AttributeError,
-    ) as exc:
+    except CheckpointError:
+        raise
+    # the unpickler of a damaged file can raise almost anything (IndexError, struct.error,
+    # UnicodeDecodeError, ...): each is this file's fault, never the caller's
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path}: cannot read {what} (truncated or corrupted?): {reason[:200]}"
