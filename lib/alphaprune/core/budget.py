@@ -174,14 +174,15 @@ def _removal_steps(
     groups: list[ChannelGroup], scores: Mapping[str, torch.Tensor], min_keep: float, round_to: int
 ) -> list[tuple[float, ChannelGroup, int, list[int]]]:
     """(relative importance, group, position in the group, unit positions): within a group least
-    important first, ``round_to`` units at a time, never below ``min_keep`` of the group."""
+    important first, ``round_to`` units at a time, never below ``min_keep`` of the group, never
+    a pinned unit (``group.free``)."""
     steps = []
     for group in groups:
         score = scores[group.name].double()
         mean = float(score.mean()) or 1.0
-        order = torch.argsort(score, stable=True).tolist()
-        n = len(order)
-        floor = max(1, math.ceil(float(min_keep) * n))
+        order = [i for i in torch.argsort(score, stable=True).tolist() if group.free[i]]
+        n = len(group.units)
+        floor = max(1, math.ceil(float(min_keep) * n), n - len(order))  # pinned units stay
         # kept counts the group may end at: multiples of round_to, at least the floor
         stops = [k for k in range(n - 1, 0, -1) if k % round_to == 0 and k >= floor]
         previous = n

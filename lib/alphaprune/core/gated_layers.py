@@ -1,4 +1,5 @@
-"""Gated layers: ``Conv2d``, ``ConvTranspose2d`` and ``Linear`` whose input channels are scaled by α.
+"""Gated layers: convolutions (1-3 d), transposed convolutions and ``Linear`` whose input channels
+are scaled by α — and any layer type a user registered with a ``MixingRule``.
 
 A pruned input channel is multiplied by α where it is *consumed*: the gate scales the layer's weight
 along its input-channel axis (``Conv2d`` dim 1, ``ConvTranspose2d`` dim 0, ``Linear`` dim 1 — the
@@ -26,8 +27,12 @@ __all__ = [
     "ALPHA_KEY",
     "MASK_KEY",
     "AlphaGate",
+    "GatedConv1d",
     "GatedConv2d",
+    "GatedConv3d",
+    "GatedConvTranspose1d",
     "GatedConvTranspose2d",
+    "GatedConvTranspose3d",
     "GatedLinear",
     "check_alpha",
     "gate_layer",
@@ -103,21 +108,36 @@ class AlphaGate(nn.Module):
         )
 
 
-class GatedConv2d(AlphaGate, nn.Conv2d):
-    base_type = nn.Conv2d
+class _GatedConv(AlphaGate):
+    """Gated ``Conv1d``/``Conv2d``/``Conv3d``: the layer's own convolution, weight scaled."""
 
     def forward(self, input: Tensor) -> Tensor:
         return self._conv_forward(input, self.gated_weight(), self.bias)
 
 
-class GatedConvTranspose2d(AlphaGate, nn.ConvTranspose2d):
-    base_type = nn.ConvTranspose2d
+class GatedConv1d(_GatedConv, nn.Conv1d):
+    base_type = nn.Conv1d
+
+
+class GatedConv2d(_GatedConv, nn.Conv2d):
+    base_type = nn.Conv2d
+
+
+class GatedConv3d(_GatedConv, nn.Conv3d):
+    base_type = nn.Conv3d
+
+
+class _GatedConvTranspose(AlphaGate):
+    """Gated ``ConvTranspose1d/2d/3d`` (``output_size`` supported as in torch)."""
+
+    _functional = staticmethod(F.conv_transpose2d)
 
     def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        spatial = len(self.kernel_size)
         output_padding = self._output_padding(
-            input, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
+            input, output_size, self.stride, self.padding, self.kernel_size, spatial, self.dilation
         )
-        return F.conv_transpose2d(
+        return self._functional(
             input,
             self.gated_weight(),
             self.bias,
@@ -129,6 +149,21 @@ class GatedConvTranspose2d(AlphaGate, nn.ConvTranspose2d):
         )
 
 
+class GatedConvTranspose1d(_GatedConvTranspose, nn.ConvTranspose1d):
+    base_type = nn.ConvTranspose1d
+    _functional = staticmethod(F.conv_transpose1d)
+
+
+class GatedConvTranspose2d(_GatedConvTranspose, nn.ConvTranspose2d):
+    base_type = nn.ConvTranspose2d
+    _functional = staticmethod(F.conv_transpose2d)
+
+
+class GatedConvTranspose3d(_GatedConvTranspose, nn.ConvTranspose3d):
+    base_type = nn.ConvTranspose3d
+    _functional = staticmethod(F.conv_transpose3d)
+
+
 class GatedLinear(AlphaGate, nn.Linear):
     base_type = nn.Linear
 
@@ -136,19 +171,63 @@ class GatedLinear(AlphaGate, nn.Linear):
         return F.linear(input, self.gated_weight(), self.bias)
 
 
-_GATED = {cls.base_type: cls for cls in (GatedConv2d, GatedConvTranspose2d, GatedLinear)}
+class _GatedCustom(AlphaGate):
+    """Gate of a layer type a user registered with a :class:`MixingRule`: its own forward runs
+    with ``weight`` replaced by the gated weight for the call."""
+
+    def forward(self, *args, **kwargs):
+        weight = self._parameters.pop("weight")
+        try:
+            self.__dict__["weight"] = weight * self.scale().to(weight.dtype).view(self._gate_view)
+            return self.base_type.forward(self, *args, **kwargs)
+        finally:
+            del self.__dict__["weight"]
+            self._parameters["weight"] = weight
+
+    def gated_weight(self) -> Tensor:
+        weight = self._parameters.get("weight", self.__dict__.get("weight"))
+        return weight * self.scale().to(weight.dtype).view(self._gate_view)
+
+
+_GATED: dict[type, type] = {
+    cls.base_type: cls
+    for cls in (
+        GatedConv1d,
+        GatedConv2d,
+        GatedConv3d,
+        GatedConvTranspose1d,
+        GatedConvTranspose2d,
+        GatedConvTranspose3d,
+        GatedLinear,
+    )
+}
 for _cls in _GATED.values():  # a gated layer has its base layer's channels and axes
     register_rule(_cls, rule_for(_cls.base_type))
 
 
+def _gated_class(base: type) -> type | None:
+    """The gated class of ``base``: built in, or made once for a user's registered mixing layer."""
+    if base in _GATED:
+        return _GATED[base]
+    rule = rule_for(base)
+    if not isinstance(rule, MixingRule) or issubclass(base, AlphaGate):
+        return None
+    cls = type(f"Gated{base.__name__}", (_GatedCustom, base), {"base_type": base})
+    _GATED[base] = cls
+    register_rule(cls, rule)
+    return cls
+
+
 def gateable(module: nn.Module) -> bool:
-    """True for a layer :func:`gate_layer` can gate (exact type Conv2d/ConvTranspose2d/Linear)."""
-    return type(module) in _GATED
+    """True for a layer :func:`gate_layer` can gate: a type with a :class:`MixingRule` (conv,
+    transposed conv, linear, or a user's registered layer), not gated yet."""
+    return _gated_class(type(module)) is not None
 
 
 def gate_layer(module: nn.Module, mask: Tensor, alpha: float) -> AlphaGate:
-    """Turn ``module`` (exact type Conv2d/ConvTranspose2d/Linear) into its gated class in place."""
-    if type(module) not in _GATED:
+    """Turn ``module`` (a layer type with a :class:`MixingRule`) into its gated class in place."""
+    gated = _gated_class(type(module))
+    if gated is None:
         raise UnsupportedModelError(f"cannot gate a {type(module).__name__}")
     rule = rule_for(module)
     assert isinstance(rule, MixingRule)
@@ -159,7 +238,7 @@ def gate_layer(module: nn.Module, mask: Tensor, alpha: float) -> AlphaGate:
             f"{rule.in_channels(module)} input channels"
         )
     device = module.weight.device
-    module.__class__ = _GATED[type(module)]
+    module.__class__ = gated
     module.register_buffer(MASK_KEY, mask.to(device))
     module.register_buffer(ALPHA_KEY, torch.tensor(check_alpha(alpha), dtype=torch.float64))
     module.gate_alpha = module.gate_alpha.to(device)

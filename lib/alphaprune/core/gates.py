@@ -23,12 +23,12 @@ from torch import Tensor, nn
 from alphaprune.core.budget import budget_masks
 from alphaprune.core.criteria import Criterion, unit_importance
 from alphaprune.core.gated_layers import (
-    _GATED,
     ALPHA_KEY,
     MASK_KEY,
     AlphaGate,
     check_alpha,
     gate_layer,
+    gateable,
     ungate_layer,
 )
 from alphaprune.core.graph import ChannelGraph, ChannelGroup, UnsupportedModelError, analyze
@@ -225,9 +225,16 @@ def check_keep(keep: object, what: str = "keep") -> float:
     return value
 
 
-def _keep_units(scores: Tensor, keep: float) -> Tensor:
+def _keep_units(scores: Tensor, keep: float, free: list[bool] | None = None) -> Tensor:
+    """The ``keep`` fraction of units with the highest scores; units not ``free`` (pinned inside
+    a prunable group) are always among the kept."""
+    fixed = torch.tensor([not f for f in free]) if free is not None else None
     n_keep = max(1, int(round(keep * scores.numel())))
-    order = torch.argsort(scores.float(), descending=True, stable=True)
+    ranked = scores.double().clone()
+    if fixed is not None and fixed.any():
+        ranked[fixed] = float("inf")
+        n_keep = max(n_keep, int(fixed.sum()))
+    order = torch.argsort(ranked, descending=True, stable=True)
     mask = torch.zeros(scores.numel(), dtype=torch.bool)
     mask[order[:n_keep]] = True
     return mask
@@ -252,6 +259,11 @@ def _units_from_channel_mask(graph: ChannelGraph, group: ChannelGroup, mask) -> 
                 f"mask for '{group.name}' splits a unit of coupled channels (grouped conv / "
                 "GroupNorm block): keep or drop a whole block"
             )
+    dropped = [u for u, kept in verdict.items() if not kept and u in group.pinned]
+    if dropped:
+        raise PruningError(
+            f"mask for '{group.name}' drops channels that must stay: {group.pinned[dropped[0]]}"
+        )
     return torch.tensor([verdict.get(u, True) for u in group.units])
 
 
@@ -282,7 +294,7 @@ def _plan_masks(
             fraction = check_keep(keep[key], f"keep['{key}']")
         else:
             fraction = keep
-        out[group.name] = _keep_units(scores[group.name], fraction)
+        out[group.name] = _keep_units(scores[group.name], fraction, group.free)
     return out
 
 
@@ -527,7 +539,7 @@ def restore_gates(model: nn.Module, state_dict: Mapping[str, Tensor]) -> dict[st
     state = migrate_state_dict(model, state_dict)
     modules = dict(model.named_modules())
     masks = {k[: -len("." + MASK_KEY)]: v for k, v in state.items() if k.endswith("." + MASK_KEY)}
-    missing = sorted(n for n in masks if n not in modules or type(modules[n]) not in _GATED)
+    missing = sorted(n for n in masks if n not in modules or not gateable(modules[n]))
     if missing:
         raise PruningError(
             f"state dict has {len(masks)} gates but {missing} match no gateable layer of this "

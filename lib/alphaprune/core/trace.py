@@ -1,0 +1,259 @@
+"""Trace a model with ``torch.fx`` while running it on its example input: a *concrete* trace.
+
+Every proxy carries the value its node had on the example input, so shape queries are plain
+numbers: ``if h % 32:``, ``assert len(t.shape) == 1``, ``for i in range(x.size(1))`` and
+``isinstance(x, torch.Tensor)`` all resolve as they would in eager mode, and the traced graph
+is the one the example input takes. Sizes read from a tensor (``x.shape[1]``, ``x.size()``) stay
+nodes of the graph, so a reshape written as ``view(b, c, -1)`` is still seen to follow the
+tensor's channel count, while ``view(b, 16, -1)`` is seen to fix it.
+
+Branching on tensor *values* (``if x.sum() > 0:``, ``.item()`` in a condition) would make the
+graph depend on the data: it stops the trace with an :class:`UnsupportedModelError` that names the
+file and line. Functions libraries hide from ``torch.fx`` with ``torch.fx.wrap`` are traced into
+(their shape logic resolves here), and leaf modules are the layers a rule is registered for
+(:mod:`alphaprune.core.layer_rules`), gated layers and ``torch.nn``'s own modules.
+
+The graph is only analysed, never run: each node's value is reduced to ``node.meta["shape"]``
+(a tuple for a tensor, a list of them for a tuple of tensors) once the trace is done.
+"""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, fx, nn
+from torch.fx import _symbolic_trace as fx_trace
+
+from alphaprune.core.gated_layers import AlphaGate
+from alphaprune.core.layer_rules import rule_for
+from alphaprune.errors import UnsupportedModelError
+
+__all__ = ["trace", "node_shape", "SHAPE"]
+
+SHAPE, _VALUE, _DATA = "shape", "concrete_value", "data_dependent"
+#: Tensor methods whose result depends on tensor values, not only on shapes.
+_DATA_METHODS = {"item", "tolist", "nonzero", "unique", "masked_select", "argwhere", "numpy"}
+_HERE = str(Path(__file__).resolve())
+_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
+
+
+def node_shape(node: object):
+    """The recorded shape of a node's value (None for a non-tensor)."""
+    return node.meta.get(SHAPE) if isinstance(node, fx.Node) else None
+
+
+def _value(proxy: fx.Proxy) -> Any:
+    return proxy.node.meta.get(_VALUE)
+
+
+def _values(arg: Any) -> Any:
+    """``arg`` with every proxy replaced by its value (by exact type: a proxy claims its value's
+    class, so ``isinstance`` would take a proxy of a tuple for a tuple)."""
+    if isinstance(arg, fx.Proxy):
+        return _value(arg)
+    kind = type(arg)
+    if kind in (tuple, list):
+        return kind(_values(a) for a in arg)
+    if kind is dict:
+        return {k: _values(v) for k, v in arg.items()}
+    if kind is slice:
+        return slice(_values(arg.start), _values(arg.stop), _values(arg.step))
+    return arg
+
+
+def _where(frame) -> str:
+    """``file:line: source`` of a frame."""
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" + (f" ({line})" if line else "")
+
+
+def _user_frame_of(exc: BaseException) -> str | None:
+    """The innermost frame of ``exc``'s traceback outside torch and this module."""
+    found = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        name = str(Path(frame.f_code.co_filename).resolve())
+        if name != _HERE and not name.startswith(_TORCH_DIR):
+            found = (frame, lineno)
+    if found is None:
+        return None
+    frame, lineno = found
+    line = linecache.getline(frame.f_code.co_filename, lineno).strip()
+    return f"{frame.f_code.co_filename}:{lineno}" + (f" ({line})" if line else "")
+
+
+class _ConcreteProxy(fx.Proxy):
+    """An fx proxy that knows its value on the example input."""
+
+    @property
+    def __class__(self):  # noqa: D105 - ``isinstance(proxy, torch.Tensor)`` as in eager mode
+        return type(_value(self))
+
+    def _data_dependent(self) -> bool:
+        return isinstance(_value(self), Tensor) or bool(self.node.meta.get(_DATA))
+
+    def _concrete(self, what: str):
+        if self._data_dependent():
+            raise UnsupportedModelError(
+                f"cannot be traced by torch.fx: its forward {what} a tensor's values at "
+                f"{_where(sys._getframe(2))}, so its graph depends on the data and its channel "
+                "structure is unknown. Branching on shapes is fine; move the value test out of "
+                "forward"
+            )
+        return _value(self)
+
+    def __bool__(self) -> bool:
+        return bool(self._concrete("branches on"))
+
+    def __index__(self) -> int:
+        return self._concrete("converts to a number").__index__()
+
+    def __int__(self) -> int:
+        return int(self._concrete("converts to a number"))
+
+    def __float__(self) -> float:
+        return float(self._concrete("converts to a number"))
+
+    def __len__(self) -> int:
+        return len(_value(self))
+
+    def __iter__(self):
+        value = _value(self)
+        if isinstance(value, (tuple, list, Tensor)):
+            return iter([self[i] for i in range(len(value))])
+        return super().__iter__()
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        attribute = getattr(_value(self), name)
+        if isinstance(attribute, (Tensor, torch.Size)):
+            return self.tracer.create_proxy("call_function", getattr, (self, name), {})
+        if callable(attribute):
+            return fx.proxy.Attribute(self, name)  # a method call becomes a call_method node
+        return attribute  # dtype, device, ndim, is_cuda, …: constants of this trace
+
+
+class _ConcreteTracer(fx.Tracer):
+    """fx tracer that runs every node on concrete values as it records it."""
+
+    def __init__(self, inputs: dict[str, Any]) -> None:
+        super().__init__()
+        self.inputs = inputs
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, AlphaGate) or rule_for(m) is not None:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _ConcreteProxy(node, self)
+
+    def create_arg(self, a: Any):
+        if isinstance(a, fx.Proxy):  # before torch.fx's own tests, which a proxy's class fools
+            return a.node
+        return super().create_arg(a)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest, **kw):
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, *rest, **kw)
+        node = proxy.node
+        node.meta[_VALUE] = self._run(kind, target, args, kwargs)
+        node.meta[_DATA] = (kind == "call_method" and target in _DATA_METHODS) or any(
+            n.meta.get(_DATA) for n in node.all_input_nodes
+        )
+        return proxy if isinstance(proxy, _ConcreteProxy) else self.proxy(node)
+
+    def _run(self, kind: str, target, args, kwargs) -> Any:
+        if kind == "placeholder":
+            return self.inputs.get(target, args[0] if args else None)
+        if kind == "get_attr":
+            return _fetch(self.root, target)
+        args, kwargs = _values(args), _values(kwargs)
+        with fx_trace._maybe_revert_all_patches():
+            if kind == "call_function":
+                return target(*args, **kwargs)
+            if kind == "call_method":
+                return getattr(args[0], target)(*args[1:], **kwargs)
+            return self.root.get_submodule(target)(*args, **kwargs)
+
+
+def _fetch(root: nn.Module, target: str) -> Any:
+    value: Any = root
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _unwrapped():
+    """torch.fx's registry of ``fx.wrap``-ed functions, emptied while tracing (and restored)."""
+    saved = dict(fx_trace._wrapped_fns_to_patch), list(fx_trace._wrapped_methods_to_patch)
+    fx_trace._wrapped_fns_to_patch.clear()
+    fx_trace._wrapped_methods_to_patch.clear()
+    return saved
+
+
+def _restore(saved) -> None:
+    fx_trace._wrapped_fns_to_patch.update(saved[0])
+    fx_trace._wrapped_methods_to_patch.extend(saved[1])
+
+
+def _signature_split(model: nn.Module, n_inputs: int) -> tuple[list[str], dict[str, Any]]:
+    """Names of the forward's first ``n_inputs`` parameters, and the defaults of the rest."""
+    params = list(inspect.signature(model.forward).parameters.values())
+    named = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(named) < n_inputs:
+        raise UnsupportedModelError(
+            f"{type(model).__name__}.forward takes {len(named)} positional inputs, "
+            f"example_inputs has {n_inputs}"
+        )
+    rest = {p.name: p.default for p in params[n_inputs:] if p.kind is not p.VAR_KEYWORD}
+    missing = [name for name, default in rest.items() if default is inspect.Parameter.empty]
+    if missing:
+        raise UnsupportedModelError(
+            f"{type(model).__name__}.forward needs {missing} too: pass every input in "
+            "example_inputs=(…)"
+        )
+    return [p.name for p in named[:n_inputs]], rest
+
+
+def trace(model: nn.Module, inputs: Sequence[Tensor]) -> tuple[fx.Graph, Any]:
+    """The fx graph ``model`` runs on ``inputs`` (eval mode, no grad), and its output.
+
+    Raises :class:`UnsupportedModelError` naming the file and line where the forward branches on
+    tensor values, or where tracing failed for another reason.
+    """
+    names, defaults = _signature_split(model, len(inputs))
+    tracer = _ConcreteTracer({n: t.clone() for n, t in zip(names, inputs, strict=True)})
+    saved = _unwrapped()
+    try:
+        graph = tracer.trace(model, concrete_args=defaults or None)
+    except UnsupportedModelError as exc:
+        raise UnsupportedModelError(f"{type(model).__name__} {exc}") from None
+    except Exception as exc:  # the model's own code raised under tracing: say where
+        where = _user_frame_of(exc) or "?"
+        raise UnsupportedModelError(
+            f"{type(model).__name__} cannot be traced by torch.fx: {type(exc).__name__}: "
+            f"{exc} (at {where}). Pass example_inputs= the model accepts, or move that code "
+            "out of forward"
+        ) from None
+    finally:
+        _restore(saved)
+    output = next(n for n in graph.nodes if n.op == "output")
+    result = fx.node.map_arg(output.args[0], lambda n: n.meta.get(_VALUE))
+    for node in graph.nodes:
+        node.meta[SHAPE] = _shape_of(node.meta.pop(_VALUE, None))
+    return graph, result
+
+
+def _shape_of(value: Any):
+    if isinstance(value, Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
+        return [_shape_of(v) for v in value]
+    return None

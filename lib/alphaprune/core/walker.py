@@ -1,0 +1,283 @@
+"""Walk a traced graph once, giving every tensor its channel map and every layer its channels.
+
+Every channel of every tensor is a variable of a union-find; operations that tie channels
+together unify them (a residual ``x + f(x)``, a depthwise convolution's input and output, a
+GroupNorm block, a LayerScale ``gamma`` and the channels it scales). A tensor's channel map
+(:mod:`alphaprune.core.channel_maps`) says which variable each position carries, so channels are
+followed along any axis. Layers (``call_module`` nodes, and the per-channel parameters a forward
+reads itself) are recorded with the variables of their input and output channels; which axis
+they read and how they are cut is their rule's business (:mod:`alphaprune.core.layer_rules`).
+
+Anything not understood *pins* the channels it reads (they are never pruned) and gives an
+untracked result: a layer reading an untracked tensor gets pinned inputs but free outputs.
+The handlers of functions and tensor methods are in :mod:`alphaprune.core.ops`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, fx, nn
+
+from alphaprune.core import channel_maps as cm
+from alphaprune.core import ops
+from alphaprune.core.layer_rules import (
+    ChannelwiseRule,
+    ElementwiseRule,
+    GroupNormRule,
+    LayerRule,
+    MixingRule,
+    ParamRule,
+    rule_for,
+)
+from alphaprune.core.trace import node_shape
+
+__all__ = ["LayerChannels", "UnionFind", "Walker", "describe"]
+
+
+@dataclass
+class LayerChannels:
+    """A layer the graph understands, with the channel variables of its inputs and outputs."""
+
+    name: str
+    module: nn.Module
+    rule: LayerRule
+    in_vars: list[int]
+    out_vars: list[int]
+
+    @property
+    def is_consumer(self) -> bool:
+        """A mixing layer with ``groups == 1``: where the gates of its input units live."""
+        return isinstance(self.rule, MixingRule) and self.rule.groups(self.module) == 1
+
+
+class UnionFind:
+    """Channel variables ``0 … n-1`` joined into classes (the pruning units)."""
+
+    def __init__(self) -> None:
+        self.parent: list[int] = []
+
+    def new(self, n: int) -> list[int]:
+        start = len(self.parent)
+        self.parent.extend(range(start, start + n))
+        return list(range(start, start + n))
+
+    def find(self, v: int) -> int:
+        parent = self.parent
+        root = v
+        while parent[root] != root:
+            root = parent[root]
+        while parent[v] != root:
+            parent[v], v = root, parent[v]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def union_all(self, items: Sequence[int]) -> None:
+        for v in items[1:]:
+            self.union(items[0], v)
+
+    def roots(self) -> list[int]:
+        """The class of every variable (one pass; classes are final afterwards)."""
+        return [self.find(v) for v in range(len(self.parent))]
+
+
+def describe(node: fx.Node) -> str:
+    if node.op == "call_module":
+        return f"layer '{node.target}'"
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "?")
+    return f"'{target}' (node {node.name})"
+
+
+@dataclass
+class _Param:
+    """A per-channel parameter or buffer the forward reads itself (``get_attr``)."""
+
+    owner: str
+    module: nn.Module
+    attr: str
+    axis: int
+    vars_: list[int]
+
+
+class Walker:
+    """Walks the traced graph once, giving every tensor node its channel map."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.uf = UnionFind()
+        self.ids: dict[fx.Node, object] = {}
+        self.batched: dict[fx.Node, bool] = {}
+        self.pins: dict[int, str] = {}
+        self.layers: dict[str, LayerChannels] = {}
+        self.order: list[str] = []
+        self.params: dict[str, _Param] = {}
+        self.claimed: set[str] = set()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def cmap(self, node: object) -> Tensor | None:
+        """The channel map of a tensor node (None: not a tensor, or its channels not tracked)."""
+        found = self.ids.get(node) if isinstance(node, fx.Node) else None
+        return found if isinstance(found, Tensor) else None
+
+    def pin(self, vars_: Iterable[int], reason: str) -> None:
+        for v in vars_:
+            self.pins.setdefault(v, reason)
+
+    def pin_node(self, node: fx.Node, reason: str) -> None:
+        found = self.ids.get(node)
+        for item in found if isinstance(found, list) else [found]:
+            if isinstance(item, Tensor):
+                self.pin(item.reshape(-1).tolist(), reason)
+
+    def unknown(self, node: fx.Node, why: str = "") -> None:
+        """Pin every channel going in; the output is not tracked."""
+        reason = f"read by {describe(node)}{why}, whose channel mapping is not tracked"
+        for arg in node.all_input_nodes:
+            self.pin_node(arg, reason)
+        return None
+
+    def unify(self, a: Sequence[int], b: Sequence[int]) -> None:
+        for x, y in zip(a, b, strict=True):
+            self.uf.union(x, y)
+
+    def layer(self, name: str, module: nn.Module, rule: LayerRule, n_in: int, n_out: int | None):
+        if name not in self.layers:
+            in_vars = self.uf.new(n_in)
+            out_vars = in_vars if n_out is None else self.uf.new(n_out)
+            self.layers[name] = LayerChannels(name, module, rule, in_vars, out_vars)
+            self.order.append(name)
+        return self.layers[name]  # a module called twice shares its channels across calls
+
+    def read(self, node: fx.Node, x: fx.Node, vars_: list[int], axis: int) -> None:
+        """``vars_`` (a layer's input channels) read from axis ``axis`` of ``x``; pinned when
+        ``x``'s channels are not tracked along that axis."""
+        cmap = self.cmap(x)
+        found = cm.vars_along(cmap, axis) if cmap is not None else None
+        if found is not None and len(found) == len(vars_):
+            self.unify(vars_, found)
+            return
+        where = "its input's channels are not tracked" if cmap is None else "a channel layout"
+        self.pin(vars_, f"read by {describe(node)} ({where} it cannot follow)")
+        if cmap is not None:
+            self.pin_node(x, f"read by {describe(node)} along another axis")
+
+    # -- nodes ---------------------------------------------------------------------------------
+    def visit(self, node: fx.Node) -> None:
+        inputs = node.all_input_nodes
+        self.batched[node] = node.op == "placeholder" or any(self.batched[a] for a in inputs)
+        if node.op == "placeholder":
+            shape = node_shape(node)
+            if shape is not None and len(shape) >= 2:
+                self.ids[node] = cm.along(self.uf.new(shape[1]), 1, len(shape))
+                self.pin_node(node, "model input")
+        elif node.op == "get_attr":
+            self.ids[node] = self.get_attr(node)
+        elif node.op == "output":
+            for arg in inputs:
+                self.pin_node(arg, "reaches the model output")
+        elif node.op == "call_module":
+            self.ids[node] = self.call_module(node)
+        else:
+            handler = ops.handler_for(node)
+            self.ids[node] = handler(self, node) if handler is not None else self.unknown(node)
+
+    def get_attr(self, node: fx.Node) -> Tensor | None:
+        """A parameter or buffer that is a vector along one axis (LayerScale ``gamma (C, 1, 1)``,
+        a norm's statistics) gets channel variables of its own; anything else is a constant."""
+        shape = node_shape(node)
+        if node.target in self.params:
+            found = self.params[node.target]
+            return cm.along(found.vars_, found.axis, len(shape))
+        owner_name, _, attr = node.target.rpartition(".")
+        try:
+            owner = self.model.get_submodule(owner_name)
+        except AttributeError:
+            return None
+        wide = [d for d, size in enumerate(shape or ()) if size > 1]
+        stored = attr in owner._parameters or attr in owner._buffers
+        if len(wide) != 1 or not stored or rule_for(owner) is not None:
+            return None  # a layer with a rule cuts its own tensors
+        vars_ = self.uf.new(shape[wide[0]])
+        self.params[node.target] = _Param(owner_name, owner, attr, wide[0], vars_)
+        return cm.along(vars_, wide[0], len(shape))
+
+    def call_module(self, node: fx.Node):
+        module = self.model.get_submodule(node.target)
+        rule = rule_for(module)
+        x = node.args[0] if node.args else None
+        shape = node_shape(x) if isinstance(x, fx.Node) else None
+        if not isinstance(shape, tuple) or len(node.all_input_nodes) != 1:
+            return self.unknown(node)
+        if isinstance(rule, MixingRule):
+            return self.mixing(node, module, rule, x, len(shape))
+        if isinstance(rule, (ChannelwiseRule, GroupNormRule)) and rule.channels(module):
+            return self.norm(node, module, rule, x, len(shape))
+        if isinstance(rule, ElementwiseRule):
+            return self.passthrough(node, x, rule.mixing_dims(module, len(shape)))
+        if isinstance(rule, ChannelwiseRule):  # PReLU(1): one slope for every channel
+            return self.passthrough(node, x, set())
+        found = ops.module_shape_op(self, node, module)
+        return self.unknown(node) if found is ops.NOT_A_SHAPE_OP else found
+
+    def mixing(self, node: fx.Node, module: nn.Module, rule: MixingRule, x: fx.Node, ndim: int):
+        n_in, n_out = rule.in_channels(module), rule.out_channels(module)
+        layer = self.layer(node.target, module, rule, n_in, n_out)
+        self.read(node, x, layer.in_vars, rule.channel_axis(module, ndim))
+        groups = rule.groups(module)
+        if groups > 1:
+            a, b = n_in // groups, n_out // groups
+            for k in range(groups):
+                block = layer.in_vars[k * a : (k + 1) * a] + layer.out_vars[k * b : (k + 1) * b]
+                self.uf.union_all(block)
+        out_ndim = len(node_shape(node))
+        return cm.along(layer.out_vars, rule.channel_axis(module, out_ndim), out_ndim)
+
+    def norm(self, node: fx.Node, module: nn.Module, rule: LayerRule, x: fx.Node, ndim: int):
+        """A per-channel layer (BN, affine IN, …) ties its channels to its input's; GroupNorm
+        also ties the channels of each of its groups together."""
+        axis = rule.channel_axis(module, ndim)
+        layer = self.layer(node.target, module, rule, rule.channels(module), None)
+        self.read(node, x, layer.in_vars, axis)
+        if isinstance(rule, GroupNormRule):
+            size = module.num_channels // module.num_groups
+            for k in range(module.num_groups):
+                self.uf.union_all(layer.in_vars[k * size : (k + 1) * size])
+        return cm.along(layer.in_vars, axis, ndim)
+
+    def passthrough(self, node: fx.Node, x: object, mixing: set[int]) -> Tensor | None:
+        """An operation that keeps every channel where it is (activation, pooling, …) as long
+        as it does not mix values along a channel axis or change its size."""
+        cmap = self.cmap(x)
+        shape_in, shape_out = node_shape(x), node_shape(node)
+        others = [a for a in node.all_input_nodes if a is not x and self.cmap(a) is not None]
+        if cmap is None and not others:
+            return None
+        if (
+            cmap is None
+            or others
+            or not isinstance(shape_out, tuple)
+            or len(shape_out) != len(shape_in)
+            or any(shape_out[d] != shape_in[d] or d in mixing for d in cm.tracked(cmap))
+        ):
+            return self.unknown(node, " (it mixes or resizes a channel axis)")
+        return cmap
+
+    # -- after the walk ------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Per-channel parameters whose channels joined a layer's become layers of their own
+        (cut with their channels); the rest are left alone."""
+        roots = self.uf.roots()
+        used = {roots[v] for layer in self.layers.values() for v in layer.in_vars + layer.out_vars}
+        for target, param in self.params.items():
+            if target in self.claimed or not any(roots[v] in used for v in param.vars_):
+                continue
+            rule = ParamRule(param.attr, param.axis)
+            self.layers[target] = LayerChannels(
+                target, param.module, rule, param.vars_, param.vars_
+            )
+            self.order.append(target)
