@@ -94,6 +94,15 @@ class AlphaGate(nn.Module):
         scale = torch.where(self.gate_mask, torch.ones_like(self.gate_alpha), self.gate_alpha)
         return self.weight * scale.to(self.weight.dtype).view(self._gate_view)
 
+    def _scales_input(self, input: Tensor) -> bool:
+        """Scale the input's channels instead of the weight when that is less work (a wide
+        ``Linear`` on a small batch): the same product, in a different order."""
+        return input.numel() < self.weight.numel()
+
+    def gated_input(self, input: Tensor) -> Tensor:
+        scale = torch.where(self.gate_mask, torch.ones_like(self.gate_alpha), self.gate_alpha)
+        return input * scale.to(input.dtype).view(self._input_view)
+
     def _apply(self, fn, recurse=True):  # noqa: ANN001 - torch's signature
         # ``.half()``/``.bfloat16()`` convert every floating buffer; α must stay exactly as set.
         alpha = self.gate_alpha.detach().clone()
@@ -112,6 +121,8 @@ class _GatedConv(AlphaGate):
     """Gated ``Conv1d``/``Conv2d``/``Conv3d``: the layer's own convolution, weight scaled."""
 
     def forward(self, input: Tensor) -> Tensor:
+        if self._scales_input(input):
+            return self._conv_forward(self.gated_input(input), self.weight, self.bias)
         return self._conv_forward(input, self.gated_weight(), self.bias)
 
 
@@ -168,6 +179,8 @@ class GatedLinear(AlphaGate, nn.Linear):
     base_type = nn.Linear
 
     def forward(self, input: Tensor) -> Tensor:
+        if self._scales_input(input):
+            return F.linear(self.gated_input(input), self.weight, self.bias)
         return F.linear(input, self.gated_weight(), self.bias)
 
 
@@ -243,16 +256,23 @@ def gate_layer(module: nn.Module, mask: Tensor, alpha: float) -> AlphaGate:
     module.register_buffer(ALPHA_KEY, torch.tensor(check_alpha(alpha), dtype=torch.float64))
     module.gate_alpha = module.gate_alpha.to(device)
     module._gate_view = rule.gate_shape(module)
+    module._input_view = [-1] + [1] * len(getattr(module, "kernel_size", ()))
     return module
 
 
-def ungate_layer(module: AlphaGate) -> nn.Module:
-    """Fold the gate into the weight and give the layer its plain class back (in place)."""
+def ungate_layer(module: AlphaGate, keep: Tensor | None = None) -> nn.Module:
+    """Fold the gate into the weight and give the layer its plain class back (in place).
+
+    ``keep`` (bool per input channel) names the inputs that will survive a cut: when each of
+    them has scale 1 there is nothing to fold (the gate's α only touches channels cut away).
+    """
     rule = rule_for(module)
     assert isinstance(rule, MixingRule)
     scale = module.scale().detach()
     del module._buffers[MASK_KEY], module._buffers[ALPHA_KEY]
-    del module._gate_view
+    del module._gate_view, module._input_view
     module.__class__ = module.base_type
-    rule.fold_inputs(module, scale)
+    survivors = scale if keep is None else scale[keep.to(scale.device)]
+    if not bool((survivors == 1).all()):
+        rule.fold_inputs(module, scale)
     return module

@@ -352,7 +352,7 @@ def attach_gates(
         keep = check_keep(keep, "keep")
     if budget is not None and (masks is not None or isinstance(keep, Mapping)):
         raise PruningError("give either budget or per-layer keep/masks, not both")
-    graph = analyze(model, example_inputs)
+    graph = analyze(model, example_inputs, values=False)
     chosen = _choose_groups(graph, model, target, keep, masks, strict)
     scores = {g.name: unit_importance(graph, g, criterion) for g in chosen}
     if budget is not None:
@@ -475,7 +475,7 @@ def explain(
 ):
     """Print (and return as a DataFrame) every channel group of ``model``: its layers, channels,
     how many are kept (from the gates, if any) and why a group cannot be pruned."""
-    graph = graph or analyze(model, example_inputs)
+    graph = graph or analyze(model, example_inputs, values=False)
     pruned = gated_units(graph)
     rows = [
         _group_row(g, sum(1 for u in g.units if u not in pruned), _safe_in_target(g, target, model))
@@ -491,7 +491,7 @@ def explain(
 def prunable_layers(model: nn.Module, target: str | Sequence[str] = "all", example_inputs=None):
     """Names and output-channel counts of the groups ``attach_gates`` can gate in ``target``."""
     _check_target(target)
-    graph = analyze(model, example_inputs)
+    graph = analyze(model, example_inputs, values=False)
     return {g.name: g.channels for g in graph.groups if g.prunable and _in_target(g, target, model)}
 
 

@@ -245,14 +245,18 @@ def _guess_inputs(model: nn.Module) -> tuple[Tensor, ...]:
 
 
 def analyze(
-    model: nn.Module, example_inputs: Tensor | Sequence[Tensor] | None = None
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor] | None = None,
+    values: bool = True,
 ) -> ChannelGraph:
     """Trace ``model`` on ``example_inputs`` and return its :class:`ChannelGraph`.
 
     ``example_inputs`` fixes the shapes (needed for ``flatten`` → ``Linear``); without it a
     zero image is guessed from the first convolution (64×64) or linear layer. The model runs
-    once, in eval mode without gradients (each module's mode is restored). Raises
-    :class:`UnsupportedModelError` for a model that cannot be traced on that input.
+    once, in eval mode without gradients (each module's mode is restored), and its output is
+    kept as ``graph.example_output``; with ``values=False`` it runs on fake tensors (shapes
+    only, much faster; no output). Raises :class:`UnsupportedModelError` for a model that
+    cannot be traced on that input.
     """
     inputs = example_inputs_for(model, example_inputs) or _guess_inputs(model)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -264,7 +268,7 @@ def analyze(
     model.eval()
     try:
         with torch.no_grad():
-            fx_graph, output = trace(model, moved)
+            fx_graph, output = trace(model, moved, values)
     finally:
         for module, training in modes:
             module.training = training

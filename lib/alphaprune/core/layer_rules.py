@@ -135,16 +135,16 @@ class MixingRule(LayerRule):
 
     def output_l1(self, module: nn.Module) -> Tensor:
         """L1 norm of each output channel's weights (the ``l1`` importance criterion)."""
-        weight = module.weight.detach().abs()
         groups = self.groups(module)
         if groups > 1 and self.out_axis != 0:
+            weight = module.weight.detach().abs()
             # (in, out/g, ...): output channel j of block k lives at rows of block k, column j % b.
             b = weight.shape[self.out_axis]
             a = weight.shape[0] // groups
             per = weight.reshape(groups, a, b, -1).sum(dim=(1, 3))  # (groups, b)
             return per.reshape(-1)
-        dims = [d for d in range(weight.dim()) if d != self.out_axis]
-        return weight.sum(dim=dims)
+        dims = [d for d in range(module.weight.dim()) if d != self.out_axis]
+        return torch.linalg.vector_norm(module.weight.detach(), ord=1, dim=dims)
 
     def fold_inputs(self, module: nn.Module, scale: Tensor) -> None:
         """Multiply the weights of input channel ``i`` by ``scale[i]`` (exact for any scale)."""

@@ -139,9 +139,9 @@ def _map_or_empty(w: Walker, node: fx.Node, rank: int) -> Tensor:
 def _join(w: Walker, maps: list[Tensor]) -> None:
     if len(maps) < 2:
         return
-    flat = [m.reshape(-1).tolist() for m in torch.broadcast_tensors(*maps)]
+    flat = [m.reshape(-1) for m in torch.broadcast_tensors(*maps)]
     for other in flat[1:]:
-        w.unify(flat[0], other)
+        w.uf.unify(flat[0], other)
 
 
 # -- cat, split, chunk, indexing -----------------------------------------------------------------
@@ -301,8 +301,7 @@ def reshaped(w: Walker, node: fx.Node, x: object, free: list[bool]):
         return w.unknown(node, " (a reshape to a fixed channel count, or across the batch axis)")
     new, rows = result
     if rows is not None:
-        for row in rows.tolist():
-            w.uf.union_all(row)
+        w.uf.union_rows(rows)
     return new
 
 
@@ -421,16 +420,47 @@ def _vectors(w: Walker, node: fx.Node, vars_: list[int], vectors: list[object]) 
     return True
 
 
+_NORM_TENSORS = ("running_mean", "running_var", "weight", "bias")
+
+
 def batch_norm(w: Walker, node: fx.Node):
-    """``F.batch_norm``/``F.instance_norm`` (timm's ``BatchNormAct2d`` …): per channel (axis 1)."""
+    """``F.batch_norm``/``F.instance_norm`` (timm's ``BatchNormAct2d`` …): per channel (axis 1).
+    When the tensors are a norm module's own, that module is the layer (its rule cuts them
+    and its size); otherwise each tensor is cut on its own."""
     x = _first(node)
     cmap = w.cmap(x)
     vars_ = cm.vars_along(cmap, 1) if cmap is not None and cmap.dim() >= 2 else None
-    names = ("running_mean", "running_var", "weight", "bias")
-    vectors = [_arg(node, i, name) for i, name in enumerate(names, 1)]
-    if vars_ is None or not _vectors(w, node, vars_, vectors):
+    vectors = [_arg(node, i, name) for i, name in enumerate(_NORM_TENSORS, 1)]
+    if vars_ is None:
+        return w.unknown(node)
+    owner = _norm_owner(w, vectors)
+    if owner is not None:
+        module = w.model.get_submodule(owner)
+        rule = rule_for(nn.BatchNorm2d)
+        layer = w.layer(owner, module, rule, len(vars_), None)
+        if len(layer.in_vars) == len(vars_):
+            w.read(node, x, layer.in_vars, 1)
+            w.claimed.update(v.target for v in vectors if isinstance(v, fx.Node))
+            return cmap
+    if not _vectors(w, node, vars_, vectors):
         return w.unknown(node)
     return cmap
+
+
+def _norm_owner(w: Walker, vectors: list[object]) -> str | None:
+    """The BatchNorm/InstanceNorm module whose own tensors ``vectors`` are, if one is."""
+    nodes = [v for v in vectors if v is not None]
+    if not nodes or not all(isinstance(v, fx.Node) and v.op == "get_attr" for v in nodes):
+        return None
+    owners = {v.target.rpartition(".")[0] for v in nodes}
+    if len(owners) != 1:
+        return None
+    owner = owners.pop()
+    module = w.model.get_submodule(owner)
+    names = [f"{owner}.{n}" if owner else n for n in _NORM_TENSORS]
+    own = all(v is None or v.target == n for v, n in zip(vectors, names, strict=True))
+    norm = isinstance(module, nn.modules.batchnorm._NormBase) and module.num_features
+    return owner if own and norm else None
 
 
 def group_norm(w: Walker, node: fx.Node):
@@ -442,9 +472,7 @@ def group_norm(w: Walker, node: fx.Node):
     vars_ = cm.vars_along(cmap, 1) if cmap is not None and cmap.dim() >= 2 else None
     if vars_ is None or not isinstance(groups, int) or len(vars_) % groups:
         return w.unknown(node)
-    size = len(vars_) // groups
-    for k in range(groups):
-        w.uf.union_all(vars_[k * size : (k + 1) * size])
+    w.uf.union_rows(torch.tensor(vars_).view(groups, -1))
     owner = _group_norm_owner(w, weight, groups)
     if owner is not None:
         layer = w.layer(

@@ -19,6 +19,7 @@ The graph is only analysed, never run: each node's value is reduced to ``node.me
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import linecache
 import sys
@@ -146,6 +147,29 @@ class _ConcreteTracer(fx.Tracer):
     def __init__(self, inputs: dict[str, Any]) -> None:
         super().__init__()
         self.inputs = inputs
+        self.running = False  # computing a value: modules and attributes behave as in eager mode
+        self.tensor_names: dict[int, str] = {}
+
+    def trace(self, root, concrete_args=None):
+        self.tensor_names = {id(t): n for n, t in root.named_parameters(remove_duplicate=True)}
+        for name, buffer in root.named_buffers():
+            self.tensor_names.setdefault(id(buffer), name)
+        return super().trace(root, concrete_args)
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        if self.running:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict):
+        """A parameter or buffer read in forward becomes a ``get_attr`` node (looked up by
+        identity in one table: torch.fx searches every parameter at each access)."""
+        name = self.tensor_names.get(id(attr_val)) if isinstance(attr_val, Tensor) else None
+        if self.running or name is None:
+            return attr_val
+        if name not in parameter_proxy_cache:
+            parameter_proxy_cache[name] = self.create_proxy("get_attr", name, (), {})
+        return parameter_proxy_cache[name]
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, AlphaGate) or rule_for(m) is not None:
@@ -158,6 +182,8 @@ class _ConcreteTracer(fx.Tracer):
     def create_arg(self, a: Any):
         if isinstance(a, fx.Proxy):  # before torch.fx's own tests, which a proxy's class fools
             return a.node
+        if type(a) in (Tensor, nn.Parameter) and id(a) in self.tensor_names:
+            return self.create_node("get_attr", self.tensor_names[id(a)], (), {})
         return super().create_arg(a)
 
     def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None, *rest, **kw):
@@ -172,15 +198,21 @@ class _ConcreteTracer(fx.Tracer):
     def _run(self, kind: str, target, args, kwargs) -> Any:
         if kind == "placeholder":
             return self.inputs.get(target, args[0] if args else None)
+        args, kwargs = _values(args), _values(kwargs)
+        self.running = True  # torch.fx's patches stay; they see this flag (reverting is slow)
+        try:
+            return self._call(kind, target, args, kwargs)
+        finally:
+            self.running = False
+
+    def _call(self, kind: str, target, args, kwargs) -> Any:
         if kind == "get_attr":
             return _fetch(self.root, target)
-        args, kwargs = _values(args), _values(kwargs)
-        with fx_trace._maybe_revert_all_patches():
-            if kind == "call_function":
-                return target(*args, **kwargs)
-            if kind == "call_method":
-                return getattr(args[0], target)(*args[1:], **kwargs)
-            return self.root.get_submodule(target)(*args, **kwargs)
+        if kind == "call_function":
+            return target(*args, **kwargs)
+        if kind == "call_method":
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        return self.root.get_submodule(target)(*args, **kwargs)
 
 
 def _fetch(root: nn.Module, target: str) -> Any:
@@ -222,33 +254,78 @@ def _signature_split(model: nn.Module, n_inputs: int) -> tuple[list[str], dict[s
     return [p.name for p in named[:n_inputs]], rest
 
 
-def trace(model: nn.Module, inputs: Sequence[Tensor]) -> tuple[fx.Graph, Any]:
+def trace(model: nn.Module, inputs: Sequence[Tensor], values: bool = True) -> tuple[fx.Graph, Any]:
     """The fx graph ``model`` runs on ``inputs`` (eval mode, no grad), and its output.
 
-    Raises :class:`UnsupportedModelError` naming the file and line where the forward branches on
-    tensor values, or where tracing failed for another reason.
+    With ``values=False`` the trace runs on meta tensors (shapes without arithmetic, so almost
+    free); where an operation has no meta kernel, reads data or meets a CPU constant, it runs
+    on the real tensors instead. The output is then None. Raises :class:`UnsupportedModelError` naming the file and
+    line where the forward branches on tensor values, or where tracing failed otherwise.
     """
+    if not values:
+        try:
+            with _on_meta(model):
+                return _trace(model, [t.to("meta") for t in inputs])[0], None
+        except UnsupportedModelError:
+            raise
+        except Exception:  # noqa: BLE001 - no meta kernel, data read, a CPU constant: run it
+            pass
+    return _trace(model, inputs)
+
+
+@contextlib.contextmanager
+def _on_meta(model: nn.Module):
+    """``model`` with every parameter and buffer swapped for a meta tensor (shapes without
+    data, so layers run without arithmetic) for the duration of the context; ties are kept."""
+    saved: list[tuple[dict, str, Tensor]] = []
+    metas: dict[int, Tensor] = {}
+    try:
+        for module in model.modules():
+            for store in (module._parameters, module._buffers):
+                for name, tensor in store.items():
+                    if tensor is not None:
+                        saved.append((store, name, tensor))
+                        store[name] = metas.setdefault(id(tensor), tensor.detach().to("meta"))
+        yield
+    finally:
+        for store, name, tensor in saved:
+            store[name] = tensor
+
+
+def _trace(model: nn.Module, inputs: Sequence[Tensor]) -> tuple[fx.Graph, Any]:
     names, defaults = _signature_split(model, len(inputs))
     tracer = _ConcreteTracer({n: t.clone() for n, t in zip(names, inputs, strict=True)})
-    saved = _unwrapped()
+    before, saved = set(vars(model)), _unwrapped()
     try:
         graph = tracer.trace(model, concrete_args=defaults or None)
+        output = next(n for n in graph.nodes if n.op == "output")
+        result = fx.node.map_arg(output.args[0], lambda n: n.meta.get(_VALUE))
+        for node in graph.nodes:
+            value = node.meta.pop(_VALUE, None)
+            if node.op == "get_attr" and value is None:  # a buffer torch.fx made a node of itself
+                value = _fetch(model, node.target)
+            node.meta[SHAPE] = _shape_of(value)
     except UnsupportedModelError as exc:
         raise UnsupportedModelError(f"{type(model).__name__} {exc}") from None
-    except Exception as exc:  # the model's own code raised under tracing: say where
-        where = _user_frame_of(exc) or "?"
-        raise UnsupportedModelError(
-            f"{type(model).__name__} cannot be traced by torch.fx: {type(exc).__name__}: "
-            f"{exc} (at {where}). Pass example_inputs= the model accepts, or move that code "
-            "out of forward"
-        ) from None
+    except Exception as exc:
+        if inputs and inputs[0].is_meta:
+            raise
+        raise _failed(model, inputs, exc) from None
     finally:
         _restore(saved)
-    output = next(n for n in graph.nodes if n.op == "output")
-    result = fx.node.map_arg(output.args[0], lambda n: n.meta.get(_VALUE))
-    for node in graph.nodes:
-        node.meta[SHAPE] = _shape_of(node.meta.pop(_VALUE, None))
+        for name in set(vars(model)) - before:  # constants torch.fx stowed on the model
+            delattr(model, name)
     return graph, result
+
+
+def _failed(model: nn.Module, inputs: Sequence[Tensor], exc: Exception) -> UnsupportedModelError:
+    """The model's own code raised under tracing: say where."""
+    shapes = [tuple(t.shape) for t in inputs]
+    return UnsupportedModelError(
+        f"{type(model).__name__} cannot be traced by torch.fx on an example input of shape "
+        f"{shapes}: {type(exc).__name__}: {exc} (at {_user_frame_of(exc) or '?'}). Pass "
+        "example_inputs= that the model accepts, or move that code out of forward"
+    )
 
 
 def _shape_of(value: Any):

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, fx, nn
 
 from alphaprune.core import channel_maps as cm
@@ -53,37 +54,73 @@ class LayerChannels:
 
 
 class UnionFind:
-    """Channel variables ``0 … n-1`` joined into classes (the pruning units)."""
+    """Channel variables ``0 … n-1`` joined into classes (the pruning units).
+
+    Joins are recorded as edges and resolved at once when the classes are asked for: hook each
+    edge's larger root under the smaller and compress paths, in whole-tensor steps (a few
+    passes even for a million variables, where a Python union-find spends seconds). A class is
+    named by its smallest variable.
+    """
 
     def __init__(self) -> None:
-        self.parent: list[int] = []
+        self.size = 0
+        self._edges: list[tuple[Tensor, Tensor]] = []
+        self._roots: list[int] | None = None
 
     def new(self, n: int) -> list[int]:
-        start = len(self.parent)
-        self.parent.extend(range(start, start + n))
+        start = self.size
+        self.size += n
+        self._roots = None
         return list(range(start, start + n))
 
-    def find(self, v: int) -> int:
-        parent = self.parent
-        root = v
-        while parent[root] != root:
-            root = parent[root]
-        while parent[v] != root:
-            parent[v], v = root, parent[v]
-        return root
+    def unify(self, a: Sequence[int] | Tensor, b: Sequence[int] | Tensor) -> None:
+        """Join ``a[i]`` with ``b[i]`` for every ``i``."""
+        a, b = torch.as_tensor(a, dtype=torch.int64), torch.as_tensor(b, dtype=torch.int64)
+        if a.numel():
+            self._edges.append((a.reshape(-1), b.reshape(-1)))
+            self._roots = None
 
     def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+        self.unify([a], [b])
 
     def union_all(self, items: Sequence[int]) -> None:
-        for v in items[1:]:
-            self.union(items[0], v)
+        if len(items) > 1:
+            self.union_rows(torch.as_tensor(items, dtype=torch.int64).view(1, -1))
+
+    def union_rows(self, rows: Tensor) -> None:
+        """Join the variables of each row of a ``(n, k)`` tensor."""
+        if rows.shape[-1] > 1:
+            self.unify(rows[:, :1].expand(-1, rows.shape[1] - 1), rows[:, 1:])
 
     def roots(self) -> list[int]:
-        """The class of every variable (one pass; classes are final afterwards)."""
-        return [self.find(v) for v in range(len(self.parent))]
+        """The class of every variable (cached until the next join)."""
+        if self._roots is None:
+            self._roots = _components(self.size, self._edges).tolist()
+        return self._roots
+
+    def find(self, v: int) -> int:
+        return self.roots()[v]
+
+
+def _components(n: int, edges: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """Smallest member of each variable's connected component (hook and compress)."""
+    labels = torch.arange(n, dtype=torch.int64)
+    if not edges:
+        return labels
+    a = torch.cat([e[0] for e in edges])
+    b = torch.cat([e[1] for e in edges])
+    while True:
+        la, lb = labels[a], labels[b]
+        if torch.equal(la, lb):
+            return labels
+        low = torch.minimum(la, lb)
+        labels.scatter_reduce_(0, la, low, "amin")
+        labels.scatter_reduce_(0, lb, low, "amin")
+        while True:
+            jumped = labels[labels]
+            if torch.equal(jumped, labels):
+                break
+            labels = jumped
 
 
 def describe(node: fx.Node) -> str:
@@ -117,6 +154,7 @@ class Walker:
         self.order: list[str] = []
         self.params: dict[str, _Param] = {}
         self.claimed: set[str] = set()
+        self._fresh: list[int] | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def cmap(self, node: object) -> Tensor | None:
@@ -142,15 +180,21 @@ class Walker:
         return None
 
     def unify(self, a: Sequence[int], b: Sequence[int]) -> None:
-        for x, y in zip(a, b, strict=True):
-            self.uf.union(x, y)
+        if len(a) != len(b):
+            raise ValueError(f"unify: {len(a)} and {len(b)} channels")
+        self.uf.unify(a, b)
 
     def layer(self, name: str, module: nn.Module, rule: LayerRule, n_in: int, n_out: int | None):
+        """The layer ``name``; a new one gets input variables of its own, which the first
+        :meth:`read` replaces by the channels it reads (no new variable for a tracked input)."""
         if name not in self.layers:
             in_vars = self.uf.new(n_in)
             out_vars = in_vars if n_out is None else self.uf.new(n_out)
             self.layers[name] = LayerChannels(name, module, rule, in_vars, out_vars)
             self.order.append(name)
+            self._fresh = in_vars
+        else:
+            self._fresh = None
         return self.layers[name]  # a module called twice shares its channels across calls
 
     def read(self, node: fx.Node, x: fx.Node, vars_: list[int], axis: int) -> None:
@@ -159,7 +203,10 @@ class Walker:
         cmap = self.cmap(x)
         found = cm.vars_along(cmap, axis) if cmap is not None else None
         if found is not None and len(found) == len(vars_):
-            self.unify(vars_, found)
+            if vars_ is self._fresh:  # a new layer: its inputs are the tensor's channels
+                vars_[:] = found
+            else:
+                self.unify(vars_, found)
             return
         where = "its input's channels are not tracked" if cmap is None else "a channel layout"
         self.pin(vars_, f"read by {describe(node)} ({where} it cannot follow)")
@@ -229,11 +276,10 @@ class Walker:
         layer = self.layer(node.target, module, rule, n_in, n_out)
         self.read(node, x, layer.in_vars, rule.channel_axis(module, ndim))
         groups = rule.groups(module)
-        if groups > 1:
-            a, b = n_in // groups, n_out // groups
-            for k in range(groups):
-                block = layer.in_vars[k * a : (k + 1) * a] + layer.out_vars[k * b : (k + 1) * b]
-                self.uf.union_all(block)
+        if groups > 1:  # block k of the inputs feeds block k of the outputs only
+            ins = torch.tensor(layer.in_vars).view(groups, -1)
+            outs = torch.tensor(layer.out_vars).view(groups, -1)
+            self.uf.union_rows(torch.cat([ins, outs], dim=1))
         out_ndim = len(node_shape(node))
         return cm.along(layer.out_vars, rule.channel_axis(module, out_ndim), out_ndim)
 
@@ -244,9 +290,7 @@ class Walker:
         layer = self.layer(node.target, module, rule, rule.channels(module), None)
         self.read(node, x, layer.in_vars, axis)
         if isinstance(rule, GroupNormRule):
-            size = module.num_channels // module.num_groups
-            for k in range(module.num_groups):
-                self.uf.union_all(layer.in_vars[k * size : (k + 1) * size])
+            self.uf.union_rows(torch.tensor(layer.in_vars).view(module.num_groups, -1))
         return cm.along(layer.in_vars, axis, ndim)
 
     def passthrough(self, node: fx.Node, x: object, mixing: set[int]) -> Tensor | None:
