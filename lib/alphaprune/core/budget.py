@@ -182,7 +182,7 @@ def _removal_steps(
         mean = float(score.mean()) or 1.0
         order = [i for i in torch.argsort(score, stable=True).tolist() if group.free[i]]
         n = len(group.units)
-        floor = max(1, math.ceil(float(min_keep) * n), n - len(order))  # pinned units stay
+        floor = n - len(order) + max(1, math.ceil(float(min_keep) * len(order)))  # pinned stay
         # kept counts the group may end at: multiples of round_to, at least the floor
         stops = [k for k in range(n - 1, 0, -1) if k % round_to == 0 and k >= floor]
         previous = n

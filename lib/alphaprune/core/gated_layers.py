@@ -219,10 +219,13 @@ for _cls in _GATED.values():  # a gated layer has its base layer's channels and 
 
 
 def _gated_class(base: type) -> type | None:
-    """The gated class of ``base``: built in, or made once for a user's registered mixing layer."""
+    """The gated class of ``base``: built in, or made once for a user's registered mixing layer
+    or a subclass of a built-in one (timm's ``Linear``; its own forward runs, weight gated)."""
     if base in _GATED:
         return _GATED[base]
     rule = rule_for(base)
+    if rule is None:
+        rule = next((rule_for(b) for b in _GATED if issubclass(base, b)), None)
     if not isinstance(rule, MixingRule) or issubclass(base, AlphaGate):
         return None
     cls = type(f"Gated{base.__name__}", (_GatedCustom, base), {"base_type": base})
@@ -242,7 +245,7 @@ def gate_layer(module: nn.Module, mask: Tensor, alpha: float) -> AlphaGate:
     gated = _gated_class(type(module))
     if gated is None:
         raise UnsupportedModelError(f"cannot gate a {type(module).__name__}")
-    rule = rule_for(module)
+    rule = rule_for(gated)
     assert isinstance(rule, MixingRule)
     mask = torch.as_tensor(mask, dtype=torch.bool).flatten()
     if mask.numel() != rule.in_channels(module):

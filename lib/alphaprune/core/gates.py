@@ -227,13 +227,14 @@ def check_keep(keep: object, what: str = "keep") -> float:
 
 def _keep_units(scores: Tensor, keep: float, free: list[bool] | None = None) -> Tensor:
     """The ``keep`` fraction of units with the highest scores; units not ``free`` (pinned inside
-    a prunable group) are always among the kept."""
+    a prunable group) are always kept, and ``keep`` applies to the others."""
     fixed = torch.tensor([not f for f in free]) if free is not None else None
     n_keep = max(1, int(round(keep * scores.numel())))
     ranked = scores.double().clone()
-    if fixed is not None and fixed.any():
+    if fixed is not None and fixed.any():  # ``keep`` of the free units, and every pinned one
         ranked[fixed] = float("inf")
-        n_keep = max(n_keep, int(fixed.sum()))
+        n_fixed = int(fixed.sum())
+        n_keep = n_fixed + max(1, int(round(keep * (scores.numel() - n_fixed))))
     order = torch.argsort(ranked, descending=True, stable=True)
     mask = torch.zeros(scores.numel(), dtype=torch.bool)
     mask[order[:n_keep]] = True
@@ -271,10 +272,12 @@ def _keep_one_per_owner(
     graph: ChannelGraph, group: ChannelGroup, mask: Tensor, scores: Tensor
 ) -> None:
     """A group can span several producers (a depthwise conv after a concat joins them): each
-    keeps at least its most important unit, so no layer loses every channel."""
+    keeps at least its most important unit, so no layer loses every channel; so does each set
+    the graph needs non-empty (the last piece of a split by a fixed size)."""
     position = {u: i for i, u in enumerate(group.units)}
-    for name in group.owners:
-        mine = [position[u] for u in set(graph.units(graph.layers[name].out_vars)) if u in position]
+    sets = [set(graph.units(graph.layers[name].out_vars)) for name in group.owners]
+    for units in sets + graph.nonempty:
+        mine = [position[u] for u in units if u in position]
         if mine and not mask[mine].any():
             mask[max(mine, key=lambda i: float(scores[i]))] = True
 

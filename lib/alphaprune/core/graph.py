@@ -83,6 +83,7 @@ class ChannelGraph:
         pins: dict[int, str],
         order: list[str],
         example_inputs: tuple[Tensor, ...],
+        nonempty: Sequence[Sequence[int]] = (),
     ) -> None:
         self.model = model
         self.layers = {name: layers[name] for name in order}
@@ -93,6 +94,8 @@ class ChannelGraph:
         for var, reason in pins.items():
             self.pinned.setdefault(self._root[var], reason)
         self.groups = self._build_groups()
+        #: Sets of units of which at least one must stay (the last piece of a fixed split).
+        self.nonempty = [set(self.units(vars_)) for vars_ in nonempty]
 
     def unit(self, var: int) -> int:
         """The pruning unit (class root) of a channel variable."""
@@ -276,6 +279,8 @@ def analyze(
     for node in fx_graph.nodes:
         walker.visit(node)
     walker.finish()
-    graph = ChannelGraph(model, walker.layers, walker.uf, walker.pins, walker.order, moved)
+    graph = ChannelGraph(
+        model, walker.layers, walker.uf, walker.pins, walker.order, moved, walker.nonempty
+    )
     graph.example_output = output  # the model's output on the example input, in eval mode
     return graph

@@ -28,7 +28,7 @@ from torch import Tensor, fx, nn
 
 from alphaprune.core import channel_maps as cm
 from alphaprune.core.layer_rules import rule_for
-from alphaprune.core.trace import node_shape
+from alphaprune.core.trace import node_shape, size_reads
 
 if TYPE_CHECKING:
     from alphaprune.core.walker import Walker
@@ -226,7 +226,10 @@ def _index_axis(w: Walker, node: fx.Node, cmap: Tensor, d: int, size: int, item)
     if (start, stop) == (0, size):
         return cmap
     _pin_prefix(w, node, cmap, d, stop if stop < size else start)
-    return cmap.narrow(d, start, max(stop - start, 0))
+    kept = cmap.narrow(d, start, max(stop - start, 0))
+    if stop == size:
+        w.nonempty.append(kept.reshape(-1).tolist())
+    return kept
 
 
 def _pin_prefix(w: Walker, node: fx.Node, cmap: Tensor, d: int, n: int) -> None:
@@ -253,6 +256,7 @@ def _pieces(w: Walker, node: fx.Node, dim: int, size_is_code: bool):
     pieces = list(cmap.split(sizes, dim))
     if size_is_code:
         _pin_prefix(w, node, cmap, dim, sum(sizes[:-1]))
+        w.nonempty.append(pieces[-1].reshape(-1).tolist())  # else the split has a piece less
         return pieces
     if len(set(sizes)) != 1:
         return w.unknown(node, " (unequal pieces)")
@@ -276,6 +280,29 @@ def split(w: Walker, node: fx.Node):
     if isinstance(size, fx.Node) or all(isinstance(s, fx.Node) for s in size):
         return _pieces(w, node, dim, False)
     return w.unknown(node, " (split into sizes fixed in the code)")
+
+
+def stack(w: Walker, node: fx.Node):
+    """``torch.stack``: the parts line up position by position, along a new axis."""
+    tensors, dim = _arg(node, 0, "tensors", []), _arg(node, 1, "dim", 0)
+    shape_out = node_shape(node)
+    if not isinstance(shape_out, tuple) or not isinstance(dim, int):
+        return w.unknown(node)
+    maps = [w.cmap(t) for t in tensors]
+    if all(m is None for m in maps):
+        return None
+    if any(m is None for m in maps) or len({frozenset(cm.tracked(m)) for m in maps}) != 1:
+        return w.unknown(node)
+    _join(w, maps)
+    return maps[0].unsqueeze(dim % len(shape_out))
+
+
+def check(w: Walker, node: fx.Node):
+    """``torch._assert(condition, message)``: a guard on what the condition reads."""
+    condition = _first(node)
+    if isinstance(condition, fx.Node):
+        w.guard(condition, f"torch._assert (node {node.name})")
+    return None
 
 
 def unbind(w: Walker, node: fx.Node):
@@ -306,14 +333,39 @@ def reshaped(w: Walker, node: fx.Node, x: object, free: list[bool]):
 
 
 def view(w: Walker, node: fx.Node):
-    """``view``/``reshape``: an axis is free when its size is ``-1`` or read from a tensor."""
+    """``view``/``reshape``: an axis is free when its size is ``-1`` or read from the channels
+    of the tensor itself (``b, c, h, w = x.shape``; ``x.view(b, c // g, g, h, w)``)."""
+    x = _first(node)
     sizes = list(node.args[1:]) if node.op == "call_method" else [_arg(node, 1, "shape")]
     if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
         sizes = list(sizes[0])
     rank = len(node_shape(node) or ())
-    if len(sizes) != rank:  # one size node (``x.view(y.shape)``): every axis follows it
-        return reshaped(w, node, _first(node), [True] * rank)
-    return reshaped(w, node, _first(node), [s == -1 or isinstance(s, fx.Node) for s in sizes])
+    if len(sizes) != rank:  # one size node (``x.view(y.shape)``)
+        sizes = [sizes[0]] * rank
+    return reshaped(w, node, x, [s == -1 or _follows(w, s, x) for s in sizes])
+
+
+def _follows(w: Walker, size: object, x: object) -> bool:
+    """Is ``size`` computed from a channel count that shrinks with ``x``'s channels? It is read
+    from a tensor's channel axis (``b, c, h, w = t.shape``); that tensor's channels are joined
+    with ``x``'s position by position, so both keep the same count (an SE block's
+    ``s.view(b, c, 1, 1)`` with ``c`` from its input)."""
+    cmap = w.cmap(x)
+    if not isinstance(size, fx.Node) or cmap is None:
+        return False
+    reads = size_reads(size)
+    mine = cmap.reshape(-1)
+    for y, axes in reads:
+        other = w.cmap(y)
+        if other is None or not any(other.shape[a] > 1 for a in axes):
+            return False
+        if other.numel() != mine.numel():
+            return False
+    for y, _ in reads:
+        other = w.cmap(y).reshape(-1)
+        if set(other.tolist()) != set(mine.tolist()):  # not the same channels, reordered
+            w.uf.unify(mine, other)
+    return bool(reads)
 
 
 def free_reshape(w: Walker, node: fx.Node):
@@ -517,6 +569,37 @@ def prelu(w: Walker, node: fx.Node):
     return cmap
 
 
+_FUNCTIONAL_LAYERS = {F.linear: nn.Linear, F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d}
+_FUNCTIONAL_LAYERS[F.conv3d] = nn.Conv3d
+
+
+def functional_layer(w: Walker, node: fx.Node):
+    """``F.linear``/``F.conv*d`` on a module's own weight and bias, in the forward of a subclass
+    of that layer (timm's ``Linear``): the module is the layer, gated like its base class."""
+    x, weight, bias = _first(node), _arg(node, 1, "weight"), _arg(node, 2, "bias")
+    owner = _owner_of(weight, "weight")
+    base = _FUNCTIONAL_LAYERS[node.target]
+    module = w.model.get_submodule(owner) if owner is not None else None
+    if (
+        module is None
+        or not isinstance(module, base)
+        or rule_for(type(module)) is not None
+        or not _tensor(x)
+        or (bias is not None and _owner_of(bias, "bias") != owner)
+    ):
+        return w.unknown(node)
+    w.claimed.update(a.target for a in (weight, bias) if isinstance(a, fx.Node))
+    return w.mixing(node, owner, module, rule_for(base), x)
+
+
+def _owner_of(tensor: object, attr: str) -> str | None:
+    """The module path whose ``attr`` ``tensor`` (a ``get_attr`` node) is."""
+    if not isinstance(tensor, fx.Node) or tensor.op != "get_attr":
+        return None
+    owner, _, name = tensor.target.rpartition(".")
+    return owner if name == attr else None
+
+
 def _shape_only(w: Walker, node: fx.Node):
     """Reads only shapes, dtypes or devices (``size``, ``zeros_like``, …): nothing is pinned."""
     return None
@@ -570,7 +653,7 @@ _SHAPE_ONLY_METHODS = (
     "size dim numel nelement new_zeros new_ones new_empty new_full new_tensor is_contiguous "
     "element_size get_device"
 ).split()
-_SHAPE_ONLY_FUNCTIONS = [getattr, len, torch._assert] + _names(
+_SHAPE_ONLY_FUNCTIONS = [getattr, len] + _names(
     torch, "zeros_like ones_like empty_like full_like rand_like randn_like randint_like"
 )
 _REDUCTIONS = "mean sum amax amin max min std var logsumexp prod".split()
@@ -598,7 +681,8 @@ def _table() -> tuple[dict, dict]:
     methods["softmax"] = methods["log_softmax"] = _pointwise(_dim_arg(1))
     functions.update({torch.cat: cat, torch.concat: cat, torch.chunk: chunk, torch.split: split})
     methods.update({"chunk": chunk, "split": split, "unbind": unbind})
-    functions.update({torch.unbind: unbind, operator.getitem: getitem})
+    functions.update({torch.unbind: unbind, operator.getitem: getitem, torch.stack: stack})
+    functions[torch._assert] = check
     functions.update(
         {torch.reshape: view, torch.flatten: free_reshape, torch.squeeze: free_reshape}
     )
@@ -610,6 +694,7 @@ def _table() -> tuple[dict, dict]:
     methods.update({"expand": expand, "expand_as": expand, "repeat": expand})
     functions.update({F.batch_norm: batch_norm, F.instance_norm: batch_norm})
     functions.update({F.group_norm: group_norm, F.layer_norm: layer_norm, F.prelu: prelu})
+    functions.update({f: functional_layer for f in _FUNCTIONAL_LAYERS})
     return functions, methods
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import linecache
+import operator
 import sys
 import traceback
 from collections.abc import Sequence
@@ -36,9 +37,9 @@ from alphaprune.core.gated_layers import AlphaGate
 from alphaprune.core.layer_rules import rule_for
 from alphaprune.errors import UnsupportedModelError
 
-__all__ = ["trace", "node_shape", "SHAPE"]
+__all__ = ["trace", "node_shape", "size_reads", "SHAPE", "GUARD"]
 
-SHAPE, _VALUE, _DATA = "shape", "concrete_value", "data_dependent"
+SHAPE, GUARD, _VALUE, _DATA = "shape", "guard", "concrete_value", "data_dependent"
 #: Tensor methods whose result depends on tensor values, not only on shapes.
 _DATA_METHODS = {"item", "tolist", "nonzero", "unique", "masked_select", "argwhere", "numpy"}
 _HERE = str(Path(__file__).resolve())
@@ -100,14 +101,20 @@ class _ConcreteProxy(fx.Proxy):
         return isinstance(_value(self), Tensor) or bool(self.node.meta.get(_DATA))
 
     def _concrete(self, what: str):
+        """The value, for Python to branch on or to bake into the graph as a constant: recorded
+        as a guard (``node.meta["guard"]``), since the code then depends on it."""
+        where = _where(sys._getframe(2))
         if self._data_dependent():
             raise UnsupportedModelError(
-                f"cannot be traced by torch.fx: its forward {what} a tensor's values at "
-                f"{_where(sys._getframe(2))}, so its graph depends on the data and its channel "
-                "structure is unknown. Branching on shapes is fine; move the value test out of "
-                "forward"
+                f"cannot be traced by torch.fx: its forward {what} a tensor's values at {where}, "
+                "so its graph depends on the data and its channel structure is unknown. "
+                "Branching on shapes is fine; move the value test out of forward"
             )
+        self.node.meta.setdefault(GUARD, where)
         return _value(self)
+
+    def __setitem__(self, key, value) -> None:
+        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
 
     def __bool__(self) -> bool:
         return bool(self._concrete("branches on"))
@@ -326,6 +333,58 @@ def _failed(model: nn.Module, inputs: Sequence[Tensor], exc: Exception) -> Unsup
         f"{shapes}: {type(exc).__name__}: {exc} (at {_user_frame_of(exc) or '?'}). Pass "
         "example_inputs= that the model accepts, or move that code out of forward"
     )
+
+
+def size_reads(node: fx.Node) -> list[tuple[fx.Node, list[int]]]:
+    """The tensors, and their axes, whose sizes a non-tensor value was computed from."""
+    found, stack, seen = [], [node], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        read = _size_read(current)
+        if read is not None:
+            found.append(read)
+            continue
+        stack.extend(a for a in current.all_input_nodes if not isinstance(node_shape(a), tuple))
+    return found
+
+
+def _size_read(node: fx.Node) -> tuple[fx.Node, list[int]] | None:
+    """``(x, axes)`` for ``x.shape``/``x.size()`` (every axis), ``x.shape[i]``, ``x.size(i)``."""
+    if node.op == "call_function" and node.target is operator.getitem:
+        whole = _whole_size(node.args[0])
+        if whole is not None:
+            axes = list(range(len(node_shape(whole))))
+            index = node.args[1]
+            picked = axes[index] if isinstance(index, (int, slice)) else axes
+            return whole, picked if isinstance(picked, list) else [picked]
+    whole = _whole_size(node)
+    if whole is not None:
+        return whole, list(range(len(node_shape(whole))))
+    if node.op == "call_method" and node.target == "size" and isinstance(node.args[0], fx.Node):
+        shape = node_shape(node.args[0])
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        if isinstance(shape, tuple) and isinstance(dim, int):
+            return node.args[0], [dim % len(shape)]
+    return None
+
+
+def _whole_size(node: object) -> fx.Node | None:
+    """``x`` when ``node`` is ``x.shape``, ``x.size()`` or ``x.numel()``."""
+    if not isinstance(node, fx.Node) or not node.args:
+        return None
+    x = node.args[0]
+    if not isinstance(x, fx.Node) or not isinstance(node_shape(x), tuple):
+        return None
+    if node.op == "call_function" and node.target is getattr and node.args[1] == "shape":
+        return x
+    if node.op == "call_method" and node.target in ("numel", "nelement"):
+        return x
+    if node.op == "call_method" and node.target == "size" and len(node.args) == 1:
+        return None if "dim" in node.kwargs else x
+    return None
 
 
 def _shape_of(value: Any):

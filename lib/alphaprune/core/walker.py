@@ -32,7 +32,7 @@ from alphaprune.core.layer_rules import (
     ParamRule,
     rule_for,
 )
-from alphaprune.core.trace import node_shape
+from alphaprune.core.trace import GUARD, node_shape, size_reads
 
 __all__ = ["LayerChannels", "UnionFind", "Walker", "describe"]
 
@@ -154,6 +154,7 @@ class Walker:
         self.order: list[str] = []
         self.params: dict[str, _Param] = {}
         self.claimed: set[str] = set()
+        self.nonempty: list[list[int]] = []  # channel sets of which one must stay (a split's tail)
         self._fresh: list[int] | None = None
 
     # -- helpers -------------------------------------------------------------------------------
@@ -232,6 +233,16 @@ class Walker:
         else:
             handler = ops.handler_for(node)
             self.ids[node] = handler(self, node) if handler is not None else self.unknown(node)
+        if GUARD in node.meta:
+            self.guard(node, node.meta[GUARD])
+
+    def guard(self, node: fx.Node, where: str) -> None:
+        """Python branched on ``node``'s value, or baked it into the graph: the channel counts
+        it was computed from must not change, so those channels are pinned."""
+        for x, dims in size_reads(node):
+            cmap = self.cmap(x)
+            if cmap is not None and any(cmap.shape[d] > 1 for d in dims):
+                self.pin_node(x, f"its channel count is checked by the code at {where}")
 
     def get_attr(self, node: fx.Node) -> Tensor | None:
         """A parameter or buffer that is a vector along one axis (LayerScale ``gamma (C, 1, 1)``,
@@ -261,7 +272,7 @@ class Walker:
         if not isinstance(shape, tuple) or len(node.all_input_nodes) != 1:
             return self.unknown(node)
         if isinstance(rule, MixingRule):
-            return self.mixing(node, module, rule, x, len(shape))
+            return self.mixing(node, node.target, module, rule, x)
         if isinstance(rule, (ChannelwiseRule, GroupNormRule)) and rule.channels(module):
             return self.norm(node, module, rule, x, len(shape))
         if isinstance(rule, ElementwiseRule):
@@ -271,10 +282,11 @@ class Walker:
         found = ops.module_shape_op(self, node, module)
         return self.unknown(node) if found is ops.NOT_A_SHAPE_OP else found
 
-    def mixing(self, node: fx.Node, module: nn.Module, rule: MixingRule, x: fx.Node, ndim: int):
+    def mixing(self, node: fx.Node, name: str, module: nn.Module, rule: MixingRule, x: fx.Node):
+        """A mixing layer ``name`` reading ``x`` (its call, or a functional call on its weight)."""
         n_in, n_out = rule.in_channels(module), rule.out_channels(module)
-        layer = self.layer(node.target, module, rule, n_in, n_out)
-        self.read(node, x, layer.in_vars, rule.channel_axis(module, ndim))
+        layer = self.layer(name, module, rule, n_in, n_out)
+        self.read(node, x, layer.in_vars, rule.channel_axis(module, len(node_shape(x))))
         groups = rule.groups(module)
         if groups > 1:  # block k of the inputs feeds block k of the outputs only
             ins = torch.tensor(layer.in_vars).view(groups, -1)
