@@ -365,6 +365,8 @@ def _follows(w: Walker, size: object, x: object) -> bool:
         other = w.cmap(y).reshape(-1)
         if set(other.tolist()) != set(mine.tolist()):  # not the same channels, reordered
             w.uf.unify(mine, other)
+    if reads:
+        w.followed.add(size)
     return bool(reads)
 
 
@@ -380,7 +382,7 @@ def unflatten(w: Walker, node: fx.Node):
     if isinstance(dim, int) and isinstance(sizes, (list, tuple)):
         start = dim % len(node_shape(x))
         for k, size in enumerate(sizes):
-            free[start + k] = size == -1 or isinstance(size, fx.Node)
+            free[start + k] = size == -1 or _follows(w, size, x)
     return reshaped(w, node, x, free)
 
 

@@ -123,6 +123,17 @@ def _components(n: int, edges: list[tuple[Tensor, Tensor]]) -> Tensor:
             labels = jumped
 
 
+def _size_math(node: fx.Node) -> bool:
+    """Arithmetic on sizes (``c // 2``, ``x.shape[1]``): its users decide what the value means."""
+    if node_shape(node) is not None:  # a tensor (scaled by ``c ** -0.5``, …) uses the count
+        return False
+    if node.op == "call_method":
+        return node.target in ("size", "dim", "numel", "nelement")
+    return node.op == "call_function" and (
+        node.target is getattr or getattr(node.target, "__module__", None) in ("_operator", "math")
+    )
+
+
 def describe(node: fx.Node) -> str:
     if node.op == "call_module":
         return f"layer '{node.target}'"
@@ -155,6 +166,7 @@ class Walker:
         self.params: dict[str, _Param] = {}
         self.claimed: set[str] = set()
         self.nonempty: list[list[int]] = []  # channel sets of which one must stay (a split's tail)
+        self.followed: set[fx.Node] = set()  # sizes a reshape follows as channels shrink
         self._fresh: list[int] | None = None
 
     # -- helpers -------------------------------------------------------------------------------
@@ -209,8 +221,11 @@ class Walker:
             else:
                 self.unify(vars_, found)
             return
-        where = "its input's channels are not tracked" if cmap is None else "a channel layout"
-        self.pin(vars_, f"read by {describe(node)} ({where} it cannot follow)")
+        if cmap is None:
+            why = "its input comes from an operation whose channels are not tracked"
+        else:
+            why = "its input's channels are not laid out along the axis it reads"
+        self.pin(vars_, f"read by {describe(node)}: {why}")
         if cmap is not None:
             self.pin_node(x, f"read by {describe(node)} along another axis")
 
@@ -235,6 +250,19 @@ class Walker:
             self.ids[node] = handler(self, node) if handler is not None else self.unknown(node)
         if GUARD in node.meta:
             self.guard(node, node.meta[GUARD])
+        if node.op in ("call_function", "call_method", "call_module") and not _size_math(node):
+            self.size_uses(node)
+
+    def size_uses(self, node: fx.Node) -> None:
+        """A channel count used by an operation (a reshape that does not follow it, a size
+        given to ``torch.zeros``, …) must stay as it is: the channels counted are pinned."""
+        for arg in node.all_input_nodes:
+            if isinstance(node_shape(arg), tuple) or arg in self.followed:
+                continue
+            for x, axes in size_reads(arg):
+                cmap = self.cmap(x)
+                if cmap is not None and any(cmap.shape[a] > 1 for a in axes):
+                    self.pin_node(x, f"its channel count is used by {describe(node)}")
 
     def guard(self, node: fx.Node, where: str) -> None:
         """Python branched on ``node``'s value, or baked it into the graph: the channel counts
