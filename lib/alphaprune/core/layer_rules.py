@@ -41,6 +41,7 @@ __all__ = [
     "SoftmaxRule",
     "LayerNormRule",
     "ParamRule",
+    "register_layer",
     "register_rule",
     "rule_for",
     "input_axis",
@@ -442,6 +443,34 @@ for _dims, _types in _ELEMENTWISE.items():
 for _type in (nn.Softmax, nn.LogSoftmax, nn.Softmin):
     register_rule(_type, SoftmaxRule())
 register_rule(nn.LayerNorm, LayerNormRule())
+
+
+def register_layer(layer_type: type, rule: LayerRule) -> None:
+    """Teach alphaprune a layer type: its channels follow ``rule`` (one registration, no edit).
+
+    A layer with a rule is traced as one unit (its forward is not looked into); the rule says
+    how channels go through it and how to cut them. Pick the kind that describes the layer:
+
+    - ``ElementwiseRule(spatial_dims=k)``: channels pass straight through (an activation, a
+      resize over the last ``k`` axes); nothing to cut;
+    - ``ChannelwiseRule()`` (or a subclass): one value per channel (a norm) — it reads
+      ``num_features`` and cuts ``weight``, ``bias``, ``running_mean``, ``running_var``;
+    - ``LinearRule()``/``ConvRule()``/``ConvTransposeRule()``: a layer that computes like
+      ``nn.Linear``/``nn.ConvNd``/``nn.ConvTransposeNd`` from the same attributes
+      (``in_features`` …, ``weight``, ``bias``) — it is gated and cut like them;
+    - a ``MixingRule`` subclass for a weight layout of your own (set ``in_axis``/``out_axis``,
+      override ``channel_axis``/``in_channels``/``out_channels``/``_set_sizes``).
+
+    A mixing layer is gated by running its own forward with ``weight`` scaled by the gate. The
+    registration is for exactly ``layer_type`` (not its subclasses). ``shrink`` still checks the
+    result against the gated model, so a wrong rule is refused, never silently wrong.
+
+    Example::
+
+        ap.register_layer(MySwish, ap.ElementwiseRule())
+        ap.register_layer(EinsumLinear, ap.LinearRule())
+    """
+    register_rule(layer_type, rule)
 
 
 def rule_for(module: nn.Module | type) -> LayerRule | None:

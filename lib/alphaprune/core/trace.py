@@ -56,8 +56,7 @@ def _value(proxy: fx.Proxy) -> Any:
 
 
 def _values(arg: Any) -> Any:
-    """``arg`` with every proxy replaced by its value (by exact type: a proxy claims its value's
-    class, so ``isinstance`` would take a proxy of a tuple for a tuple)."""
+    """``arg`` with every proxy replaced by its value."""
     if isinstance(arg, fx.Proxy):
         return _value(arg)
     kind = type(arg)
@@ -92,10 +91,6 @@ def _user_frame_of(exc: BaseException) -> str | None:
 
 class _ConcreteProxy(fx.Proxy):
     """An fx proxy that knows its value on the example input."""
-
-    @property
-    def __class__(self):  # noqa: D105 - ``isinstance(proxy, torch.Tensor)`` as in eager mode
-        return type(_value(self))
 
     def _data_dependent(self) -> bool:
         return isinstance(_value(self), Tensor) or bool(self.node.meta.get(_DATA))
@@ -187,7 +182,7 @@ class _ConcreteTracer(fx.Tracer):
         return _ConcreteProxy(node, self)
 
     def create_arg(self, a: Any):
-        if isinstance(a, fx.Proxy):  # before torch.fx's own tests, which a proxy's class fools
+        if isinstance(a, fx.Proxy):
             return a.node
         if type(a) in (Tensor, nn.Parameter) and id(a) in self.tensor_names:
             return self.create_node("get_attr", self.tensor_names[id(a)], (), {})
@@ -220,6 +215,49 @@ class _ConcreteTracer(fx.Tracer):
         if kind == "call_method":
             return getattr(args[0], target)(*args[1:], **kwargs)
         return self.root.get_submodule(target)(*args, **kwargs)
+
+
+_ISINSTANCE = isinstance
+
+
+def _isinstance(obj: object, classes) -> bool:
+    """``isinstance`` that sees a proxy as its value (``isinstance(x, torch.Tensor)``,
+    ``torch.is_tensor(x)``, ``isinstance(size, int)`` answer as in eager mode)."""
+    if not _ISINSTANCE(obj, _ConcreteProxy):
+        return _ISINSTANCE(obj, classes)
+    targets = classes if _ISINSTANCE(classes, tuple) else (classes,)
+    if any(_ISINSTANCE(c, type) and issubclass(c, fx.Proxy) for c in targets):
+        return _ISINSTANCE(obj, classes)
+    return _ISINSTANCE(_value(obj), classes)
+
+
+def _is_tensor(obj: object) -> bool:
+    return _isinstance(obj, Tensor)
+
+
+@contextlib.contextmanager
+def _eager_type_checks(model: nn.Module):
+    """While tracing, ``isinstance`` in the modules of the model's own packages (not torch's),
+    and ``torch.is_tensor``, see proxies as their values. (A proxy that claimed a tensor's class
+    would fool C code into reading it as a tensor.)"""
+    packages = {type(m).__module__.split(".")[0] for m in model.modules()} - {"torch"}
+    patched = []
+    for name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if name.split(".")[0] in packages and namespace is not None:
+            if "isinstance" not in namespace:
+                namespace["isinstance"] = _isinstance
+                patched.append(namespace)
+    torch.is_tensor = _is_tensor
+    try:
+        yield
+    finally:
+        torch.is_tensor = _TORCH_IS_TENSOR
+        for namespace in patched:
+            namespace.pop("isinstance", None)
+
+
+_TORCH_IS_TENSOR = torch.is_tensor
 
 
 def _fetch(root: nn.Module, target: str) -> Any:
@@ -304,7 +342,8 @@ def _trace(model: nn.Module, inputs: Sequence[Tensor]) -> tuple[fx.Graph, Any]:
     tracer = _ConcreteTracer({n: t.clone() for n, t in zip(names, inputs, strict=True)})
     before, saved = set(vars(model)), _unwrapped()
     try:
-        graph = tracer.trace(model, concrete_args=defaults or None)
+        with _eager_type_checks(model):
+            graph = tracer.trace(model, concrete_args=defaults or None)
         output = next(n for n in graph.nodes if n.op == "output")
         result = fx.node.map_arg(output.args[0], lambda n: n.meta.get(_VALUE))
         for node in graph.nodes:

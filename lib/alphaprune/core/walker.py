@@ -222,7 +222,7 @@ class Walker:
                 self.unify(vars_, found)
             return
         if cmap is None:
-            why = "its input comes from an operation whose channels are not tracked"
+            why = f"its input comes from {describe(x)}, whose channels are not tracked"
         else:
             why = "its input's channels are not laid out along the axis it reads"
         self.pin(vars_, f"read by {describe(node)}: {why}")
