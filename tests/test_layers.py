@@ -353,7 +353,7 @@ def test_target_patterns_and_plain_sequential_default() -> None:
     assert sorted(attach_gates(small_chain(), keep=0.5)) == ["0", "2"]  # default target "all"
 
 
-def test_depthwise_and_grouped_convolutions_prune_whole_blocks_exactly() -> None:
+def test_depthwise_convolutions_prune_whole_blocks_and_grouped_ones_by_position() -> None:
     torch.manual_seed(0)
     model = named_chain(
         stem=nn.Conv2d(3, 8, 3, padding=1),
@@ -365,14 +365,16 @@ def test_depthwise_and_grouped_convolutions_prune_whole_blocks_exactly() -> None
         head=nn.Conv2d(8, 3, 1),
     ).eval()
     plan = attach_gates(model, keep=0.5, alpha=0.0)
-    # stem's channels run through the depthwise conv and the grouped ConvTranspose2d: one group
-    # whose units are the grouped layer's blocks of two channels
-    assert list(plan) == ["stem"]
-    assert plan["stem"].units == 4 and plan["stem"].kept == 2
+    # stem's channels run through the depthwise conv (a channel with its output) into the
+    # grouped ConvTranspose2d (4 blocks of 2): channel j of every block is one unit, so stem has
+    # 2 units of 4 channels; the grouped layer's outputs are pruned by position the same way
+    assert sorted(plan) == ["grouped", "stem"]
+    assert plan["stem"].units == 2 and plan["stem"].kept == 1
+    assert plan["stem"].mask.view(4, 2).tolist() == [plan["stem"].mask[:2].tolist()] * 4
     x = torch.randn(2, 3, 8, 8)
     small = shrink(model)
     torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
-    assert small.grouped.groups == 2 and small.grouped.weight.shape == (4, 2, 4, 4)
+    assert small.grouped.groups == 4 and small.grouped.weight.shape == (4, 1, 4, 4)
     assert small.depthwise.groups == 4 and small.stem.out_channels == 4
 
 

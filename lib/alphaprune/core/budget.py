@@ -87,7 +87,7 @@ def _costs(graph: ChannelGraph, kind: str) -> tuple[list[_LayerCost], float]:
         flops = _layer_flops(graph)
         for name, layer in graph.layers.items():
             if name in flops:
-                bilinear = layer.rule.groups(layer.module) == 1
+                bilinear = layer.is_consumer  # groups == 1, or grouped pruned by position
                 n_in, n_out = len(layer.in_vars), len(layer.out_vars)
                 costs.append(_LayerCost(layer, flops[name], bilinear, n_in, n_out))
         return costs, float(sum(flops.values()))
@@ -97,7 +97,7 @@ def _costs(graph: ChannelGraph, kind: str) -> tuple[list[_LayerCost], float]:
         if isinstance(layer.rule, MixingRule):
             weight = float(module.weight.numel())
             bias = float(module.bias.numel()) if module.bias is not None else 0.0
-            if layer.rule.groups(module) == 1:
+            if layer.is_consumer:  # weights scale with kept inputs × kept outputs
                 costs.append(_LayerCost(layer, weight, True, n_in, n_out))
                 costs.append(_LayerCost(layer, bias, False, n_in, n_out))
             else:

@@ -92,6 +92,8 @@ class AlphaGate(nn.Module):
 
     def gated_weight(self) -> Tensor:
         scale = torch.where(self.gate_mask, torch.ones_like(self.gate_alpha), self.gate_alpha)
+        # a grouped conv's weight lists one block's inputs: every block has the same gates
+        scale = scale.view(self._gate_blocks, -1)[0]
         return self.weight * scale.to(self.weight.dtype).view(self._gate_view)
 
     def _scales_input(self, input: Tensor) -> bool:
@@ -191,7 +193,8 @@ class _GatedCustom(AlphaGate):
     def forward(self, *args, **kwargs):
         weight = self._parameters.pop("weight")
         try:
-            self.__dict__["weight"] = weight * self.scale().to(weight.dtype).view(self._gate_view)
+            scale = self.scale().view(self._gate_blocks, -1)[0]
+            self.__dict__["weight"] = weight * scale.to(weight.dtype).view(self._gate_view)
             return self.base_type.forward(self, *args, **kwargs)
         finally:
             del self.__dict__["weight"]
@@ -199,7 +202,8 @@ class _GatedCustom(AlphaGate):
 
     def gated_weight(self) -> Tensor:
         weight = self._parameters.get("weight", self.__dict__.get("weight"))
-        return weight * self.scale().to(weight.dtype).view(self._gate_view)
+        scale = self.scale().view(self._gate_blocks, -1)[0]
+        return weight * scale.to(weight.dtype).view(self._gate_view)
 
 
 _GATED: dict[type, type] = {
@@ -260,6 +264,8 @@ def gate_layer(module: nn.Module, mask: Tensor, alpha: float) -> AlphaGate:
     module.gate_alpha = module.gate_alpha.to(device)
     module._gate_view = rule.gate_shape(module)
     module._input_view = [-1] + [1] * len(getattr(module, "kernel_size", ()))
+    listed = module.weight.shape[rule.in_axis]
+    module._gate_blocks = 1 if listed == mask.numel() else rule.groups(module)
     return module
 
 
@@ -273,7 +279,7 @@ def ungate_layer(module: AlphaGate, keep: Tensor | None = None) -> nn.Module:
     assert isinstance(rule, MixingRule)
     scale = module.scale().detach()
     del module._buffers[MASK_KEY], module._buffers[ALPHA_KEY]
-    del module._gate_view, module._input_view
+    del module._gate_view, module._input_view, module._gate_blocks
     module.__class__ = module.base_type
     survivors = scale if keep is None else scale[keep.to(scale.device)]
     if not bool((survivors == 1).all()):

@@ -95,7 +95,8 @@ class GroupPlan:
     """One channel group in a :class:`GatingPlan`: what it is and what was decided.
 
     ``mask`` is over the output channels of the group's first producing layer (True = kept),
-    for the groups that were gated.
+    for the groups that were gated. ``pinned`` units of a prunable group stay, for ``pin_reason``
+    (the channels before a slice with fixed bounds, …).
     """
 
     name: str
@@ -107,6 +108,8 @@ class GroupPlan:
     in_target: bool
     skip: str | None
     mask: Tensor | None = None
+    pinned: int = 0
+    pin_reason: str | None = None
 
     @property
     def gated(self) -> bool:
@@ -170,6 +173,8 @@ class GatingPlan(Mapping):
 
 
 def _status(group: GroupPlan) -> str:
+    if group.gated and group.pinned:
+        return f"pruned; {group.pinned} of {group.units} units stay: {group.pin_reason}"
     if group.gated:
         return "pruned"
     if group.skip:
@@ -438,6 +443,8 @@ def _group_row(group: ChannelGroup, kept: int, in_target: bool) -> GroupPlan:
         kept=kept,
         in_target=in_target,
         skip=group.skip,
+        pinned=0 if group.skip else len(group.pinned),
+        pin_reason=next(iter(group.pinned.values()), None),
     )
 
 

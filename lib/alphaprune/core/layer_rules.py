@@ -70,6 +70,10 @@ def _slice(module: nn.Module, name: str, keep: Tensor, axis: int) -> None:
         setattr(module, name, sliced)
 
 
+def _same_rows(rows: Tensor) -> bool:
+    return bool((rows == rows[:1]).all())
+
+
 def _empty_like_param(module: nn.Module, name: str, shape: tuple[int, ...]) -> None:
     tensor = getattr(module, name, None)
     if tensor is None or tuple(tensor.shape) == shape:
@@ -99,7 +103,10 @@ class MixingRule(LayerRule):
     """Layers whose outputs mix input channels through one weight: the consumers that gates scale.
 
     ``groups > 1`` (grouped or depthwise) is supported: channel block ``k`` of the input feeds
-    only block ``k`` of the output, so a block is pruned as one unit together with its outputs.
+    only block ``k`` of the output. A depthwise layer (one channel per block on a side) prunes
+    whole blocks, inputs with their outputs; a grouped layer with wider blocks (ResNeXt, RegNet)
+    prunes *positions*: channel ``j`` of every block goes together, on each side separately, so
+    the blocks stay equal and their number stays (as Torch-Pruning does).
     Subclass it for your own layer: set the weight axes, and override :meth:`channel_axis`,
     :meth:`in_channels`, :meth:`out_channels` (and :meth:`_set_sizes`) where your attribute
     names differ from a convolution's.
@@ -121,6 +128,20 @@ class MixingRule(LayerRule):
 
     def groups(self, module: nn.Module) -> int:
         return int(getattr(module, "groups", 1))
+
+    def by_position(self, module: nn.Module) -> bool:
+        """Grouped with more than one channel per block on both sides: pruned by position."""
+        groups = self.groups(module)
+        if groups == 1:
+            return False
+        return min(self.in_channels(module), self.out_channels(module)) // groups > 1
+
+    def _per_axis(self, module: nn.Module, vector: Tensor, axis: int) -> Tensor:
+        """A per-channel vector as the weight's ``axis`` holds it: one block's positions when the
+        axis lists a block's channels only (a grouped conv's input axis)."""
+        if module.weight.shape[axis] == vector.numel():
+            return vector
+        return vector.view(self.groups(module), -1)[0]
 
     def in_channels(self, module: nn.Module) -> int:
         return int(module.in_channels)
@@ -150,6 +171,7 @@ class MixingRule(LayerRule):
     def fold_inputs(self, module: nn.Module, scale: Tensor) -> None:
         """Multiply the weights of input channel ``i`` by ``scale[i]`` (exact for any scale)."""
         weight = module.weight
+        scale = self._per_axis(module, scale, self.in_axis)
         factor = broadcast_along(
             scale.to(device=weight.device, dtype=weight.dtype), self.in_axis, weight.dim()
         )
@@ -158,11 +180,13 @@ class MixingRule(LayerRule):
 
     def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
         groups = self.groups(module)
-        if groups == 1:
-            _slice(module, "weight", keep_out, self.out_axis)
-            _slice(module, "weight", keep_in, self.in_axis)
+        if groups == 1 or self.by_position(module):
+            for keep, axis in ((keep_out, self.out_axis), (keep_in, self.in_axis)):
+                if groups > 1 and not _same_rows(keep.view(groups, -1)):
+                    raise ValueError("grouped layer: every block must keep the same positions")
+                _slice(module, "weight", self._per_axis(module, keep, axis), axis)
             _slice(module, "bias", keep_out, 0)
-            self._set_sizes(module, int(keep_in.sum()), int(keep_out.sum()), 1)
+            self._set_sizes(module, int(keep_in.sum()), int(keep_out.sum()), groups)
             return
         # Grouped: whole blocks go; the graph couples block k of inputs and outputs, so keep_in
         # and keep_out agree block by block.
@@ -190,8 +214,10 @@ class MixingRule(LayerRule):
         groups = self.groups(module)
         a = self.in_channels(module) // groups
         b = self.out_channels(module) // groups
-        if groups == 1:
+        if groups == 1 or self.by_position(module):
             n_in, n_out = weight.shape[self.in_axis], weight.shape[self.out_axis]
+            n_in *= groups if self.in_axis != 0 else 1  # the axis lists one block's inputs
+            n_out *= groups if self.out_axis != 0 else 1
         else:
             kept = weight.shape[0] // (b if self.out_axis == 0 else a)
             n_in, n_out, groups = kept * a, kept * b, kept

@@ -49,8 +49,11 @@ class LayerChannels:
 
     @property
     def is_consumer(self) -> bool:
-        """A mixing layer with ``groups == 1``: where the gates of its input units live."""
-        return isinstance(self.rule, MixingRule) and self.rule.groups(self.module) == 1
+        """A mixing layer whose input channels can be gated one by one (``groups == 1``, or a
+        grouped layer pruned by position): where the gates of its input units live."""
+        if not isinstance(self.rule, MixingRule):
+            return False
+        return self.rule.groups(self.module) == 1 or self.rule.by_position(self.module)
 
 
 class UnionFind:
@@ -316,9 +319,12 @@ class Walker:
         layer = self.layer(name, module, rule, n_in, n_out)
         self.read(node, x, layer.in_vars, rule.channel_axis(module, len(node_shape(x))))
         groups = rule.groups(module)
-        if groups > 1:  # block k of the inputs feeds block k of the outputs only
-            ins = torch.tensor(layer.in_vars).view(groups, -1)
-            outs = torch.tensor(layer.out_vars).view(groups, -1)
+        ins = torch.tensor(layer.in_vars).view(groups, -1)
+        outs = torch.tensor(layer.out_vars).view(groups, -1)
+        if rule.by_position(module):  # channel j of every block, each side on its own
+            self.uf.union_rows(ins.t())
+            self.uf.union_rows(outs.t())
+        elif groups > 1:  # block k of the inputs feeds block k of the outputs only
             self.uf.union_rows(torch.cat([ins, outs], dim=1))
         out_ndim = len(node_shape(node))
         return cm.along(layer.out_vars, rule.channel_axis(module, out_ndim), out_ndim)
