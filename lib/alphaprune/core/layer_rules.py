@@ -355,6 +355,9 @@ class ElementwiseRule(LayerRule):
     dropout, pooling, resizing, padding). ``spatial_dims`` trailing axes are mixed (a 2-d
     pooling mixes the last two); a channel axis among them is left whole."""
 
+    #: Why a channel axis among :meth:`mixing_dims` is left whole (shown in the plan).
+    why = "it mixes values along a channel axis or resizes it"
+
     def __init__(self, spatial_dims: int = 0) -> None:
         self.spatial_dims = spatial_dims
 
@@ -372,6 +375,8 @@ class ElementwiseRule(LayerRule):
 class SoftmaxRule(ElementwiseRule):
     """``Softmax``/``LogSoftmax``/``Softmin``: mixes values along ``module.dim``."""
 
+    why = "a softmax over the channels"
+
     def mixing_dims(self, module: nn.Module, ndim: int) -> set[int]:
         dim = module.dim
         return set(range(ndim)) if dim is None else {dim % ndim}
@@ -380,6 +385,8 @@ class SoftmaxRule(ElementwiseRule):
 class LayerNormRule(ElementwiseRule):
     """``LayerNorm``: statistics over its trailing ``normalized_shape`` axes mix those channels
     (pruning one changes every other's output), so a channel axis there is left whole."""
+
+    why = "LayerNorm statistics over the channels: removing one would change the others"
 
     def mixing_dims(self, module: nn.Module, ndim: int) -> set[int]:
         return set(range(ndim - len(module.normalized_shape), ndim))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from alphaprune.core import channel_maps as cm
-from alphaprune.core.layer_rules import rule_for
+from alphaprune.core.layer_rules import LayerNormRule, rule_for
 from alphaprune.core.trace import node_shape, size_reads
 
 if TYPE_CHECKING:
@@ -558,7 +558,7 @@ def layer_norm(w: Walker, node: fx.Node):
         return _untracked(w, node)
     k = len(normalized) if isinstance(normalized, (list, tuple)) else cmap.dim() - 1
     if cm.tracked(cmap) & set(range(cmap.dim() - k, cmap.dim())):
-        return w.unknown(node, " (LayerNorm statistics over the channels)")
+        return w.unknown(node, f" ({LayerNormRule.why})")
     return cmap
 
 

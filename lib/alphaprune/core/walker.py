@@ -307,7 +307,7 @@ class Walker:
         if isinstance(rule, (ChannelwiseRule, GroupNormRule)) and rule.channels(module):
             return self.norm(node, module, rule, x, len(shape))
         if isinstance(rule, ElementwiseRule):
-            return self.passthrough(node, x, rule.mixing_dims(module, len(shape)))
+            return self.passthrough(node, x, rule.mixing_dims(module, len(shape)), rule.why)
         if isinstance(rule, ChannelwiseRule):  # PReLU(1): one slope for every channel
             return self.passthrough(node, x, set())
         found = ops.module_shape_op(self, node, module)
@@ -339,7 +339,9 @@ class Walker:
             self.uf.union_rows(torch.tensor(layer.in_vars).view(module.num_groups, -1))
         return cm.along(layer.in_vars, axis, ndim)
 
-    def passthrough(self, node: fx.Node, x: object, mixing: set[int]) -> Tensor | None:
+    def passthrough(
+        self, node: fx.Node, x: object, mixing: set[int], why: str = ElementwiseRule.why
+    ) -> Tensor | None:
         """An operation that keeps every channel where it is (activation, pooling, …) as long
         as it does not mix values along a channel axis or change its size."""
         cmap = self.cmap(x)
@@ -354,7 +356,7 @@ class Walker:
             or len(shape_out) != len(shape_in)
             or any(shape_out[d] != shape_in[d] or d in mixing for d in cm.tracked(cmap))
         ):
-            return self.unknown(node, " (it mixes or resizes a channel axis)")
+            return self.unknown(node, f" ({why})")
         return cmap
 
     # -- after the walk ------------------------------------------------------------------------
