@@ -90,6 +90,10 @@ class ChannelGraph:
         self.example_inputs = example_inputs
         self.example_output: object = None
         self._root = uf.roots()
+        self._units: dict[int, list[int]] = {}  # by id of a layer's variable list (kept alive)
+        for layer in self.layers.values():
+            for vars_ in (layer.in_vars, layer.out_vars):
+                self._units.setdefault(id(vars_), [self._root[v] for v in vars_])
         self.pinned: dict[int, str] = {}
         for var, reason in pins.items():
             self.pinned.setdefault(self._root[var], reason)
@@ -102,6 +106,10 @@ class ChannelGraph:
         return self._root[var]
 
     def units(self, vars_: Iterable[int]) -> list[int]:
+        """The units of channel variables (a layer's lists are looked up; do not modify)."""
+        found = self._units.get(id(vars_))
+        if found is not None:
+            return found
         root = self._root
         return [root[v] for v in vars_]
 
@@ -142,32 +150,40 @@ class ChannelGraph:
 
     def _groups_of_units(
         self, owners: list[LayerChannels], slots: UnionFind, first_owner: dict[int, str]
-    ) -> tuple[list[ChannelGroup], dict[int, ChannelGroup]]:
-        """One group per joined set of units, named by its first producer."""
+    ) -> tuple[list[ChannelGroup], dict[int, int]]:
+        """One group per joined set of units, named by its first producer; and the index of
+        each unit's group."""
         unit_order = [u for layer in owners for u in self.units(layer.out_vars)]
         unit_order += [u for layer in self.layers.values() for u in self.units(layer.in_vars)]
-        by_root: dict[int, ChannelGroup] = {}
-        group_of: dict[int, ChannelGroup] = {}
+        index: dict[int, int] = {}
+        groups: list[ChannelGroup] = []
+        group_of: dict[int, int] = {}
+        first_reader: dict[int, str] = {}
+        for layer in self.layers.values():
+            for u in self.units(layer.in_vars):
+                first_reader.setdefault(u, layer.name)
         for u in dict.fromkeys(unit_order):
             root = slots.find(u)
-            if root not in by_root:
-                name = first_owner.get(u, f"<input of {self._first_reader(u)}>")
-                by_root[root] = ChannelGroup(name=name, units=[], owners=[])
-            group = group_of[u] = by_root[root]
+            if root not in index:
+                index[root] = len(groups)
+                name = first_owner.get(u, f"<input of {first_reader.get(u, '?')}>")
+                groups.append(ChannelGroup(name=name, units=[], owners=[]))
+            group_of[u] = index[root]
+            group = groups[group_of[u]]
             group.units.append(u)
             if u in self.pinned:
                 group.pinned[u] = self.pinned[u]
-        return list(by_root.values()), group_of
+        return groups, group_of
 
-    def _add_member(self, layer: LayerChannels, groups, group_of: dict[int, ChannelGroup]) -> None:
-        ins, outs = set(self.units(layer.in_vars)), set(self.units(layer.out_vars))
-        touched_in = {id(group_of[u]) for u in ins if u in group_of}
-        touched_out = {id(group_of[u]) for u in outs if u in group_of}
-        for group in {id(group_of[u]): group_of[u] for u in ins | outs if u in group_of}.values():
+    def _add_member(self, layer: LayerChannels, groups, group_of: dict[int, int]) -> None:
+        touched_in = {group_of[u] for u in self.units(layer.in_vars) if u in group_of}
+        touched_out = {group_of[u] for u in self.units(layer.out_vars) if u in group_of}
+        for k in sorted(touched_in | touched_out):
+            group = groups[k]
             group.members.append(layer.name)
-            if isinstance(layer.rule, MixingRule) and id(group) in touched_out:
+            if isinstance(layer.rule, MixingRule) and k in touched_out:
                 group.owners.append(layer.name)
-            if layer.is_consumer and id(group) in touched_in:
+            if layer.is_consumer and k in touched_in:
                 group.consumers.append(layer.name)
 
     def _close(self, group: ChannelGroup, read: set[int]) -> None:
@@ -188,12 +204,6 @@ class ChannelGraph:
             group.channels = sum(1 for u in self.units(owner.out_vars) if u in units)
         else:
             group.channels = len(group.units)
-
-    def _first_reader(self, unit: int) -> str:
-        for layer in self.layers.values():
-            if unit in self.units(layer.in_vars):
-                return layer.name
-        return "?"
 
     def keep_masks(self, dead: set[int]) -> dict[str, tuple[Tensor, Tensor]]:
         """Per layer: (keep_in, keep_out) bool vectors when the units in ``dead`` are removed."""

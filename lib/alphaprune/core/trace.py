@@ -243,11 +243,12 @@ def _eager_type_checks(model: nn.Module):
     packages = {type(m).__module__.split(".")[0] for m in model.modules()} - {"torch"}
     patched = []
     for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] not in packages:
+            continue
         namespace = getattr(module, "__dict__", None)
-        if name.split(".")[0] in packages and namespace is not None:
-            if "isinstance" not in namespace:
-                namespace["isinstance"] = _isinstance
-                patched.append(namespace)
+        if namespace is not None and "isinstance" not in namespace:
+            namespace["isinstance"] = _isinstance
+            patched.append(namespace)
     torch.is_tensor = _is_tensor
     try:
         yield
