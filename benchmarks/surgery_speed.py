@@ -11,7 +11,9 @@ every prunable group, L1 criterion, one CPU thread by default:
 
 Each model is built fresh for each of ``--repeats`` runs; the table gives medians, with one
 plain forward pass as a yardstick (on a shared machine wall times swing, their ratios to a
-forward pass much less). No timing is asserted anywhere.
+forward pass much less). The first shape-only trace of a process also imports torch's meta
+kernels once; that one-time cost is measured on a small model first and printed on its own.
+No timing is asserted anywhere.
 
     .venv/bin/python benchmarks/surgery_speed.py                 # both models, 3 repeats
     .venv/bin/python benchmarks/surgery_speed.py --models resnet50 --repeats 5 --threads 2
@@ -159,6 +161,12 @@ def time_torch_pruning(model: nn.Module, example: Tensor) -> dict[str, float]:
     return {"tp_graph_s": graph, "tp_step_s": step, "tp_total_s": graph + step}
 
 
+def warm_up() -> float:
+    """Seconds of the process's first shape-only trace (torch imports its meta kernels)."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 3, 3))
+    return _seconds(lambda: ap.analyze(model, torch.zeros(1, 3, 8, 8), values=False))
+
+
 def measure(name: str, repeats: int) -> dict[str, object]:
     """Medians over ``repeats`` fresh models of each timing, and of one forward pass."""
     example = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
@@ -185,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    print(f"one-time warm-up of this process (first meta trace): {warm_up():.2f} s")
     table = pd.DataFrame([measure(name, args.repeats) for name in args.models])
     print(f"median of {args.repeats} runs, {args.threads} thread(s), 1x3x224x224 example input")
     print(table.to_string(index=False))
