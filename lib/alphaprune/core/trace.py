@@ -237,9 +237,9 @@ def _is_tensor(obj: object) -> bool:
 
 @contextlib.contextmanager
 def _eager_type_checks(model: nn.Module):
-    """While tracing, ``isinstance`` in the modules of the model's own packages (not torch's),
-    and ``torch.is_tensor``, see proxies as their values. (A proxy that claimed a tensor's class
-    would fool C code into reading it as a tensor.)"""
+    """While tracing, ``isinstance`` in the modules of the model's own packages (not torch's
+    or alphaprune's) and ``torch.is_tensor`` see proxies as their values. (A proxy that claimed
+    a tensor's class would fool C code into reading it as a tensor.)"""
     packages = {type(m).__module__.split(".")[0] for m in model.modules()} - {"torch", "alphaprune"}
     patched = []
     for name, module in list(sys.modules.items()):
