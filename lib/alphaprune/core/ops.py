@@ -557,8 +557,11 @@ def layer_norm(w: Walker, node: fx.Node):
     if cmap is None:
         return _untracked(w, node)
     k = len(normalized) if isinstance(normalized, (list, tuple)) else cmap.dim() - 1
-    if cm.tracked(cmap) & set(range(cmap.dim() - k, cmap.dim())):
-        return w.unknown(node, f" ({LayerNormRule.why})")
+    if cm.tracked(cmap) & set(range(cmap.dim() - k, cmap.dim())):  # same channels, pinned
+        w.pin(
+            cmap.reshape(-1).tolist(),
+            f"read by 'layer_norm' (node {node.name}) ({LayerNormRule.why})",
+        )
     return cmap
 
 

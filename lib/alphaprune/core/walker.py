@@ -343,7 +343,9 @@ class Walker:
         self, node: fx.Node, x: object, mixing: set[int], why: str = ElementwiseRule.why
     ) -> Tensor | None:
         """An operation that keeps every channel where it is (activation, pooling, …) as long
-        as it does not mix values along a channel axis or change its size."""
+        as it does not change a channel axis's size. One that mixes values along a channel axis
+        (a LayerNorm over the channels) keeps them in place too, but pinned: the channels after
+        it are the same ones, and the plan names the reason wherever they go."""
         cmap = self.cmap(x)
         shape_in, shape_out = node_shape(x), node_shape(node)
         others = [a for a in node.all_input_nodes if a is not x and self.cmap(a) is not None]
@@ -354,9 +356,11 @@ class Walker:
             or others
             or not isinstance(shape_out, tuple)
             or len(shape_out) != len(shape_in)
-            or any(shape_out[d] != shape_in[d] or d in mixing for d in cm.tracked(cmap))
+            or any(shape_out[d] != shape_in[d] for d in cm.tracked(cmap))
         ):
             return self.unknown(node, f" ({why})")
+        if cm.tracked(cmap) & mixing:
+            self.pin(cmap.reshape(-1).tolist(), f"read by {describe(node)} ({why})")
         return cmap
 
     # -- after the walk ------------------------------------------------------------------------
