@@ -29,6 +29,19 @@ from alphaprune.errors import (
 __all__ = ["main", "EXIT_USAGE", "EXIT_DIVERGED"]
 
 EXIT_USAGE = UserError.exit_code
+
+#: the extra that brings each optional top-level package (pyproject.toml)
+_EXTRA_OF = {
+    **dict.fromkeys(
+        ["pandas", "matplotlib", "PIL", "skimage", "sklearn", "scipy", "tqdm", "psutil"], "train"
+    ),
+    "pytorch_msssim": "train",
+    **dict.fromkeys(["papermill", "nbconvert", "nbformat", "ipykernel", "ipywidgets"], "report"),
+    "pynvml": "bench",
+    **dict.fromkeys(["onnx", "onnxruntime", "onnxscript"], "deploy"),
+    "torch_pruning": "compare",
+    **dict.fromkeys(["dask", "distributed"], "dask"),
+}
 EXIT_DIVERGED = Diverged.exit_code
 
 
@@ -245,6 +258,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlphapruneError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # an optional dependency of this command is missing
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        command = argv[0] if argv else "alphaprune"
+        print(
+            f"error: '{command}' needs the package '{exc.name}', which the core install leaves "
+            f"out: pip install 'alphaprune[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except OSError as exc:  # a file or folder the user named: blocked, not writable, disk full
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
