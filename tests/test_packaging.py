@@ -7,8 +7,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,9 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_core_install_requires_only_torch_numpy_pyyaml_pydantic() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = {dep.split("=")[0].split(">")[0].split("[")[0].strip() for dep in project["dependencies"]}
+    names = {
+        dep.split("=")[0].split(">")[0].split("[")[0].strip() for dep in project["dependencies"]
+    }
     assert names == {"torch", "numpy", "pyyaml", "pydantic"}
     extras = project["optional-dependencies"]
     assert {"train", "report", "bench"} <= set(extras)

@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun every stage and retrain every run, even if unchanged",
     )
+    p = sub.add_parser(
+        "compare",
+        help="two weeks' runs side by side (reports/week09 reports/week10, or week09 week10)",
+    )
+    p.add_argument("weeks", nargs=2, metavar="WEEK", help="report folder, or its name in reports/")
+    p.add_argument("--out", help="also write the table to this CSV file")
     # delegated to their modules' own parsers (alphaprune.study.grid.main, alphaprune.study.store.main)
     sub.add_parser(
         "study",
@@ -146,6 +152,8 @@ def _run(args: argparse.Namespace) -> int:
         folder = run_report(args.params, force=args.force)
         print(f"report written to {folder}")
         return 0
+    if args.command == "compare":
+        return _compare(args)
 
     from alphaprune.engine.config import load_config
     from alphaprune.engine.factories import trust_factory
@@ -189,6 +197,25 @@ def _run(args: argparse.Namespace) -> int:
         print(_json(summary))
     elif args.command == "export":
         _export(cfg, args)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """``compare``: two weeks' Table 1 side by side, printed (and written to ``--out``)."""
+    import pandas as pd
+
+    from alphaprune.atomic import atomic_write_text
+    from alphaprune.report.index import compare_weeks
+
+    table = compare_weeks(*args.weeks)
+    shown = ["run"] + [
+        c for c in table.columns if c.split(":")[-1] in ("label", "val_psnr") or c.startswith("Δ")
+    ]
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(table[shown].to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.2f}"))
+    if args.out:
+        atomic_write_text(Path(args.out), table.to_csv(index=False))
+        print(f"written to {args.out}")
     return 0
 
 
