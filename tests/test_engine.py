@@ -113,10 +113,21 @@ def test_runs_write_metrics_and_checkpoints(pruned_run):
     assert metrics["epoch"].tolist() == [0, 1, 2, 3]
     assert metrics["alpha"].tolist() == [1.0, 0.5, 0.0, 0.0]
     assert metrics["lr"].tolist() == [0.001, 0.001, 0.01, 0.01]
+    assert metrics["lr_last"].tolist() == [0.001, 0.001, 0.01, 0.01]  # no decay: constant
     assert (metrics["val_psnr"] > 0).all() and metrics["val_ssim"].between(-1, 1).all()
     for alpha in (1.0, 0.5, 0.0):
         assert checkpoint_info(milestone_path(run.run_dir, alpha))["alpha"] == alpha
     assert checkpoint_info(milestone_path(run.run_dir, 0.5))["epoch"] == 2
+
+
+def test_metrics_show_the_learning_rate_a_cosine_decay_used(tmp_path):
+    cfg = config_from_dict(
+        tiny_config(tmp_path, steps=3, epochs=3, **{"optimizer.lr_decay": "cosine"})
+    )
+    metrics = train_baseline(cfg, progress=False).metrics
+    lr, last = metrics["lr"].tolist(), metrics["lr_last"].tolist()
+    assert lr[0] < 0.001 and lr == sorted(lr, reverse=True) and len(set(lr)) == 3
+    assert all(b < a for a, b in zip(lr, last, strict=True))  # each epoch ends below its mean
 
 
 def test_checkpoint_alpha_matches_metrics_and_is_enforced(pruned_run):

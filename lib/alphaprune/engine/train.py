@@ -87,10 +87,13 @@ __all__ = [
 #: when ``pruning.budget`` chose the channels — target, predicted and measured ratio.
 BUDGET_FILE = "budget.json"
 
+#: ``lr`` is the learning rate the optimizer used, averaged over the epoch's steps (warm-up and
+#: decay included), ``lr_last`` the one of its last step; the schedule's base rate is the config's.
 METRIC_COLUMNS = [
     "epoch",
     "alpha",
     "lr",
+    "lr_last",
     "train_loss",
     "val_loss",
     "val_psnr",
@@ -549,13 +552,14 @@ def _run_epoch(state: RunState, setup: _Setup, epoch: int) -> dict[str, Any]:
     alpha, lr = state.phase.alpha_and_lr(epoch, state.cfg.optimizer.lr)
     if alpha is not None:  # before training *and* validation: neither may see a stale α
         set_alpha(state.model, alpha)
-    train_loss = _train_epoch(state, setup, epoch, lr)
+    train_loss, lrs = _train_epoch(state, setup, epoch, lr)
     batch_size = state.cfg.data.batch_size
     scores = evaluate(state.model, setup.val_ds, device=setup.ctx.device, batch_size=batch_size)
     return {
         "epoch": epoch,
         "alpha": alpha,
-        "lr": lr,
+        "lr": sum(lrs) / len(lrs) if lrs else lr,
+        "lr_last": lrs[-1] if lrs else lr,
         "train_loss": train_loss,
         "val_loss": scores["loss"],
         "val_psnr": scores["psnr"],
@@ -565,10 +569,13 @@ def _run_epoch(state: RunState, setup: _Setup, epoch: int) -> dict[str, Any]:
     }
 
 
-def _train_epoch(state: RunState, setup: _Setup, epoch: int, lr: float) -> float:
+def _train_epoch(
+    state: RunState, setup: _Setup, epoch: int, lr: float
+) -> tuple[float, list[float]]:
     """One pass over ``epoch``'s crops at base learning rate ``lr``; the mean training loss over
-    all ranks."""
+    all ranks and the learning rate of each step."""
     cfg, optimizer = state.cfg, state.optimizer
+    lrs: list[float] = []
     setup.train_ds.set_epoch(epoch)  # before the loader's iterator is made: it picks the crops
     state.model.train()
     total, seen = 0.0, 0
@@ -585,6 +592,7 @@ def _train_epoch(state: RunState, setup: _Setup, epoch: int, lr: float) -> float
         factor = lr_factor(cfg.optimizer.lr_decay, run_step, run_steps, cfg.optimizer.warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr * factor
+        lrs.append(lr * factor)
         batch = batch.to(setup.ctx.device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         loss = setup.loss_fn(setup.net(batch), batch)
@@ -592,7 +600,7 @@ def _train_epoch(state: RunState, setup: _Setup, epoch: int, lr: float) -> float
         optimizer.step()
         total += float(loss.detach()) * batch.shape[0]
         seen += batch.shape[0]
-    return distributed.all_reduce_mean(setup.ctx, total / max(seen, 1), weight=seen)
+    return distributed.all_reduce_mean(setup.ctx, total / max(seen, 1), weight=seen), lrs
 
 
 def _losses(row: Mapping[str, Any]) -> dict[str, float]:
