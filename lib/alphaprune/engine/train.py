@@ -677,8 +677,10 @@ def prune(
     data = None  # the original, read once here for every use of it in this run start
     if source is not None and Path(source).is_file():
         require_finished(source, f"prune '{cfg.name}'")  # a diverged run's last.pt is no result
-        data = read_checkpoint(source)
-        _check_architecture(cfg, Path(source), data["config"])
+        saved = read_checkpoint(source)
+        _check_architecture(cfg, Path(source), saved["config"])
+        # what rebuilding its model needs (its optimizer state is not kept for the whole run)
+        data = {key: saved[key] for key in ("kind", "epoch", "alpha", "model", "config")}
     phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None, data)
     return _run(cfg, phase, progress)
 
