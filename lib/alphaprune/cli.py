@@ -172,7 +172,7 @@ def _run(args: argparse.Namespace) -> int:
         result = prune(cfg, original=args.original, progress=progress)
         print(f"pruning done: {result.checkpoint}")
     elif args.command == "evaluate":
-        from alphaprune.engine.checkpoint import last_path, load_model
+        from alphaprune.engine.checkpoint import last_path, load_checkpoint
         from alphaprune.engine.evaluate import evaluate
         from alphaprune.engine.train import make_datasets, require_finished
 
@@ -180,12 +180,11 @@ def _run(args: argparse.Namespace) -> int:
         if args.alpha is not None and not math.isfinite(args.alpha):
             raise UserError(f"--alpha must be a finite number, got {args.alpha}")
         require_finished(path, "evaluate")  # a diverged run's last.pt is not its result
-        model = load_model(path, alpha=args.alpha, override_alpha=args.override_alpha)
+        loaded = load_checkpoint(path, alpha=args.alpha, override_alpha=args.override_alpha)
         scores = evaluate(
-            model, make_datasets(cfg)[1], batch_size=cfg.data.batch_size, interval=True
+            loaded.model, make_datasets(cfg)[1], batch_size=cfg.data.batch_size, interval=True
         )
-        alpha = args.alpha if model.alpha_overridden else model.checkpoint_alpha
-        print(_json({"checkpoint": str(path), "alpha": alpha, **scores}))
+        print(_json({"checkpoint": str(path), "alpha": loaded.evaluated_alpha, **scores}))
     elif args.command == "shrink":
         from alphaprune.engine.checkpoint import last_path, shrink_checkpoint
         from alphaprune.engine.train import require_finished
@@ -221,7 +220,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _export(cfg, args: argparse.Namespace) -> None:
     """``export``: the run's checkpoint, shrunk at α = 0, exported and verified; its record."""
-    from alphaprune.engine.checkpoint import last_path, load_model
+    from alphaprune.engine.checkpoint import last_path, load_checkpoint
     from alphaprune.engine.export import FORMATS, export
     from alphaprune.engine.models import example_input
     from alphaprune.engine.train import require_finished
@@ -230,7 +229,7 @@ def _export(cfg, args: argparse.Namespace) -> None:
         raise UserError(f"--tolerance must be a number > 0, got {args.tolerance}")
     path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
     require_finished(path, "export")
-    model = load_model(path, verbose=False)
+    model = load_checkpoint(path, verbose=False)
     out = Path(args.out) if args.out else cfg.run_dir / f"shrunk{FORMATS[args.format]}"
     result = export(
         model,

@@ -38,6 +38,7 @@ from alphaprune.core.latency import (
     measure_ratio,
 )
 from alphaprune.core.layer_rules import ChannelwiseRule, GroupNormRule, MixingRule
+from alphaprune.core.modes import eval_mode
 from alphaprune.errors import PruningError
 
 __all__ = ["BudgetReport", "check_budget", "budget_masks", "keep_one_per_owner", "plan_budget"]
@@ -157,14 +158,8 @@ class _LayerCost:
 def _layer_flops(graph: ChannelGraph) -> dict[str, float]:
     """FLOPs of every mixing layer on the example input (FlopCounterMode's per-module counts)."""
     model = graph.model
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(*[t.clone() for t in graph.example_inputs])
-    finally:
-        for module, training in modes:
-            module.training = training
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*[t.clone() for t in graph.example_inputs])
     per_module = counter.get_flop_counts()
     root = type(model).__name__
     return {

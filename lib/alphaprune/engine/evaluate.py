@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from alphaprune.core.modes import eval_mode
 from alphaprune.engine.metrics import psnr, ssim
 
 __all__ = ["evaluate", "evaluate_items", "compare_to_original", "reconstruct"]
@@ -33,18 +34,14 @@ def evaluate_items(
     """
     device = torch.device(device) if device is not None else _device_of(model)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
-    was_training = model.training
-    model.eval()
     items: dict[str, list[float]] = {"loss": [], "psnr": [], "ssim": []}
-    try:
+    with eval_mode(model):
         for batch in loader:
             batch = batch.to(device)
             output = model(batch)
             items["loss"] += ((output - batch) ** 2).flatten(1).mean(dim=1).tolist()
             items["psnr"] += psnr(output, batch).tolist()
             items["ssim"] += ssim(output, batch).tolist()
-    finally:
-        model.train(was_training)
     if not items["loss"]:
         raise ValueError("evaluate: no images in data")
     return items
@@ -108,10 +105,6 @@ def reconstruct(model: nn.Module, images: Tensor) -> Tensor:
     """Reconstructions of ``images`` (``(N, 3, H, W)`` or ``(3, H, W)``) clamped to [0, 1], on CPU."""
     single = images.dim() == 3
     batch = images.unsqueeze(0) if single else images
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         output = model(batch.to(_device_of(model))).clamp(0, 1).cpu()
-    finally:
-        model.train(was_training)
     return output[0] if single else output

@@ -307,7 +307,7 @@ def evaluate_run(run: StoredRun, evaluation: ExperimentConfig | None = None) -> 
     stored run's final model (shrunk when its α is 0) on the validation set of ``evaluation``'s
     data config (default: the run's own); cached in the run folder."""
     from alphaprune.core.shrink import count, shrink
-    from alphaprune.engine.checkpoint import load_model
+    from alphaprune.engine.checkpoint import load_checkpoint
     from alphaprune.engine.evaluate import evaluate_items
     from alphaprune.engine.train import make_datasets
 
@@ -317,10 +317,10 @@ def evaluate_run(run: StoredRun, evaluation: ExperimentConfig | None = None) -> 
     if cached is not None:
         return cached
     # built by the study's own factory (the user's params), not one the checkpoint names
-    model = load_model(run.checkpoint, verbose=False, factory=evaluation.model.factory)
+    loaded = load_checkpoint(run.checkpoint, verbose=False, factory=evaluation.model.factory)
+    model, alpha = loaded.model, loaded.alpha
     val = make_datasets(evaluation)[1]
     items = evaluate_items(model, val, batch_size=32)
-    alpha = getattr(model, "checkpoint_alpha", None)
     small = shrink(model.eval()) if alpha == 0.0 else model
     crop = evaluation.data.crop
     size = count(small, (1, 3, crop, crop))
