@@ -20,7 +20,7 @@ NB ?= reports/week09/05_report.ipynb
 NBSTRIP := $(VENV)/bin/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets"
 LINTED := lib tests benchmarks notebooks
 
-.PHONY: report test test-quick lint format venv kernel-config pdf-engine bench lab html pdf clean-reports study runs
+.PHONY: report test test-unit test-quick lint format venv kernel-config pdf-engine bench lab html pdf clean-reports study runs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ report: $(STAMP) pdf-engine
 
 test: $(STAMP) pdf-engine
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -m 'not slow and not training and not kernel' $(PYTEST_ARGS)
 
 test-quick: $(STAMP)
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)

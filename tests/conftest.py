@@ -1,4 +1,11 @@
-"""Shared test fixtures."""
+"""Shared test fixtures, and the test tiers.
+
+Tiers (``make test`` runs them all): ``unit`` is every test without a marker — no training, no
+Jupyter kernel, under a minute (``make test-unit``); ``training`` trains models (engine epochs);
+``kernel`` starts Jupyter kernels (papermill); ``slow`` builds whole reports or studies.
+A unit test that trains or starts a kernel fails and says which marker it needs, so the unit
+tier stays what it claims (also when a fixture does the training).
+"""
 
 from pathlib import Path
 
@@ -83,3 +90,44 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             "mark these @pytest.mark.slow (they build the CI report): " + ", ".join(unmarked)
         )
+
+
+# -- tiers -------------------------------------------------------------------------------------
+
+HEAVY_MARKERS = ("training", "kernel", "slow")
+_current: dict[str, object] = {"unit": False, "test": ""}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before the test's fixtures are set up: is it a unit test (no tier marker)?"""
+    _current.update(
+        unit=not any(item.get_closest_marker(m) for m in HEAVY_MARKERS), test=item.nodeid
+    )
+
+
+def pytest_runtest_teardown(item, nextitem):
+    _current["unit"] = False
+
+
+def _refuse_in_unit_tests(module, name: str, marker: str, what: str) -> None:
+    original = getattr(module, name)
+
+    def guarded(*args, **kwargs):
+        if _current["unit"]:
+            raise AssertionError(
+                f"{_current['test']} {what}: mark it @pytest.mark.{marker} (or mark the module "
+                f"with pytestmark), the unit tier must not"
+            )
+        return original(*args, **kwargs)
+
+    setattr(module, name, guarded)
+
+
+def pytest_configure(config):
+    import papermill
+
+    from alphaprune.engine import train
+
+    _refuse_in_unit_tests(train, "_train_epoch", "training", "trains a model")
+    _refuse_in_unit_tests(papermill, "execute_notebook", "kernel", "starts a Jupyter kernel")

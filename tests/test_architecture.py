@@ -48,3 +48,11 @@ def test_every_path_it_points_at_exists() -> None:
         assert (ROOT / link).exists(), link
     for path in re.findall(r"`((?:tests|docs|benchmarks|notebooks|params)/[\w./-]+)`", DOC):
         assert (ROOT / path).exists(), path
+
+
+def test_the_readme_stays_short_and_its_links_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 130
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for link in re.findall(r"\]\(([^)#:]+)\)", doc.read_text()):
+            assert (doc.parent / link).exists(), f"{doc.name} links to missing {link}"
