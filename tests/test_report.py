@@ -442,7 +442,7 @@ def test_ci_rerun_skips_and_notes_rerun_only_report(ci_report: Path, tmp_path: P
     run_report(write_params(tmp_path, data, "changed.yaml"), out_dir=copy)
     out = capsys.readouterr().out
     assert out.count("skipped (unchanged)") == len(STAGES) - 1
-    assert f"[{len(STAGES)}/{len(STAGES)}] 05_report: ran" in out
+    assert f"[{len(STAGES)}/{len(STAGES)}] 06_report: ran" in out
     assert "A changed plan." in (copy / "report.html").read_text(encoding="utf-8")
 
 
