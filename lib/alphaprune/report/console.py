@@ -52,12 +52,10 @@ class EpochWatch:
     """
 
     def __init__(self, name: str, run_dir: Path, total: int, every: float = 2.0) -> None:
-        self.name, self.metrics, self.total, self.every = (
-            name,
-            run_dir / "metrics.csv",
-            total,
-            every,
-        )
+        self.name, self.total, self.every = name, total, every
+        self.metrics = run_dir / "metrics.csv"
+        # before training starts: a resumed run's finished epochs do not count for the ETA
+        self._start, self._first = time.monotonic(), _epochs_done(self.metrics)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -70,14 +68,13 @@ class EpochWatch:
         self._thread.join()
 
     def _watch(self) -> None:
-        start, first = time.monotonic(), _epochs_done(self.metrics)
-        seen = first
+        seen = self._first
         while not self._stop.wait(self.every):
             done = _epochs_done(self.metrics)
             if done == seen or done > self.total:
                 continue
             seen = done
-            rate = (time.monotonic() - start) / max(1, done - first)
+            rate = (time.monotonic() - self._start) / max(1, done - self._first)
             eta = f", ETA {duration(rate * (self.total - done))}" if done < self.total else ""
             say(f"{self.name}: epoch {done}/{self.total}{eta}")
 
