@@ -109,7 +109,7 @@ class GpuParams(_Strict):
     #: when needed), so that NVML's utilisation counter gets sampled
     gpu_seconds: FiniteFloat = Field(default=2.0, ge=0)
     #: measured GPU results from another machine: a CSV written by ``benchmarks/gpu_check.sh``
-    #: (e.g. ``shrink_speed_relu3_1.csv``), relative to the params file; shown in the addendum
+    #: (e.g. ``shrink_speed_relu3_1.csv``), relative to the project folder; shown in the addendum
     #: with the device and date it came from
     results_csv: str | None = None
     #: also time the shrunk model exported to ONNX (verified) in onnxruntime — on the CPU, with
