@@ -231,6 +231,8 @@ def papermill(notebook: str, out: Path, *args: str) -> subprocess.CompletedProce
 
 
 def test_bad_key_stops_the_notebook_before_training(tmp_path: Path) -> None:
+    """In a real kernel: a typo'd nested key (``-f``), a typo'd top-level key (``-f``: a name
+    the parameters cell does not declare) and the same file by name (``-p params_file``)."""
     data = ci()
     data["baseline"]["epochs"] = 200  # would train for minutes if the key were ignored
     data["gpu"]["repeets"] = 3
@@ -240,6 +242,12 @@ def test_bad_key_stops_the_notebook_before_training(tmp_path: Path) -> None:
     done = papermill("01_prune", tmp_path, "-f", str(bad), "-p", "out_dir", str(out))
     assert done.returncode != 0
     assert "gpu.repeets: unknown key" in done.stderr
+    data["nots"] = {}
+    bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    done = papermill("01_prune", tmp_path, "-f", str(bad), "-p", "out_dir", str(out))
+    assert done.returncode != 0 and "nots: unknown key" in done.stderr
+    done = papermill("01_prune", tmp_path, "-p", "params_file", str(bad), "-p", "out_dir", str(out))
+    assert done.returncode != 0 and "bad.yaml: nots: unknown key" in done.stderr
     assert not out.exists()  # stopped before it made the output folder or trained
 
 
