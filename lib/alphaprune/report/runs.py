@@ -121,7 +121,7 @@ def _announce(
     run_dir = store.path(fingerprint)
     resumed = not force and last_path(run_dir).exists()
     verb = "resuming" if resumed else ("retraining" if force else "training")
-    console.say(f"{name}: {verb} (fingerprint {short}, {epochs} epochs)")
+    console.say(f"{name}: {verb} (fingerprint {short}, {epochs} epoch{'s' * (epochs != 1)})")
     began = time.monotonic()
     with console.EpochWatch(name, run_dir, epochs):
         yield
