@@ -15,7 +15,7 @@ STAMP := $(VENV)/.alphaprune-installed
 # CPU torch through benchmarks/torchvision_shim.py.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # An executed notebook to export with `make html` / `make pdf`.
-NB ?= reports/week09/05_report.ipynb
+NB ?= reports/week09/06_report.ipynb
 # Notebook cleaning, as in .pre-commit-config.yaml: outputs, counts, papermill/widget metadata.
 NBSTRIP := $(VENV)/bin/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets"
 LINTED := lib tests benchmarks notebooks

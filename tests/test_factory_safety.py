@@ -200,7 +200,6 @@ def test_report_params_naming_os_system_are_refused_in_the_notebook_too(tmp_path
     with pytest.raises(ConfigError, match="standard library"):
         report_params_from_dict(data, source="w.yaml")
     namespace = {name: None for name in PARAMETER_NAMES} | data  # as papermill -f injects it
-    namespace["In"] = ["# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in data.items())]
     with pytest.raises(ConfigError, match="standard library"):
         setup(namespace, "01_prune")
 

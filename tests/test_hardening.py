@@ -388,7 +388,7 @@ CI_PARAMS = ROOT / "params" / "ci.yaml"
 
 @pytest.fixture
 def fake_stages(monkeypatch):
-    """``run_report`` with its notebooks replaced by an executed ``05_report`` whose text is
+    """``run_report`` with its notebooks replaced by an executed ``06_report`` whose text is
     ``state["text"]`` (written when ``state["ran"]``), so that the export is the only real step."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook, new_output
@@ -400,12 +400,12 @@ def fake_stages(monkeypatch):
 
     def run_stages(stages, out_dir, force=False, progress=True, **kwargs):
         state["calls"] += 1
-        path = Path(out_dir) / "05_report.ipynb"
+        path = Path(out_dir) / "06_report.ipynb"
         path.parent.mkdir(parents=True, exist_ok=True)  # as the real run_stages does
         if state["ran"]:
             html = new_output("display_data", data={"text/html": f"<p>{state['text']}</p>"})
             nbformat.write(new_notebook(cells=[new_code_cell("", outputs=[html])]), path)
-        return [report_module.StageRecord("05_report", "h", state["ran"], 0.0, path, [])]
+        return [report_module.StageRecord("06_report", "h", state["ran"], 0.0, path, [])]
 
     monkeypatch.setattr(report_module, "run_stages", run_stages)
     monkeypatch.setattr(export, "find_chromium", lambda: None)
@@ -425,7 +425,7 @@ def test_interrupted_export_is_redone_not_called_up_to_date(
     out = tmp_path / "out"
     run_report(CI_PARAMS, out_dir=out)
     assert "v1" in (out / "report.html").read_text(encoding="utf-8")
-    fake_stages["text"] = "v2"  # 05_report reruns with new content …
+    fake_stages["text"] = "v2"  # 06_report reruns with new content …
     real = export.to_html
 
     def fail(*args, **kwargs):

@@ -3,18 +3,20 @@ set-up cell, stable output folders, stage order, and plain papermill = ``alphapr
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 import yaml
 
 from alphaprune.report.notebook import PARAMETER_NAMES, StageOrderError, setup
-from alphaprune.report.params import STAGES, ReportParamsError, papermill_parameters
+from alphaprune.report.params import STAGES, ReportParamsError
 from alphaprune.report.runner import run_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,25 +45,24 @@ TIMING = {
 }
 
 
-def namespace(data: dict, injected: bool = True, **extra) -> dict:
-    """A notebook's globals after papermill injected ``data`` (and its ``In`` history)."""
-    values = {name: None for name in PARAMETER_NAMES}
+def namespace(data: dict, **extra) -> dict:
+    """A notebook's globals after papermill injected ``data`` and ``extra`` (``-f`` / ``-p``)."""
+    values: dict = {name: None for name in PARAMETER_NAMES}
+    values["retrain"] = False
     values.update(data, **extra)
-    if injected:
-        lines = "".join(f"{k} = {v!r}\n" for k, v in {**data, **extra}.items())
-        values["In"] = ["", "week = None\n", "# Parameters\n" + lines]
     return values
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch) -> Path:
-    """A project folder with params/ (for relative output folders), as the notebooks see it."""
+    """A project folder with notebooks/ and params/, the kernel's current folder."""
     folder = tmp_path / "project"
     (folder / "params").mkdir(parents=True)
+    (folder / "notebooks").mkdir()
     for name in ("ci.yaml", "interactive.yaml"):
         shutil.copy(ROOT / "params" / name, folder / "params" / name)
-    monkeypatch.setenv("ALPHAPRUNE_PROJECT", str(folder))
-    monkeypatch.chdir(tmp_path)  # setup() enters the output folder; restored afterwards
+    monkeypatch.delenv("ALPHAPRUNE_PROJECT", raising=False)
+    monkeypatch.chdir(folder)  # setup() enters the output folder; restored afterwards
     return folder
 
 
@@ -76,6 +77,23 @@ def test_unknown_injected_key_is_named(project: Path) -> None:
     data["gpu"]["repeets"] = 3
     with pytest.raises(ReportParamsError, match=r"gpu\.repeets: unknown key"):
         setup(namespace(data), "01_prune")
+    (project / "params" / "typo.yaml").write_text(
+        yaml.safe_dump({**ci(), "nots": {}}), encoding="utf-8"
+    )
+    with pytest.raises(ReportParamsError, match=r"typo\.yaml: nots: unknown key"):
+        setup(namespace({}, params_file="params/typo.yaml"), "01_prune")
+    assert not (project / "reports").exists()  # nothing made before the parameters are valid
+
+
+def test_later_variables_are_not_parameters(project: Path) -> None:
+    """Set-up run again in JupyterLab: variables of later cells are not taken for parameters."""
+    ns = namespace(ci(), out_dir="reports/x")
+    setup(ns, "01_prune")
+    ns["label"], ns["alpha"] = "decay", 0.5  # e.g. cells below the set-up ran
+    assert setup(ns, "01_prune").params.report_name == "ci"
+    fresh = namespace(ci(), out_dir="reports/x", label="decay")  # a new kernel: it is checked
+    with pytest.raises(ReportParamsError, match=r"label: unknown key"):
+        setup(fresh, "01_prune")
 
 
 def test_wrong_type_and_missing_experiment_are_named(project: Path) -> None:
@@ -87,19 +105,72 @@ def test_wrong_type_and_missing_experiment_are_named(project: Path) -> None:
     data["shrink"]["experiment"] = "nope"
     with pytest.raises(ReportParamsError, match=r"shrink\.experiment: 'nope'"):
         setup(namespace(data), "01_prune")
+    data = ci()
+    del data["experiments"]  # validated as given: never filled in from another file
+    with pytest.raises(ReportParamsError, match=r"experiments: "):
+        setup(namespace(data), "01_prune")
+    with pytest.raises(ReportParamsError, match=r"retrain: must be True or False"):
+        setup(namespace(ci(), retrain="yes"), "01_prune")
     assert not (project / "reports").exists()  # nothing made before the parameters are valid
 
 
-def test_setup_twice_keeps_the_folder(project: Path, tmp_path: Path) -> None:
-    first = setup(namespace({}, injected=False, out_dir="reports/x"), "01_prune")
+def test_a_yaml_1_1_string_is_refused_as_given(project: Path) -> None:
+    """``papermill -f`` reads ``1e-3`` as a string: the notebook says so instead of guessing."""
+    from papermill.iorw import read_yaml_file
+
+    path = project / "params" / "e3.yaml"
+    path.write_text(CI_PARAMS.read_text(encoding="utf-8").replace("1.0e-4", "1e-4", 1))
+    passed = read_yaml_file(str(path))  # what plain `papermill -f` injects
+    with pytest.raises(ReportParamsError, match=r"weight_decay: .*write 1\.0e-3"):
+        setup(namespace(passed), "01_prune")
+    # the same file by name is read with the project's reader: a float
+    stage = setup(namespace({}, params_file="params/e3.yaml", out_dir="out"), "01_prune")
+    assert stage.params.experiments[1].config["optimizer"]["weight_decay"] == 1e-4
+
+
+def test_setup_twice_keeps_the_folder(project: Path) -> None:
+    first = setup(namespace({}, out_dir="reports/x"), "01_prune")
     assert first.folder == project / "reports" / "x"  # relative to the project, not the cwd
-    assert first.params.report_name == "interactive"  # no week given: params/interactive.yaml
-    again = setup(namespace({}, injected=False, out_dir="reports/x"), "01_prune")
+    assert first.params.report_name == "interactive"  # nothing given: params/interactive.yaml
+    again = setup(namespace({}, out_dir="reports/x"), "01_prune")
     assert again.folder == first.folder
     assert sorted(p.name for p in (project / "reports").iterdir()) == ["x"]
     assert not (first.folder / "reports").exists()  # no nested reports/reports/...
-    default = setup(namespace({}, injected=False), "01_prune")
+    default = setup(namespace({}), "01_prune")
     assert default.folder == project / "reports" / "interactive"
+
+
+def test_file_by_name_equals_its_keys_injected(project: Path) -> None:
+    """``-p params_file F`` and ``-f F`` give the same validated params and folder; keys given
+    besides the file replace its own."""
+    by_keys = setup(namespace(ci()), "01_prune")
+    by_name = setup(namespace({}, params_file="params/ci.yaml"), "01_prune")
+    assert by_name.params.model_dump() == by_keys.params.model_dump()
+    assert by_name.folder == by_keys.folder == project / "reports" / "ci"
+    assert by_name.params_file == by_keys.params_file == "params/ci.yaml"
+    over = setup(namespace({}, params_file="params/ci.yaml", seed=7, retrain=True), "01_prune")
+    assert over.params.seed == 7 and over.retrain and not by_name.retrain
+
+
+def test_relative_paths_are_relative_to_the_project(project: Path) -> None:
+    """The same rule for the runner, ``-p params_file`` and ``-f``: the project folder."""
+    from alphaprune.report.validation import load_report_params
+
+    data = ci()
+    data["defaults"]["data"]["source"] = "photos"
+    path = project / "params" / "examples" / "sub.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    sources = [
+        setup(namespace(data, out_dir="out"), "01_prune").params,
+        setup(
+            namespace({}, params_file="params/examples/sub.yaml", out_dir="out"), "01_prune"
+        ).params,
+        load_report_params(path),  # alphaprune report
+    ]
+    for params in sources:
+        assert params.run_config("baseline")["data"]["source"] == str(project / "photos")
+        assert params.report_dir() == project / "reports" / "ci"
 
 
 def test_stage_without_its_input_names_the_stage_and_command(project: Path) -> None:
@@ -113,47 +184,39 @@ def test_stage_without_its_input_names_the_stage_and_command(project: Path) -> N
         f"-p out_dir {out}" in message
     )
     with pytest.raises(StageOrderError, match="from stage 01_prune"):
-        setup(namespace(ci(), out_dir=str(out)), "05_report")
+        setup(namespace(ci(), out_dir=str(out)), "06_report")
 
 
-def test_params_file_in_a_subfolder_is_recognised(project: Path) -> None:
-    data = ci()
-    data["name"] = "sub"
-    data["defaults"]["data"]["source"] = "photos"
-    path = project / "params" / "examples" / "sub.yaml"
-    path.parent.mkdir()
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    stage = setup(namespace(data, out_dir="out"), "01_prune")
-    # relative paths are relative to the file papermill read, as in alphaprune report
-    source = stage.params.run_config("baseline")["data"]["source"]
-    assert source == str(path.parent / "photos")
-    with pytest.raises(StageOrderError, match=r"-f params/examples/sub\.yaml"):
-        setup(namespace(data, out_dir="out"), "02_reconstruct")
+def test_stage_numbers_are_the_order() -> None:
+    assert list(STAGES) == sorted(STAGES)
+    assert [p.stem for p in sorted((ROOT / "notebooks").glob("*.ipynb"))] == list(STAGES)
 
 
-def test_recognised_file_is_read_as_the_runner_reads_it(project: Path) -> None:
-    from papermill.iorw import read_yaml_file
+def test_run_report_reads_the_file_once_and_passes_retrain(tmp_path: Path, monkeypatch) -> None:
+    """The runner reads the params once and gives every stage the file's keys, the folder and
+    ``retrain`` (``--force``) as papermill parameters: no environment variable."""
+    import alphaprune.engine.config as config
+    import alphaprune.report.runner as runner
 
-    text = CI_PARAMS.read_text(encoding="utf-8").replace("lr: 0.001}", "lr: 1e-3}", 1)
-    path = project / "params" / "e3.yaml"
-    path.write_text(text.replace("name: ci", "name: e3"), encoding="utf-8")
-    passed = read_yaml_file(str(path))  # what plain `papermill -f` injects
-    assert passed["defaults"]["optimizer"]["lr"] == "1e-3"  # YAML 1.1: a string
-    stage = setup(namespace(passed, out_dir="out"), "01_prune")
-    assert stage.params_file == "params/e3.yaml"
-    assert stage.params.run_config("baseline")["optimizer"]["lr"] == 0.001  # as the runner sees it
+    reads = []
+    real = config.yaml_load
+    monkeypatch.setattr(config, "yaml_load", lambda text: reads.append(1) or real(text))
+    seen = {}
 
+    def run_stages(stages, out_dir, force=False, progress=True, cwd=None):
+        seen.update(stages=stages, cwd=cwd, env=dict(os.environ))
+        raise KeyboardInterrupt  # stop before the export
 
-def test_relative_paths_of_a_params_file_elsewhere(tmp_path: Path) -> None:
-    data = ci()
-    data["defaults"]["data"]["source"] = "photos"
-    data["gpu"]["results_csv"] = "gpu/results.csv"
-    path = tmp_path / "week.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    passed = papermill_parameters(path, out_dir=tmp_path / "out")
-    assert passed["defaults"]["data"]["source"] == str(tmp_path / "photos")
-    assert passed["gpu"]["results_csv"] == str(tmp_path / "gpu" / "results.csv")
-    assert passed["out_dir"] == str(tmp_path / "out")
+    monkeypatch.setattr(runner, "run_stages", run_stages)
+    with pytest.raises(KeyboardInterrupt):
+        run_report(CI_PARAMS, out_dir=tmp_path / "out", force=True, progress=False)
+    assert len(reads) == 1
+    parameters = seen["stages"][0].parameters
+    assert parameters["retrain"] is True and parameters["out_dir"] == str(tmp_path / "out")
+    assert {k: v for k, v in parameters.items() if k not in ("retrain", "out_dir")} == ci()
+    assert all(s.parameters is parameters for s in seen["stages"])
+    assert seen["cwd"] == ROOT  # the project of the params file
+    assert not any("RETRAIN" in key for key in seen["env"])
 
 
 def papermill(notebook: str, out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -168,38 +231,49 @@ def papermill(notebook: str, out: Path, *args: str) -> subprocess.CompletedProce
 
 
 def test_bad_key_stops_the_notebook_before_training(tmp_path: Path) -> None:
+    """In a real kernel: a typo'd nested key (``-f``), a typo'd top-level key (``-f``: a name
+    the parameters cell does not declare) and the same file by name (``-p params_file``)."""
     data = ci()
     data["baseline"]["epochs"] = 200  # would train for minutes if the key were ignored
     data["gpu"]["repeets"] = 3
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     out = tmp_path / "out"
-    start = time.perf_counter()
     done = papermill("01_prune", tmp_path, "-f", str(bad), "-p", "out_dir", str(out))
-    seconds = time.perf_counter() - start
     assert done.returncode != 0
     assert "gpu.repeets: unknown key" in done.stderr
-    assert seconds < 60, f"took {seconds:.0f} s"  # kernel start-up only (about 5-10 s)
+    data["nots"] = {}
+    bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    done = papermill("01_prune", tmp_path, "-f", str(bad), "-p", "out_dir", str(out))
+    assert done.returncode != 0 and "nots: unknown key" in done.stderr
+    done = papermill("01_prune", tmp_path, "-p", "params_file", str(bad), "-p", "out_dir", str(out))
+    assert done.returncode != 0 and "bad.yaml: nots: unknown key" in done.stderr
     assert not out.exists()  # stopped before it made the output folder or trained
 
 
 @pytest.mark.slow
-def test_plain_papermill_equals_alphaprune_report(tmp_path: Path) -> None:
-    """The five notebooks through plain papermill, then through the runner: equal tables."""
+def test_notebooks_in_numbered_order_build_the_report(tmp_path: Path, ci_report: Path) -> None:
+    """Plain papermill, each notebook in sorted file-name order with ``-f params/ci.yaml``,
+    builds the report; its tables equal those of ``alphaprune report`` (``ci_report``)."""
     by_hand = tmp_path / "papermill"
     by_hand.mkdir()
-    for stage in STAGES:
-        done = papermill(stage, by_hand, "-f", "params/ci.yaml", "-p", "out_dir", str(by_hand))
-        assert done.returncode == 0, done.stderr[-3000:]
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) == len(STAGES)
+    for notebook in notebooks:
+        done = papermill(
+            notebook.stem, by_hand, "-f", "params/ci.yaml", "-p", "out_dir", str(by_hand)
+        )
+        assert done.returncode == 0, f"{notebook.name}: {done.stderr[-3000:]}"
         assert "unknown parameter" not in done.stderr.lower()
         assert "Warning" not in done.stderr and "ERROR" not in done.stderr, done.stderr
-    runner = tmp_path / "runner"
-    run_report(CI_PARAMS, out_dir=runner, progress=False)
+    report = nbformat.read(by_hand / f"{STAGES[-1]}.ipynb", as_version=4)
+    shown = json.dumps([c.get("outputs", []) for c in report.cells])
+    assert "Weekly progress" in shown and '"output_type": "error"' not in shown
     tables = sorted(p.name for p in (by_hand / "tables").glob("*.csv"))
-    assert tables == sorted(p.name for p in (runner / "tables").glob("*.csv"))
+    assert tables == sorted(p.name for p in (ci_report / "tables").glob("*.csv"))
     assert len(tables) >= 8
     for name in tables:
         ours = pd.read_csv(by_hand / "tables" / name)
-        theirs = pd.read_csv(runner / "tables" / name)
+        theirs = pd.read_csv(ci_report / "tables" / name)
         keep = [c for c in ours.columns if c not in TIMING]
         assert ours[keep].to_csv(index=False) == theirs[keep].to_csv(index=False), name

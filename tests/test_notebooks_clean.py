@@ -55,11 +55,17 @@ def test_notebook_parameters_cell(path: Path) -> None:
         if isinstance(node, ast.Assign)
         for target in node.targets
     }
-    # every top-level key of a params file, plus out_dir: `papermill -f params/weekNN.yaml`
-    # passes no unknown parameter; left at None, the notebook reads params/interactive.yaml
+    # params_file, every top-level key of a params file, out_dir and retrain: `papermill -f
+    # params/weekNN.yaml` passes no unknown parameter; nothing given: params/interactive.yaml
     assert list(assigned) == list(PARAMETER_NAMES), f"{path.name}: parameters differ"
-    assert set(PARAMETER_NAMES) == set(ReportParams.model_fields) | {"out_dir"}
-    assert all(isinstance(v, ast.Constant) and v.value is None for v in assigned.values())
+    assert set(PARAMETER_NAMES) == set(ReportParams.model_fields) | {
+        "params_file",
+        "out_dir",
+        "retrain",
+    }
+    defaults = {name: value.value for name, value in assigned.items()}
+    assert all(isinstance(v, ast.Constant) for v in assigned.values())
+    assert defaults == {**dict.fromkeys(PARAMETER_NAMES), "retrain": False}
     # the first code cell after the parameters validates them and enters the output folder
     setup = code_cells[1].source
     assert f'stage = setup(globals(), "{path.stem}")' in setup, f"{path.name}: no set-up call"

@@ -168,14 +168,17 @@ def test_run_config_merges_defaults_and_sets_start(tmp_path: Path) -> None:
     assert config["output_dir"] == "runs" and config["name"] == "restart"
 
 
-def test_data_paths_are_relative_to_the_params_file(tmp_path: Path) -> None:
+def test_data_paths_are_relative_to_the_project(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "params").mkdir()
     data = ci_data()
     data["defaults"]["data"]["source"] = "photos"
     data["defaults"]["model"]["vgg_weights"] = "weights/vgg.pth"
-    params = load_report_params(write_params(tmp_path, data, name="week.yaml"))
+    params = load_report_params(write_params(project / "params", data, name="week.yaml"))
     config = params.run_config("baseline")
-    assert config["data"]["source"] == str((tmp_path / "photos").resolve())
-    assert config["model"]["vgg_weights"] == str((tmp_path / "weights" / "vgg.pth").resolve())
+    assert config["data"]["source"] == str((project / "photos").resolve())
+    assert config["model"]["vgg_weights"] == str((project / "weights" / "vgg.pth").resolve())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,7 +445,8 @@ def test_ci_rerun_skips_and_notes_rerun_only_report(ci_report: Path, tmp_path: P
     run_report(write_params(tmp_path, data, "changed.yaml"), out_dir=copy)
     out = capsys.readouterr().out
     assert out.count("skipped (unchanged)") == len(STAGES) - 1
-    assert f"[{len(STAGES)}/{len(STAGES)}] 05_report: ran" in out
+    assert f"[{len(STAGES)}/{len(STAGES)}] 06_report: assembled" in out
+    assert out.strip().splitlines()[-1].startswith("report written: ")
     assert "A changed plan." in (copy / "report.html").read_text(encoding="utf-8")
 
 
@@ -523,16 +527,14 @@ def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_report_force_retrains_the_weeks_runs_in_the_store(tmp_path: Path, monkeypatch) -> None:
-    from alphaprune.report.runner import RETRAIN_ENV as REPORT_ENV
-    from alphaprune.report.runs import RETRAIN_ENV, run_all
+    from alphaprune.report.runs import run_all
 
-    assert REPORT_ENV == RETRAIN_ENV
     monkeypatch.chdir(tmp_path)
     baseline, experiments = tiny_runs()
     first = run_all(baseline, experiments[:1], progress=False)
     stamp = Path(first["enc"].checkpoint).stat().st_mtime_ns
-    monkeypatch.setenv(RETRAIN_ENV, "1")  # what `alphaprune report --force` sets for its kernels
-    again = run_all(baseline, experiments[:1], progress=False)
+    # `alphaprune report --force` passes `-p retrain True`; 01_prune gives it to run_all
+    again = run_all(baseline, experiments[:1], progress=False, force=True)
     assert Path(again["enc"].checkpoint).stat().st_mtime_ns != stamp
     assert not list(Path(os.environ["ALPHAPRUNE_RUNS"]).glob(".*.previous-*"))  # aside removed
 

@@ -65,11 +65,11 @@ def test_a_report_folder_that_is_the_project_or_the_store_is_refused(
     (project / "notebooks").mkdir()
     store = project / "runs"
     monkeypatch.setenv("ALPHAPRUNE_RUNS", str(store))
-    for output_dir, needle in [
-        ("..", "is the project folder"),
-        ("../..", "above the project"),
-        ("../runs", "overlap"),
-        ("../runs/x", "overlap"),
+    for output_dir, needle in [  # relative to the project folder
+        (".", "is the project folder"),
+        ("..", "above the project"),
+        ("runs", "overlap"),
+        ("runs/x", "overlap"),
     ]:
         params = write_yaml(project / "params" / "w.yaml", ci(output_dir=output_dir))
         one_line_error(cli("report", str(params), cwd=project), needle)
@@ -109,72 +109,38 @@ def test_an_output_dir_that_is_a_file_or_unwritable_exits_2(tmp_path, no_stages)
 # --- gpu.results_csv stays in the project --------------------------------------------------------
 
 
-def test_results_csv_outside_the_params_folder_and_project_is_refused(tmp_path):
+def test_results_csv_outside_the_project_is_refused(tmp_path):
     (tmp_path / "params").mkdir()
     data = ci()
     data["gpu"]["results_csv"] = "../../../../../../../../etc/passwd"
     params = write_yaml(tmp_path / "params" / "w.yaml", data)
     with pytest.raises(ReportParamsError, match=r"gpu.results_csv: .* is /etc/passwd, outside"):
         load_report_params(params)
-    data["gpu"]["results_csv"] = "gpu.csv"  # beside the params file: fine
+    data["gpu"]["results_csv"] = "gpu.csv"  # in the project: fine
     load_report_params(write_yaml(tmp_path / "params" / "w.yaml", data))
 
 
-# --- one rule for relative paths: relative to the params file, or an error ----------------------
+# --- one rule for relative paths: relative to the project folder -------------------------------
 
 
-def injected(data: dict, **extra) -> dict:
-    """A notebook's globals after ``papermill -f`` injected ``data``."""
-    from alphaprune.report.notebook import PARAMETER_NAMES
+def test_relative_paths_of_a_file_outside_the_project_follow_the_project(tmp_path, monkeypatch):
+    """A params file elsewhere: its relative paths mean the same to ``alphaprune report`` (run
+    from the project) and to the notebooks (papermill -f from the project)."""
+    from alphaprune.report.notebook import PARAMETER_NAMES, setup
 
-    values = {name: None for name in PARAMETER_NAMES} | data | extra
-    lines = "".join(f"{k} = {v!r}\n" for k, v in {**data, **extra}.items())
-    values["In"] = ["", "# Parameters\n" + lines]
-    return values
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "project"
-    (folder / "params").mkdir(parents=True)
-    monkeypatch.setenv("ALPHAPRUNE_PROJECT", str(folder))
-    monkeypatch.chdir(tmp_path)
-    return folder
-
-
-def test_plain_papermill_with_relative_paths_of_an_unknown_file_is_an_error(project, tmp_path):
-    from alphaprune.report.notebook import setup
-
-    data = ci(output_dir="out/w")  # in other/w.yaml: papermill -f does not say so
-    with pytest.raises(ReportParamsError, match=r"relative paths \(output_dir\)"):
-        setup(injected(data), "01_prune")
-    assert not (project / "params" / "out").exists() and not (project / "out").exists()
-    data["defaults"]["data"]["source"] = "photos"
-    with pytest.raises(ReportParamsError, match=r"defaults\.data\.source"):
-        setup(injected(data, out_dir=str(tmp_path / "o")), "01_prune")
-    data["defaults"]["data"]["source"] = "bundled"
-    stage = setup(injected(data, out_dir=str(tmp_path / "o")), "01_prune")  # out_dir given
-    assert stage.folder == tmp_path / "o"
-
-
-def test_the_runner_passes_a_file_elsewhere_with_its_paths_resolved(project, tmp_path):
-    from alphaprune.report.notebook import setup
-    from alphaprune.report.stages import papermill_parameters
-
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    monkeypatch.delenv("ALPHAPRUNE_PROJECT", raising=False)
+    monkeypatch.chdir(project)
     data = ci(output_dir="out/w")
     data["defaults"]["data"]["source"] = "photos"
-    data["study"]["defaults"] = {"data": {"source": "photos"}}
     (tmp_path / "other").mkdir()
-    other = write_yaml(tmp_path / "other" / "w.yaml", data)
-    params = load_report_params(other)
-    assert params.report_dir() == tmp_path / "other" / "out" / "w"  # relative to the file
-    passed = papermill_parameters(other, out_dir=params.report_dir())
-    assert passed["study"]["defaults"]["data"]["source"] == str(tmp_path / "other" / "photos")
-    stage = setup(injected(passed), "01_prune")
-    assert stage.folder == tmp_path / "other" / "out" / "w"
-    assert stage.params.run_config("baseline")["data"]["source"] == str(
-        tmp_path / "other" / "photos"
-    )
+    params = load_report_params(write_yaml(tmp_path / "other" / "w.yaml", data))
+    assert params.report_dir() == project / "out" / "w"
+    stage = setup({**dict.fromkeys(PARAMETER_NAMES), **data}, "01_prune")
+    assert stage.folder == params.report_dir()
+    for validated in (params, stage.params):
+        assert validated.run_config("baseline")["data"]["source"] == str(project / "photos")
 
 
 # --- a stage is never skipped over runs that are gone -------------------------------------------

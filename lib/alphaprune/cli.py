@@ -149,8 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         from alphaprune.report.runner import run_report
 
-        folder = run_report(args.params, force=args.force)
-        print(f"report written to {folder}")
+        run_report(args.params, force=args.force)  # its last line names the report's files
         return 0
     if args.command == "compare":
         return _compare(args)

@@ -1,4 +1,4 @@
-"""The sections of the weekly report (``notebooks/05_report.ipynb``), built from the stages'
+"""The sections of the weekly report (``notebooks/06_report.ipynb``), built from the stages'
 ``tables/`` and ``figures/`` and the params file's prose.
 
 Each method returns the display objects of one section (HTML / Markdown); the notebook shows
@@ -95,7 +95,7 @@ def _above_original_flag(runs: Any, original: Mapping[str, Any]) -> str:
 
 
 class Report:
-    """The report of one week; ``stage`` is the set-up of ``05_report`` (folder entered)."""
+    """The report of one week; ``stage`` is the set-up of ``06_report`` (folder entered)."""
 
     def __init__(self, stage: StageContext) -> None:
         self.stage = stage

@@ -1,38 +1,43 @@
-"""The set-up cell of every report notebook: validate the parameters, fix the output folder.
+"""The set-up cell of every report notebook: the parameters it was given, validated as given.
 
-A week's params file is directly a papermill parameters file: every notebook's ``parameters``
-cell declares the params file's top-level keys (:data:`PARAMETER_NAMES`) plus ``out_dir``, so ::
+Every notebook's ``parameters`` cell declares :data:`PARAMETER_NAMES`: ``params_file``, the
+top-level keys of a week's params file, ``out_dir`` and ``retrain``. So both ::
 
-    papermill notebooks/01_prune.ipynb OUT.ipynb -f params/week09.yaml [-p out_dir DIR]
+    papermill notebooks/01_prune.ipynb OUT.ipynb -f params/week09.yaml   # the keys, injected
+    papermill notebooks/01_prune.ipynb OUT.ipynb -p params_file params/week09.yaml
 
-runs a stage with the settings that ``python -m alphaprune report params/week09.yaml`` uses (the
-runner calls papermill the same way). The first code cell after the parameters calls
-:func:`setup`, which
+run a stage with the settings ``python -m alphaprune report params/week09.yaml`` uses (the runner
+passes the file's keys, read once, like ``-f``; ``--force`` passes ``-p retrain True``). The
+first code cell after the parameters calls :func:`setup` with the notebook's globals, which
 
-* validates them with the runner's schema (:func:`~alphaprune.report.params.report_params_from_dict`):
-  an unknown key, a wrong type or a missing experiment stops the notebook at once, naming the key;
-* takes the tiny settings of ``params/interactive.yaml`` when no week was given (JupyterLab);
-* relative paths in the params are relative to the params file; papermill does not tell which
-  file it read, so when the parameters are not one of the project's params files, a relative
-  path is an error naming its key (the runner passes such a file's paths made absolute);
+* takes what the notebook was given — the file ``params_file`` names (relative to the project
+  folder) with any top-level keys given besides it on top, else the keys given, else (nothing
+  given: JupyterLab) ``params/interactive.yaml`` — and validates it with the runner's schema
+  (:func:`~alphaprune.report.validation.report_params_from_dict`): an unknown key (also one the
+  parameters cell does not declare, e.g. a typo'd top-level key injected by ``-f``), a wrong
+  type or a missing experiment stops the notebook at once, naming the key;
+* resolves relative paths against the project folder (:func:`alphaprune.paths.project_dir`,
+  found from the kernel's current folder), as ``alphaprune report`` does;
 * trusts the model factories the params name, so that the stage loads their checkpoints
   (:mod:`alphaprune.engine.factories`);
 * resolves the output folder once — ``out_dir``, else the params' ``output_dir``, else
   ``reports/<name>`` — relative to the project folder (never the kernel's current folder), and
   enters it, so that every file a stage writes lands inside it and re-running is harmless;
 * checks that the earlier stages' outputs exist, else names the stage to run and the command.
+
+Nothing else is read: no params file is searched for, no input history parsed, no environment
+variable consulted.
 """
 
 from __future__ import annotations
 
-import ast
 import shlex
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alphaprune.engine.config import ConfigError, read_yaml
+from alphaprune.engine.config import ConfigError, read_yaml, resolve_path
 from alphaprune.engine.factories import trust_factory
 from alphaprune.errors import ReportParamsError, StageOrderError
 from alphaprune.paths import project_dir
@@ -43,7 +48,6 @@ from alphaprune.report.stages import (
     PRUNE,
     REPORT,
     STAGES,
-    relative_paths,
     stage_inputs,
     stage_notebook,
 )
@@ -55,42 +59,40 @@ __all__ = [
     "StageOrderError",
     "StageContext",
     "setup",
+    "stage_params",
     "stage_inputs",
 ]
 
-#: The names every notebook's ``parameters`` cell declares: the params file's top-level keys and
-#: ``out_dir`` (the output folder; default: the params' ``output_dir``, else ``reports/<name>``).
-PARAMETER_NAMES: tuple[str, ...] = (*ReportParams.model_fields, "out_dir")
-#: The params file (relative to the project folder) used when no week is given.
+#: The params file's top-level keys.
+KEYS: tuple[str, ...] = tuple(ReportParams.model_fields)
+#: The names every notebook's ``parameters`` cell declares: ``params_file`` (a week's params
+#: file, relative to the project folder), the params file's top-level keys, ``out_dir`` (the
+#: output folder; default: the params' ``output_dir``, else ``reports/<name>``) and ``retrain``
+#: (train every run of the week again: ``alphaprune report --force``).
+PARAMETER_NAMES: tuple[str, ...] = ("params_file", *KEYS, "out_dir", "retrain")
+#: The params file (relative to the project folder) used when nothing is given.
 INTERACTIVE = "params/interactive.yaml"
-#: First line of the cell papermill injects (``papermill.translators``).
-_INJECTED = "# Parameters"
-
-
-def _injected_names(namespace: Mapping[str, Any]) -> list[str]:
-    """Names assigned by papermill's injected-parameters cell (from IPython's input history)."""
-    names: list[str] = []
-    for source in namespace.get("In", []) or []:
-        if not isinstance(source, str) or source.split("\n", 1)[0].strip() != _INJECTED:
-            continue
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in tree.body:
-            if isinstance(node, ast.Assign):
-                names += [t.id for t in node.targets if isinstance(t, ast.Name)]
-    return list(dict.fromkeys(names))
+#: Set in the notebook's globals by :func:`setup`: later cells' variables are not parameters.
+_DONE = "_alphaprune_stage"
+#: Globals of every IPython kernel that hold plain data but are no parameters.
+_KERNEL_NAMES = frozenset({"In", "Out"})
+#: The value types papermill injects (``-f`` / ``-p``).
+_INJECTABLE = (type(None), bool, int, float, str, list, dict)
+#: How an error names parameters that came from no file.
+_GIVEN = "the notebook's parameters (papermill -f / -p)"
 
 
 @dataclass
 class StageContext:
-    """What a stage notebook needs: the validated params and its (entered) output folder."""
+    """What a stage notebook needs: the validated params, its (entered) output folder, the
+    project folder and whether to train the week's runs again."""
 
     stage: str
     params: ReportParams
     folder: Path
     params_file: str
+    project: Path
+    retrain: bool = False
 
     @property
     def labels(self) -> dict[str, str]:
@@ -107,11 +109,11 @@ class StageContext:
     def command(self, stage: str) -> str:
         """The papermill command (from the project folder) that runs ``stage`` into this folder."""
         executed = stage_notebook(self.folder, stage)
-        words = ["papermill", stage_notebook(Path("notebooks"), stage).as_posix(), _show(executed)]
-        if self.params_file:
-            words += ["-f", self.params_file]
+        notebook = stage_notebook(Path("notebooks"), stage).as_posix()
+        words = ["papermill", notebook, _show(executed, self.project)]
+        words += ["-f", self.params_file]
         if self.folder != default_folder(self.params):
-            words += ["-p", "out_dir", _show(self.folder)]
+            words += ["-p", "out_dir", _show(self.folder, self.project)]
         return " ".join(shlex.quote(w) for w in words)
 
     def require(self, stage: str, *paths: str) -> None:
@@ -120,7 +122,7 @@ class StageContext:
         if missing:
             raise StageOrderError(
                 f"{self.stage} needs {missing[0]} from stage {stage}, which has not run into "
-                f"{self.folder}. Run it first, from {project_dir()}:\n    {self.command(stage)}\n"
+                f"{self.folder}. Run it first, from {self.project}:\n    {self.command(stage)}\n"
                 f"(or open {stage_notebook(Path('notebooks'), stage).as_posix()} in JupyterLab with "
                 "the same parameters)"
             )
@@ -132,91 +134,80 @@ def default_folder(params: ReportParams) -> Path:
     return params.report_dir()
 
 
-def _show(path: Path) -> str:
+def _show(path: Path, project: Path) -> str:
     """``path`` relative to the project folder when inside it (shorter commands)."""
     try:
-        return path.relative_to(project_dir()).as_posix()
+        return path.relative_to(project).as_posix()
     except ValueError:
         return str(path)
 
 
+def _injectable(value: Any) -> bool:
+    """Whether papermill could have injected ``value`` (YAML data: no modules, functions …)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _injectable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_injectable(v) for v in value)
+    return isinstance(value, _INJECTABLE)
+
+
 def _given(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The params keys set in the notebook (None = not given), unknown injected names included."""
-    names = [n for n in ReportParams.model_fields if namespace.get(n) is not None]
-    names += [n for n in _injected_names(namespace) if n not in PARAMETER_NAMES]
-    return {name: namespace[name] for name in names if name in namespace}
+    """The params keys the notebook was given (None = not given).
+
+    At the first set-up in a kernel, a global the parameters cell does not declare but papermill
+    could have injected (a typo'd key of ``-f FILE`` or ``-p``) is an error naming it."""
+    if _DONE not in namespace:
+        unknown = [
+            name
+            for name, value in namespace.items()
+            if name not in PARAMETER_NAMES
+            and not name.startswith("_")
+            and name not in _KERNEL_NAMES
+            and _injectable(value)
+        ]
+        if unknown:
+            keys = "; ".join(f"{name}: unknown key" for name in unknown)
+            raise ReportParamsError(
+                f"{_GIVEN}: {keys} (the parameters are {', '.join(PARAMETER_NAMES)})"
+            )
+    return {name: namespace[name] for name in KEYS if namespace.get(name) is not None}
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    """``path`` as papermill's reader and as alphaprune's reader see it (what each can read)."""
-    from papermill.iorw import read_yaml_file
-
-    seen = []
-    for reader in (lambda: read_yaml_file(str(path)) or {}, lambda: read_yaml(path)):
-        try:
-            seen.append(reader())
-        except Exception:  # noqa: BLE001 - unreadable or invalid: compared as absent
-            pass
-    return seen
-
-
-def _find_file(root: Path, data: Mapping[str, Any]) -> tuple[Path, dict[str, Any]] | None:
-    """The params file under ``root/params`` that sets exactly ``data`` (as papermill ``-f`` or
-    ``alphaprune report`` passes it), trying ``params/<name>.yaml`` first, and its content as
-    alphaprune reads it (``1e-3`` a float, as the runner validates it); None if none matches."""
-    name = data.get("name") or (
-        f"week{data['week']:02d}" if isinstance(data.get("week"), int) else None
-    )
-    first = [root / "params" / f"{name}.yaml"] if name else []
-    for path in first + sorted((root / "params").rglob("*.yaml")):
-        for content in _read(path) if path.is_file() else []:
-            if {k: v for k, v in content.items() if v is not None} == dict(data):
-                return path, read_yaml(path)  # ConfigError (e.g. a duplicate key) names the file
-    return None
-
-
-def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
-    """The validated params and how to name their file in commands."""
-    root = project_dir()
-    given = _given(namespace)
-    if given.get("experiments") is None:  # no week given: the tiny interactive settings
-        try:
-            base = read_yaml(root / INTERACTIVE)
-        except ConfigError as exc:
-            raise ReportParamsError(str(exc)) from None
-        data, shown = {**base, **given}, INTERACTIVE
-        source: Path = root / INTERACTIVE
-        label = INTERACTIVE if not given else f"{INTERACTIVE} with the notebook's parameters"
-    else:
-        try:
-            match = _find_file(root, given)
-        except ConfigError as exc:
-            raise ReportParamsError(str(exc)) from None
-        # the file papermill read, when it is one of the project's params files: read as the
-        # runner reads it, relative paths relative to its folder (else params/), named in commands
-        data = match[1] if match else given
-        found = match[0] if match else None
-        if found is None:
-            _refuse_relative_paths(given, bool(namespace.get("out_dir")))
-        shown = found.relative_to(root).as_posix() if found else "PARAMS.yaml"
-        source = found if found else root / "params" / "<parameters>"
-        label = shown if found else "the notebook's parameters (papermill -f / -p)"
+def _read(path: Path) -> dict[str, Any]:
     try:
-        return report_params_from_dict(data, source=source), shown
+        return read_yaml(path)
+    except ConfigError as exc:
+        raise ReportParamsError(str(exc)) from None
+
+
+def stage_params(
+    given: Mapping[str, Any], params_file: str | Path | None = None, project: Path | None = None
+) -> tuple[ReportParams, str]:
+    """Validate a stage's parameters as given; returns them and their file as commands name it.
+
+    ``params_file`` (relative to ``project``, default :func:`~alphaprune.paths.project_dir`) is
+    read with the project's YAML reader and ``given`` top-level keys replace its own; without a
+    file, ``given`` is validated alone; with nothing at all, :data:`INTERACTIVE` is used.
+    Relative paths in the params are relative to the project folder.
+
+    Raises:
+        ReportParamsError: an unknown key, a wrong value or a missing experiment (names the key).
+    """
+    root = project or project_dir()
+    if params_file is None and not given:
+        params_file = INTERACTIVE
+    if params_file is not None:
+        path = resolve_path(str(params_file), root)
+        data = {**_read(path), **given}
+        shown = _show(path, root)
+        return report_params_from_dict(data, source=path), shown
+    source = root / "<parameters>"
+    try:
+        params = report_params_from_dict(dict(given), source=source)
     except ReportParamsError as exc:  # papermill does not tell which file -f named
-        raise ReportParamsError(str(exc).replace(str(source), label)) from None
-
-
-def _refuse_relative_paths(data: Mapping[str, Any], out_dir_given: bool) -> None:
-    """Relative paths mean "relative to the params file", which the notebook cannot know here."""
-    keys = relative_paths(dict(data), out_dir_given)
-    if keys:
-        raise ReportParamsError(
-            f"the notebook's parameters (papermill -f / -p) give relative paths ({', '.join(keys)}) "
-            "but papermill does not tell the notebook which file they came from: make them "
-            "absolute (and pass -p out_dir), keep the params file under the project's params/, "
-            "or run python -m alphaprune report PARAMS.yaml (paths relative to the file)"
-        )
+        raise ReportParamsError(str(exc).replace(str(source), _GIVEN)) from None
+    guess = Path("params") / f"{params.report_name}.yaml"
+    return params, guess.as_posix() if (root / guess).is_file() else "PARAMS.yaml"
 
 
 def _trust_factories(params: ReportParams) -> None:
@@ -226,10 +217,18 @@ def _trust_factories(params: ReportParams) -> None:
         trust_factory((params.run_config(name).get("model") or {}).get("factory"))
 
 
+def _flag(namespace: Mapping[str, Any], name: str) -> bool:
+    value = namespace.get(name)
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise ReportParamsError(f"{_GIVEN}: {name}: must be True or False, not {value!r}")
+
+
 def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
     """Validate a notebook's parameters, make and enter its output folder, check earlier stages.
 
-    ``namespace`` is the notebook's ``globals()``. Safe to run again (the folder is absolute).
+    ``namespace`` is the notebook's ``globals()``, called right after the parameters. Safe to
+    run again (the folder is absolute).
 
     Raises:
         ReportParamsError: an unknown key, a wrong value or a missing experiment (names the key).
@@ -237,16 +236,16 @@ def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
-    params, shown = _load_params(namespace)
+    project = project_dir()
+    given = _given(namespace)
+    params, shown = stage_params(given, namespace.get("params_file"), project)
+    retrain = _flag(namespace, "retrain")
     _trust_factories(params)
     out_dir = namespace.get("out_dir")
-    if out_dir:
-        folder = Path(str(out_dir)).expanduser()
-        folder = folder if folder.is_absolute() else project_dir() / folder
-    else:
-        folder = default_folder(params)
+    folder = resolve_path(str(out_dir), project) if out_dir else default_folder(params)
+    namespace[_DONE] = stage
     folder = rf.enter(folder.resolve())
-    context = StageContext(stage, params, folder, shown)
+    context = StageContext(stage, params, folder, shown, project, retrain)
     needs = stage_inputs(params)
     # the report shows every stage's outputs; the others need only the runs of 01_prune
     for earlier in STAGES[: STAGES.index(stage)]:

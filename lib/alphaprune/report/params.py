@@ -1,7 +1,7 @@
 """The weekly report's params file (YAML): schema, validation and the parameters of each stage.
 
 One file per week describes the runs (a baseline and the pruning experiments), what each
-notebook shows, and the report's prose. Relative paths in it are relative to the file's folder.
+notebook shows, and the report's prose. Relative paths in it are relative to the project folder.
 Every run config is the engine's :class:`alphaprune.engine.config.ExperimentConfig` written as a dict:
 ``defaults`` is merged under each run's own ``config``. Example (abridged)::
 

@@ -51,7 +51,7 @@ def run_config(params: ReportParams, name: str) -> dict[str, Any]:
         {"seed": params.seed, "device": params.device}, merge_configs(params.defaults, own)
     )
     config.update(name=name, output_dir=RUNS_DIR)
-    # paths in the params file are relative to its folder, not to the report folder (cwd)
+    # relative paths in the params are relative to the project folder, not the report folder
     resolve_config_paths(config, params.base_dir())
     if init_from is not None:
         config["init_from"] = init_from

@@ -1,14 +1,19 @@
 """Run the weekly report: execute the notebooks in order with papermill, then export HTML + PDF.
 
-``run_report("params/week09.yaml")`` executes ``notebooks/01_prune.ipynb`` … ``05_report.ipynb``
-into the report folder (``reports/week09/``) exactly as a user would from the project folder::
+``run_report("params/week09.yaml")`` executes ``notebooks/01_prune.ipynb`` … ``06_report.ipynb``,
+in the order of their numbers, into the report folder (``reports/week09/``) exactly as a user
+would from the project folder::
 
     papermill notebooks/01_prune.ipynb reports/week09/01_prune.ipynb -f params/week09.yaml \
-        -p out_dir reports/week09
+        -p out_dir reports/week09 [-p retrain True]
 
-(the params file is the papermill parameters file of every stage, see
-:mod:`alphaprune.report.notebook`). The stages write ``figures/*.png`` and ``tables/*.csv``
-there; the executed ``05_report`` notebook is exported to ``report.html`` and ``report.pdf``.
+(the params file's keys are the papermill parameters of every stage, read once here, see
+:mod:`alphaprune.report.notebook`; ``--force`` adds ``retrain``). The kernels start in the project
+folder, found from the params file's location (:func:`alphaprune.paths.locate_project`); what
+they say on their stderr with :mod:`alphaprune.report.console` (each run trained, resumed or
+reused, its epochs) reaches the console. The stages write ``figures/*.png`` and ``tables/*.csv``
+there; the executed ``06_report`` notebook is exported to ``report.html`` and ``report.pdf``, and
+the last console line names them.
 
 A stage is skipped when its content hash (the notebook's cells, its parameters, the hashes of
 the stages before it and the library's source) equals the one recorded in ``.stages.json`` and its
@@ -19,7 +24,7 @@ failed executed notebook (the error is in it), prints the failing cell's error a
 :class:`StageFailed`; earlier results are kept.
 
 The export (``report.html``, ``report.pdf``) has its own record, ``.export.json``, written only
-after both files are in place and keyed by the executed ``05_report`` notebook they were made from:
+after both files are in place and keyed by the executed ``06_report`` notebook they were made from:
 an export that was killed or ran out of disk is redone by the next run. One process at a time
 builds a report folder (:func:`alphaprune.engine.locks.folder_lock`).
 """
@@ -53,13 +58,13 @@ from alphaprune.errors import (
     ReportParamsError,
     StageFailed,
 )
-from alphaprune.paths import PACKAGE_DIR, project_dir
-from alphaprune.report import export
+from alphaprune.paths import PACKAGE_DIR, locate_project, project_dir
+from alphaprune.report import console, export
+from alphaprune.report.index import write_index
 from alphaprune.report.run_configs import BASELINE, RUNS_DIR
-from alphaprune.report.runs import RETRAIN_ENV
 from alphaprune.report.schema import ReportParams
-from alphaprune.report.stages import PRUNE, STAGES, papermill_parameters, stage_notebook
-from alphaprune.report.validation import load_report_params
+from alphaprune.report.stages import PRUNE, REPORT, STAGES, stage_notebook, stage_parameters
+from alphaprune.report.validation import read_report_params
 from alphaprune.study.store import default_root
 from alphaprune.version import __version__
 
@@ -85,12 +90,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 @dataclass
 class Stage:
     """One notebook to execute with its papermill parameters; ``requires``: files (relative to
-    the report folder) it vouches for, which must still exist for it to be skipped."""
+    the report folder) it vouches for, which must still exist for it to be skipped;
+    ``settings``: what its hash covers (default: the parameters)."""
 
     name: str
     notebook: Path
     parameters: dict[str, Any] = field(default_factory=dict)
     requires: list[str] = field(default_factory=list)
+    #: what the stage's results depend on (default: ``parameters``): the validated params
+    settings: dict[str, Any] | None = None
 
 
 @dataclass
@@ -123,20 +131,22 @@ def library_digest() -> str:
     return digest.hexdigest()
 
 
-#: Top-level params that only the report's text reads: a change reruns ``05_report`` alone.
+#: Top-level params that only the report's text reads: a change reruns the report stage alone.
 PROSE_KEYS = frozenset({"notes", "title", "author", "date", "week"})
-#: Where things are read from or written to, not what they are: never part of a hash.
-PLACE_KEYS = frozenset({"out_dir", "output_dir", "notebooks_dir"})
+#: Where things are read from or written to, and ``retrain`` (``--force`` reruns every stage
+#: anyway), not what a stage makes: never part of a hash.
+PLACE_KEYS = frozenset({"out_dir", "output_dir", "notebooks_dir", "params_file", "retrain"})
 
 
 def _hashed_parameters(stage: Stage) -> dict:
-    drop = PLACE_KEYS if stage.name == "05_report" else PLACE_KEYS | PROSE_KEYS
-    return {key: value for key, value in stage.parameters.items() if key not in drop}
+    drop = PLACE_KEYS if stage.name == REPORT else PLACE_KEYS | PROSE_KEYS
+    settings = stage.parameters if stage.settings is None else stage.settings
+    return {key: value for key, value in settings.items() if key not in drop}
 
 
 def stage_hash(stage: Stage, previous: Sequence[str] = ()) -> str:
     """Content hash of ``stage``: its notebook's cells, the parameters it depends on (the prose
-    only for ``05_report``; output and notebook folders never), the earlier stages' hashes and
+    only for the report stage; output and notebook folders never), the earlier stages' hashes and
     the library's source."""
     payload = {
         "notebook": _notebook_digest(stage.notebook),
@@ -263,6 +273,8 @@ def _execute(
             kernel_name=kernel_name,
             progress_bar=False,
             log_output=False,
+            # the kernel's progress lines (alphaprune.report.console), as they come
+            stderr_file=console.ConsoleEcho() if progress else None,
             cwd=str(cwd if cwd is not None else project_dir()),
         )
     except Exception as exc:
@@ -335,7 +347,10 @@ def run_stages(
         }
         _save_state(out_dir, state)
         records.append(StageRecord(stage.name, digest, True, seconds, executed, outputs))
-        _say(progress, f"{label}: ran in {seconds:.1f} s ({len(outputs)} files written)")
+        if stage.name == REPORT:  # its files are the export's, which comes next
+            _say(progress, f"{label}: assembled in {seconds:.1f} s; exporting …")
+        else:
+            _say(progress, f"{label}: ran in {seconds:.1f} s ({len(outputs)} files written)")
     return records
 
 
@@ -362,38 +377,31 @@ def run_report(
         ReportError: a notebook is missing, the folder is not writable or the export failed.
         LockError: another process is building the same report folder (names its PID).
     """
-    params = load_report_params(params_path)
+    data, params = read_report_params(params_path)  # the file is read here, once
+    project, why = locate_project(params.source)
     folder = Path(out_dir).resolve() if out_dir is not None else params.report_dir()
     notebooks = params.notebooks()
-    # every stage gets the params file as it is, plus the output folder (see alphaprune.report.notebook)
-    parameters = papermill_parameters(params.source, out_dir=folder)
+    # every stage gets the file's keys as papermill -f passes them, the folder and --force
+    parameters = stage_parameters(data, out_dir=folder, retrain=force)
+    hashed = params.model_dump(mode="json")
     requires = {PRUNE: _run_files(params)}
     stages = [
-        Stage(name, stage_notebook(notebooks, name), parameters, requires.get(name, []))
+        Stage(name, stage_notebook(notebooks, name), parameters, requires.get(name, []), hashed)
         for name in STAGES
     ]
+    _say(progress, f"project folder {project} ({why})")
     _check_notebooks(stages, params)
     _check_folder(folder, params)
-    _check_kernel_imports(params)
+    _check_kernel_imports(params, project)
     _check_writable(folder)  # the first check that makes the folder
-    if progress:
-        print(f"{params.report_title}: {len(stages)} stages into {folder}")
+    _say(progress, f"{params.report_title}: {len(stages)} stages into {folder}")
     with folder_lock(folder, "report folder"):
         if force:
             _forget_records(folder)
-        # the notebooks' kernels inherit it: run_all retrains the week's runs in the store
-        previous = os.environ.pop(RETRAIN_ENV, None)
-        if force:
-            os.environ[RETRAIN_ENV] = "1"
-        try:
-            records = run_stages(stages, folder, force=force, progress=progress)
-        finally:
-            os.environ.pop(RETRAIN_ENV, None)
-            if previous is not None:
-                os.environ[RETRAIN_ENV] = previous
+        records = run_stages(stages, folder, force=force, progress=progress, cwd=project)
         message = _export(records[-1].notebook, folder, params.report_title)
-    if progress:
-        print(message)
+    _say(progress, f"index of every week: {write_index(folder.parent)}")
+    _say(progress, message)  # the last line names the report's files
     return folder
 
 
@@ -454,20 +462,20 @@ def _check_writable(folder: Path) -> None:
 _FIND_SPEC = "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)"
 
 
-def _check_kernel_imports(params: ReportParams) -> None:
+def _check_kernel_imports(params: ReportParams, project: Path) -> None:
     """ReportParamsError when a model factory imports here but not where the notebooks' kernels
     start (the project folder): e.g. a module found only in the current folder."""
     specs = {(params.run_config(n).get("model") or {}).get("factory") for n in _run_names(params)}
     for spec in sorted(s for s in specs if s and s not in BUILTIN_FACTORIES):
         module = spec.split(":")[0].split(".")[0]
         found = subprocess.run(
-            [sys.executable, "-c", _FIND_SPEC, module], cwd=project_dir(), capture_output=True
+            [sys.executable, "-c", _FIND_SPEC, module], cwd=project, capture_output=True
         )
         if found.returncode != 0:
             raise ReportParamsError(
                 f"{params.source}: model.factory '{spec}': module '{module}' imports here (from "
                 f"{os.getcwd()}, on this process's sys.path) but not in the report's notebooks, "
-                f"which start in {project_dir()}; install it (pip install -e) or add its folder "
+                f"which start in {project}; install it (pip install -e) or add its folder "
                 "to PYTHONPATH"
             )
 
@@ -493,7 +501,7 @@ def _export_key(notebook: Path, title: str) -> str:
 
 def _export(notebook: Path, folder: Path, title: str) -> str:
     """Export ``notebook`` to report.html/pdf unless the export record says they are current;
-    returns the message to print. The record is written only after both files are in place."""
+    returns the console's last line, naming both files. The record is written only after both files are in place."""
     html, pdf = folder / "report.html", folder / "report.pdf"
     record_path = folder / EXPORT_FILE
     key = _export_key(notebook, title)
@@ -503,9 +511,9 @@ def _export(notebook: Path, folder: Path, title: str) -> str:
         record = {}
     current = isinstance(record, dict) and record.get("key") == key and html.is_file()
     if current and record.get("pdf") and pdf.is_file():
-        return f"{html} and {pdf.name} up to date"
+        return _report_line("up to date", html, pdf)
     if current and not record.get("pdf") and export.find_chromium() is None:
-        return f"{html} up to date; no Chromium found: {export.PDF_HINT}"
+        return _report_line("up to date", html, None)
     record_path.unlink(missing_ok=True)  # from here until the new record, nothing is current
     try:
         result = export.export_report(notebook, folder, title=title)
@@ -515,4 +523,11 @@ def _export(notebook: Path, folder: Path, title: str) -> str:
         raise ReportError(f"export of {notebook} into {folder} failed: {exc}") from None
     made = {"key": key, "html": result.html.name, "pdf": result.pdf.name if result.pdf else None}
     atomic_write_text(record_path, json.dumps(made, indent=2))
-    return result.message
+    return _report_line("written", result.html, result.pdf)
+
+
+def _report_line(state: str, html: Path, pdf: Path | None) -> str:
+    """The console's last line: the report's files."""
+    if pdf is None:
+        return f"report {state}: {html} (no PDF: {export.PDF_HINT})"
+    return f"report {state}: {html} and {pdf}"

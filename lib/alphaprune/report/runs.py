@@ -16,9 +16,10 @@ at epoch N* (:func:`exploded_at`), so that its numbers are not read as a result.
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from alphaprune.engine.checkpoint import checkpoint_info, last_path
 from alphaprune.engine.config import ExperimentConfig, config_from_dict
 from alphaprune.engine.train import RunResult, diverged_at
 from alphaprune.errors import Diverged
+from alphaprune.report import console
 from alphaprune.report.run_configs import BASELINE
 from alphaprune.report.schema import Experiment, RunStart
 from alphaprune.study.store import RunStore, StoredRun
@@ -39,11 +41,8 @@ __all__ = [
     "exploded_at",
     "start_train_loss",
     "EXPLODED_FACTOR",
-    "RETRAIN_ENV",
 ]
 
-#: Set to "1" by ``alphaprune report --force`` for its notebooks: retrain every run of the week.
-RETRAIN_ENV = "ALPHAPRUNE_RETRAIN"
 #: A run whose training loss exceeds this many times the loss it started from has *exploded*:
 #: 30 dB worse, an optimiser blowing up (4e10 at lr 0.1 in week 9) rather than the price of
 #: cutting channels.
@@ -65,40 +64,69 @@ def run_all(
     {"run", "alpha", "shrink"}, "config"}`` (see :func:`alphaprune.report.run_configs.run_specs`).
     Every run is looked up by fingerprint in ``store`` (default: the shared store, see
     :mod:`alphaprune.study.store`) and trained only when missing — another week with the same baseline
-    reuses it (the log says ``reused``). ``runs/<name>`` in the working directory (the report
-    folder) becomes a link to the run's folder in the store, and the report folder records the
-    fingerprints it uses (``runs.json``, and the store's references): each run is held before
-    it trains, so ``runs gc`` never deletes what the report is still building on. ``force``
-    retrains all. An experiment may not start from the last checkpoint of a run that diverged
-    (:class:`~alphaprune.errors.Diverged`: that checkpoint is no result).
+    reuses it. Each run says on the console (:mod:`alphaprune.report.console`) whether it is
+    trained, resumed or reused (with its fingerprint), and its epochs as they finish.
+    ``runs/<name>`` in the working directory (the report folder) becomes a link to the run's
+    folder in the store, and the report folder records the fingerprints it uses (``runs.json``,
+    and the store's references): each run is held before it trains, so ``runs gc`` never deletes
+    what the report is still building on. ``force`` (the notebooks' ``retrain`` parameter,
+    ``alphaprune report --force``) retrains all. An experiment may not start from the last
+    checkpoint of a run that diverged (:class:`~alphaprune.errors.Diverged`: that checkpoint is
+    no result).
     """
     store = store or RunStore(log=log)
-    force = force or os.environ.get(RETRAIN_ENV) == "1"  # set by `alphaprune report --force`
     owner = Path.cwd()
     stored: dict[str, StoredRun] = {}
     results: dict[str, RunResult] = {}
     cfg = config_from_dict(baseline, source="baseline")
-    store.hold(owner, [store.fingerprint(cfg, "baseline")])  # before anything trains
-    stored[cfg.name] = store.run(cfg, "baseline", label=cfg.name, progress=progress, force=force)
+    fingerprint = store.fingerprint(cfg, "baseline")
+    store.hold(owner, [fingerprint])  # before anything trains
+    with _announce(store, fingerprint, cfg.name, cfg.epochs, force):
+        stored[cfg.name] = store.run(
+            cfg, "baseline", label=cfg.name, progress=progress, force=force
+        )
     results[cfg.name] = _result(store, stored[cfg.name], cfg)
     for experiment in experiments:
         name = experiment["name"]
         cfg = config_from_dict(experiment["config"], source=f"experiment '{name}'")
         source, alpha, shrink = _start(experiment, stored, results)
-        store.hold(owner, [store.fingerprint(cfg, "prune", source, alpha, shrink)])
-        stored[name] = store.run(
-            cfg,
-            "prune",
-            source=source,
-            source_alpha=alpha,
-            shrink_source=shrink,
-            label=name,
-            progress=progress,
-            force=force,
-        )
+        fingerprint = store.fingerprint(cfg, "prune", source, alpha, shrink)
+        store.hold(owner, [fingerprint])
+        with _announce(store, fingerprint, name, cfg.epochs, force):
+            stored[name] = store.run(
+                cfg,
+                "prune",
+                source=source,
+                source_alpha=alpha,
+                shrink_source=shrink,
+                label=name,
+                progress=progress,
+                force=force,
+            )
         results[name] = _result(store, stored[name], cfg)
     store.add_reference(owner, [run.fingerprint for run in stored.values()])
     return results
+
+
+@contextlib.contextmanager
+def _announce(
+    store: RunStore, fingerprint: str, name: str, epochs: int, force: bool
+) -> Iterator[None]:
+    """Say whether run ``name`` is reused, resumed or trained, and its epochs while it trains."""
+    short = fingerprint[:12]
+    if not force and store.get(fingerprint) is not None:
+        console.say(f"{name}: reused (fingerprint {short})")
+        yield
+        return
+    run_dir = store.path(fingerprint)
+    resumed = not force and last_path(run_dir).exists()
+    verb = "resuming" if resumed else ("retraining" if force else "training")
+    console.say(f"{name}: {verb} (fingerprint {short}, {epochs} epoch{'s' * (epochs != 1)})")
+    began = time.monotonic()
+    with console.EpochWatch(name, run_dir, epochs):
+        yield
+    done = "resumed and trained" if resumed else "trained"
+    console.say(f"{name}: {done} in {console.duration(time.monotonic() - began)}")
 
 
 def _start(

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from alphaprune.engine.config import MAX_SEED, FiniteFloat, StrictInt, resolve_path
-from alphaprune.paths import project_dir
+from alphaprune.paths import locate_project
 from alphaprune.report.run_configs import BASELINE, run_config
 
 __all__ = [
@@ -109,7 +109,7 @@ class GpuParams(_Strict):
     #: when needed), so that NVML's utilisation counter gets sampled
     gpu_seconds: FiniteFloat = Field(default=2.0, ge=0)
     #: measured GPU results from another machine: a CSV written by ``benchmarks/gpu_check.sh``
-    #: (e.g. ``shrink_speed_relu3_1.csv``), relative to the params file; shown in the addendum
+    #: (e.g. ``shrink_speed_relu3_1.csv``), relative to the project folder; shown in the addendum
     #: with the device and date it came from
     results_csv: str | None = None
     #: also time the shrunk model exported to ONNX (verified) in onnxruntime — on the CPU, with
@@ -147,9 +147,9 @@ class ReportParams(_Strict):
     shrink: ShrinkParams
     gpu: GpuParams
     notes: Notes = Field(default_factory=Notes)
-    #: a seeded study (see alphaprune.study.grid), run by the 06_study stage and shown in the report
+    #: a seeded study (see alphaprune.study.grid), run by the 05_study stage and shown in the report
     study: dict[str, Any] | None = None
-    #: set by the loader: the params file (for error messages and relative paths)
+    #: set by the loader: the params file (for error messages and the project folder)
     _source: Path = PrivateAttr(default=Path("<dict>"))
 
     @field_validator("name")
@@ -185,19 +185,20 @@ class ReportParams(_Strict):
         return f"Model Pruning: {self.report_name}"
 
     def base_dir(self) -> Path:
-        """Folder that relative paths in the file are relative to."""
-        return self.source.parent if self.source.name != "<dict>" else Path.cwd()
+        """Folder that relative paths in the params are relative to: the project folder, for a
+        params file and for parameters papermill injected alike (:meth:`project`)."""
+        return self.project()
 
     def resolve(self, path: str) -> Path:
-        """``path`` relative to the params file's folder (absolute paths unchanged)."""
+        """``path`` relative to the project folder (absolute paths unchanged)."""
         return resolve_path(path, self.base_dir())
 
     def project(self) -> Path:
-        """The project folder: the one above the params file's folder when it holds
-        ``notebooks/`` (``params/week09.yaml`` in a checkout), else
-        :func:`alphaprune.paths.project_dir` (``$ALPHAPRUNE_PROJECT`` or the checkout)."""
-        above = self.resolve("..")
-        return above if (above / "notebooks").is_dir() else project_dir()
+        """The project folder (:func:`alphaprune.paths.locate_project`): the one holding
+        ``notebooks/`` at or above the params file, else ``$ALPHAPRUNE_PROJECT``, else the one at
+        or above the current folder."""
+        known = not self.source.name.startswith("<")
+        return locate_project(self.source if known else None)[0]
 
     def report_dir(self) -> Path:
         """The report folder: ``output_dir``, else ``reports/<name>`` in the project folder

@@ -21,7 +21,7 @@ from alphaprune.errors import ReportParamsError
 from alphaprune.report.run_configs import BASELINE
 from alphaprune.report.schema import ReportParams
 
-__all__ = ["load_report_params", "report_params_from_dict"]
+__all__ = ["load_report_params", "read_report_params", "report_params_from_dict"]
 
 
 def _check_run_names(params: ReportParams) -> None:
@@ -61,17 +61,16 @@ def _check_references(params: ReportParams) -> None:
 
 
 def _check_results_csv(params: ReportParams) -> None:
-    """``gpu.results_csv`` lies in the params file's folder or the project folder: a report reads
-    no file elsewhere on the machine because a params file names it. (Parameters papermill
-    injected from an unknown file have no folder: there, a relative path is refused instead.)"""
-    if not params.gpu.results_csv or params.source.name.startswith("<"):
+    """``gpu.results_csv`` lies in the project folder (relative paths are relative to it): a
+    report reads no file elsewhere on the machine because its params name it."""
+    if not params.gpu.results_csv:
         return
     path = params.resolve(params.gpu.results_csv).resolve()  # links followed: where it really is
-    folders = [params.base_dir().resolve(), params.project().resolve()]
-    if not any(path.is_relative_to(folder) for folder in folders):
+    project = params.project().resolve()
+    if not path.is_relative_to(project):
         raise ReportParamsError(
             f"{params.source}: gpu.results_csv: {params.gpu.results_csv} is {path}, outside the "
-            f"params file's folder and the project ({folders[-1]}); copy the CSV into the project"
+            f"project ({project}); copy the CSV into the project"
         )
 
 
@@ -127,8 +126,9 @@ def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportP
     return params
 
 
-def load_report_params(path: str | Path) -> ReportParams:
-    """Read (safe YAML loader, :func:`~alphaprune.engine.config.read_yaml`) and validate a params file."""
+def read_report_params(path: str | Path) -> tuple[dict[str, Any], ReportParams]:
+    """Read a params file once (safe YAML loader, :func:`~alphaprune.engine.config.read_yaml`);
+    returns its content as read and the validated params."""
     path = Path(path)
     if not path.is_file():
         raise ReportParamsError(f"params file '{path}' does not exist")
@@ -136,4 +136,9 @@ def load_report_params(path: str | Path) -> ReportParams:
         data = read_yaml(path, mapping_only=False)
     except ConfigError as exc:
         raise ReportParamsError(str(exc)) from None
-    return report_params_from_dict(data, source=path.resolve())
+    return data, report_params_from_dict(data, source=path.resolve())
+
+
+def load_report_params(path: str | Path) -> ReportParams:
+    """Read (safe YAML loader, :func:`~alphaprune.engine.config.read_yaml`) and validate a params file."""
+    return read_report_params(path)[1]
