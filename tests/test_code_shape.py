@@ -186,6 +186,7 @@ def test_user_errors_exit_2_failed_runs_1_divergence_3() -> None:
     assert issubclass(errors.ConfigError, ValueError)  # `except ValueError` still catches it
 
 
+@pytest.mark.training
 def test_cli_reports_a_user_error_in_one_line_and_a_bug_with_its_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

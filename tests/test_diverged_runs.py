@@ -12,7 +12,7 @@ from alphaprune.engine.config import config_from_dict
 from alphaprune.engine.train import train_baseline
 from alphaprune.errors import Diverged
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.training]
 
 
 def wild(tmp_path, **changes) -> dict:

@@ -31,6 +31,8 @@ from alphaprune.engine.config import ConfigError, config_from_dict, load_config
 from alphaprune.engine.evaluate import evaluate
 from alphaprune.engine.train import METRIC_COLUMNS, make_datasets, prune, train_baseline
 
+pytestmark = pytest.mark.training  # test tiers: see tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

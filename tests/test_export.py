@@ -19,7 +19,7 @@ from alphaprune.engine.export import export, load_exported, record_path
 from alphaprune.engine.train import train_baseline
 from alphaprune.errors import ModelExportError, PruningError, UserError
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.training]
 
 
 def gated_unet(alpha: float = 0.0) -> nn.Module:

@@ -17,7 +17,7 @@ from alphaprune.engine.train import prune, train_baseline
 ROOT = Path(__file__).resolve().parents[1]
 UNET_PARAMS = ROOT / "params" / "examples" / "unet.yaml"
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.training, pytest.mark.kernel]
 
 
 def unet_config(tmp_path: Path, **overrides) -> dict:

@@ -28,7 +28,7 @@ from alphaprune.engine.train import train_baseline
 ROOT = Path(__file__).resolve().parents[1]
 FACTORIES_ENV = "ALPHAPRUNE_FACTORIES"
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.training, pytest.mark.kernel]
 
 #: A user's module: importing it leaves a mark, so a test sees whether anything imported it.
 USER_MODULE = """

@@ -25,6 +25,8 @@ from alphaprune.engine.config import ConfigError, config_from_dict, load_config
 from alphaprune.engine.locks import LockError, folder_lock, lock_holder
 from alphaprune.engine.train import Diverged, diverged_at, prune, require_finished, train_baseline
 
+pytestmark = [pytest.mark.training, pytest.mark.kernel]  # test tiers: see tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -307,6 +307,7 @@ def test_a_latency_model_predicts_whole_layers_when_nothing_is_kept_out() -> Non
     assert model.predict_ms({}) == 3.0
 
 
+@pytest.mark.training
 def test_a_pruning_run_with_a_latency_budget_keeps_its_report(
     tmp_path, flops_clock, monkeypatch
 ) -> None:
@@ -327,6 +328,7 @@ def test_a_pruning_run_with_a_latency_budget_keeps_its_report(
     assert ap.gates(model)
 
 
+@pytest.mark.training
 def test_a_run_saved_before_pruning_latency_existed_still_resumes(tmp_path) -> None:
     from alphaprune.engine.checkpoint import last_path, read_checkpoint, save_checkpoint
 

@@ -16,7 +16,7 @@ from alphaprune.engine import checkpoint
 from alphaprune.engine.config import config_from_dict
 from alphaprune.engine.train import prune, train_baseline
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.training]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from alphaprune.report.notebook import PARAMETER_NAMES, StageOrderError, setup
 from alphaprune.report.params import STAGES, ReportParamsError
 from alphaprune.report.runner import run_report
 
+pytestmark = pytest.mark.kernel  # test tiers: see tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 CI_PARAMS = ROOT / "params" / "ci.yaml"
 #: Columns that measure time (or depend on it, or on what ran before): not compared.

@@ -9,7 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import tomllib
+
+pytestmark = pytest.mark.slow  # test tiers: see tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 

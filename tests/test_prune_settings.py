@@ -14,7 +14,7 @@ from alphaprune.engine.config import ConfigError, config_from_dict
 from alphaprune.engine.train import train_baseline
 from alphaprune.errors import PruningError
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.training]
 
 
 @pytest.fixture(scope="module")

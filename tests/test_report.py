@@ -33,6 +33,8 @@ from alphaprune.report.runner import (
     stage_hash,
 )
 
+pytestmark = [pytest.mark.training, pytest.mark.kernel]  # test tiers: see tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 CI_PARAMS = ROOT / "params" / "ci.yaml"
 FIGURES = ["training", "weights", "reconstruction", "shrink_channels", "benchmark"]

@@ -25,6 +25,8 @@ from alphaprune.report.prose import (
 from alphaprune.report.runs import EXPLODED_FACTOR, exploded_at, start_train_loss
 from alphaprune.report.schema import RunStart
 
+pytestmark = [pytest.mark.training, pytest.mark.kernel]  # test tiers: see tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 CI_PARAMS = ROOT / "params" / "ci.yaml"
 WEEKS = ["week09.yaml", "week10.yaml"]

@@ -11,6 +11,8 @@ from alphaprune.engine.config import config_from_dict
 from alphaprune.study.store import RunStore, canonical_config
 from alphaprune.study.store import main as runs_main
 
+pytestmark = pytest.mark.training  # test tiers: see tests/conftest.py
+
 TINY = {
     "name": "tiny",
     "seed": 0,

@@ -18,7 +18,7 @@ from alphaprune.engine.config import config_from_dict
 from alphaprune.errors import UserError
 from alphaprune.study.store import RunStore
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.training]
 
 TINY = {
     "name": "tiny",

@@ -23,6 +23,8 @@ from alphaprune.study.grid import (
 )
 from alphaprune.study.store import RunStore
 
+pytestmark = pytest.mark.training  # test tiers: see tests/conftest.py
+
 REPO = Path(__file__).resolve().parents[1]
 
 

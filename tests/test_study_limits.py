@@ -9,6 +9,8 @@ from test_study import tiny_params
 from alphaprune.engine.config import ConfigError
 from alphaprune.study.grid import study_from_params
 
+pytestmark = pytest.mark.training  # test tiers: see tests/conftest.py
+
 
 @pytest.mark.parametrize(
     "change, key",

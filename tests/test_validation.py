@@ -105,6 +105,7 @@ def test_cosine_lr_factor():
         lr_factor("step", 1, 10)
 
 
+@pytest.mark.training
 def test_cosine_decay_reaches_the_optimiser(tmp_path, one_torch_thread, monkeypatch):
     from alphaprune.engine import train
 
