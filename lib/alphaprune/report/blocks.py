@@ -337,12 +337,16 @@ class Report:
             )
         side = int(bench["image_size"][0])
         exported = bench["model"].astype(str).str.startswith("exported").any()
+        bench = bench.assign(timing=timing_flags(bench))
+        noisy = bench["timing"].ne("").any()
         parts.append(
             b.table(
                 bench,
                 f"Time per batch of {int(bench['batch_size'][0])} images of {side}×{side} pixels "
                 f"(median and 10th/90th percentiles of {int(bench['timed_batches'][0])} batches) on "
-                f"{label}." + ("" if on_cpu else " GPU utilisation: mean of NVML samples."),
+                f"{label}."
+                + ("" if on_cpu else " GPU utilisation: mean of NVML samples.")
+                + (f" {NOISE_NOTE}" if noisy else ""),
                 formats=_BENCH_FORMATS,
                 columns={
                     "model": "model",
@@ -354,6 +358,7 @@ class Report:
                     "flops_ratio": "× FLOPs",
                     "gpu_util_pct_mean": "GPU util. (%)",
                     "params": "parameters",
+                    "timing": "timing",
                 },
             )
         )
@@ -362,7 +367,7 @@ class Report:
             self._figure(
                 "benchmark",
                 f"Time per batch{'' if on_cpu else ' and GPU utilisation'} of the original, the "
-                f"masked (α = 0, full size) and the shrunk model"
+                f"masked ({masked_size(bench)}) and the shrunk model"
                 f"{_EXPORTED_NOTE if exported else ''}"
                 f", on {label}.",
                 width="80%" if on_cpu else "100%",
@@ -440,6 +445,39 @@ class Report:
         """3. Plan."""
         b = self.builder
         return [b.group(b.section("3. Plan"), b.markdown(self.notes.plan))]
+
+
+NOISE_NOTE = (
+    "A row marked *within noise* differs from the original by less than the timing spread: its "
+    "p10–p90 range overlaps the original's, so this run cannot say it is faster or slower."
+)
+
+
+def timing_flags(bench: pd.DataFrame) -> list[str]:
+    """'within noise' for each model whose p10–p90 latency range overlaps the original's (the
+    difference it reports is smaller than its spread), else ''."""
+    original = bench[bench["model"] == "original"]
+    if original.empty:
+        return [""] * len(bench)
+    low, high = float(original["latency_ms_p10"].iloc[0]), float(original["latency_ms_p90"].iloc[0])
+    return [
+        "within noise" if model != "original" and p10 <= high and p90 >= low else ""
+        for model, p10, p90 in zip(
+            bench["model"], bench["latency_ms_p10"], bench["latency_ms_p90"], strict=True
+        )
+    ]
+
+
+def masked_size(bench: pd.DataFrame) -> str:
+    """How big the masked model is: full size, or — when an earlier stage already shrank part of
+    it (week 10's decoder run on a shrunk encoder) — its share of the original's parameters."""
+    masked = bench[bench["model"] == "masked"]
+    if masked.empty or "params_ratio" not in masked or pd.isna(masked["params_ratio"].iloc[0]):
+        return "α = 0, full size"
+    ratio = float(masked["params_ratio"].iloc[0])
+    if abs(ratio - 1.0) < 1e-9:
+        return "α = 0, full size"
+    return f"α = 0, not cut: {ratio:.3f} of the original's parameters, part of it already shrunk"
 
 
 _EXPORTED_NOTE = (
