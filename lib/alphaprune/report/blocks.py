@@ -8,6 +8,7 @@ input a PSNR is measured on, which device a time was measured on).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -134,8 +135,10 @@ class Report:
         return f"{depth}{encoder_text(self.params)}"
 
     def title(self) -> list[Any]:
-        """The title and byline."""
-        byline = " · ".join(t for t in (self.params.author, self.params.date) if t)
+        """The title and byline: the author, and the params' ``date`` or else the day the report
+        was assembled (a report always says when it was made)."""
+        date = self.params.date or f"built {dt.date.today().isoformat()}"
+        byline = " · ".join(t for t in (self.params.author, date) if t)
         return [self.builder.title(self.params.report_title, byline)]
 
     def progress(self) -> list[Any]:
