@@ -34,3 +34,8 @@ def tiny_config(tmp_path: Path, steps: int = 2, samples: int = 4, **changes) -> 
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def one_step_config(tmp_path: Path, **changes) -> dict:
+    """:func:`tiny_config` at one step of two samples per epoch: the cheapest real run."""
+    return tiny_config(tmp_path, steps=1, samples=2, **changes)
