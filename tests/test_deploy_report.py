@@ -53,6 +53,7 @@ def test_the_exported_row_counts_as_the_shrunk_model(tmp_path) -> None:
     assert table.loc[deploy.EXPORTED, "latency_ms_median"] > 0
 
 
+@pytest.mark.slow  # exports and times three models (~15 s on a busy machine)
 def test_the_addendum_adds_the_exported_row_only_where_it_can(tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnxruntime")
     monkeypatch.chdir(tmp_path)
@@ -139,6 +140,7 @@ def test_the_gpu_script_formats_step_runs_on_the_cpu(tmp_path) -> None:
     assert (table["latency_ratio"] > 0).all() and (table["batch_size"] == 1).all()
 
 
+@pytest.mark.slow
 def test_the_gpu_script_latency_budget_step_runs_on_the_cpu(tmp_path, flops_clock) -> None:
     args = ["latency-budget", "--device", "cpu", "--layer", "relu2_1", "--batch", "1"]
     args += ["--size", "32", "--repeats", "1", "--out", str(tmp_path)]
