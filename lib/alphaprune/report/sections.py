@@ -1,5 +1,6 @@
 """The sections of the weekly report (``notebooks/06_report.ipynb``), built from the stages'
-``tables/`` and ``figures/`` and the params file's prose.
+``tables/`` and ``figures/`` (named in :mod:`~alphaprune.report.outputs`), under the headings of
+:mod:`~alphaprune.report.headings`, with the params file's prose.
 
 Each method returns the display objects of one section (HTML / Markdown); the notebook shows
 them with ``display(*report.section())``. Captions say where every number comes from (which
@@ -15,13 +16,17 @@ from typing import Any
 import pandas as pd
 
 from alphaprune.engine.config import config_from_dict
-from alphaprune.report.figures import ReportBuilder, alpha_text, weight_ranges
+from alphaprune.report import headings
+from alphaprune.report.headings import Heading
+from alphaprune.report.html import ReportBuilder, alpha_text
 from alphaprune.report.notebook import StageContext
+from alphaprune.report.outputs import OUTPUTS, Figure, Output, Record, Registry, Table, draw
 from alphaprune.report.params import BASELINE
 from alphaprune.report.prose import encoder_text, render_notes
 from alphaprune.report.runs import EXPLODED_FACTOR
+from alphaprune.report.tables import weight_ranges
 
-__all__ = ["Report"]
+__all__ = ["Report", "NOISE_NOTE", "masked_size", "timing_flags"]
 
 
 #: Number formats and headers of Table 1 (the runs of the week).
@@ -96,23 +101,39 @@ def _above_original_flag(runs: Any, original: Mapping[str, Any]) -> str:
 
 
 class Report:
-    """The report of one week; ``stage`` is the set-up of ``06_report`` (folder entered)."""
+    """The report of one week; ``stage`` is the set-up of ``06_report`` (folder entered).
 
-    def __init__(self, stage: StageContext) -> None:
+    ``registry``: the outputs whose drawn figures (``plot`` given) each section shows at its end.
+    """
+
+    def __init__(self, stage: StageContext, registry: Registry = OUTPUTS) -> None:
         self.stage = stage
+        self.registry = registry
         self.params = stage.params
         # references such as {run.decay.psnr:.2f} filled in from this report's tables
         self.notes = render_notes(stage.params, stage.folder)
         self.builder = ReportBuilder()
 
-    def _read(self, name: str) -> pd.DataFrame:
+    def _read(self, table: Output) -> pd.DataFrame:
         try:
-            return pd.read_csv(self.stage.folder / "tables" / f"{name}.csv")
+            return pd.read_csv(self.stage.folder / table.path)
         except pd.errors.EmptyDataError:  # e.g. no run comparable channel by channel
             return pd.DataFrame()
 
-    def _figure(self, name: str, caption: str, width: str = "100%"):
-        return self.builder.figure(self.stage.folder / "figures" / f"{name}.png", caption, width)
+    def _figure(self, figure: Output, caption: str, width: str = "100%"):
+        return self.builder.figure(self.stage.folder / figure.path, caption, width)
+
+    def _section(self, heading: Heading):
+        return self.builder.section(heading.text, level=heading.level)
+
+    def _drawn(self, heading: Heading) -> list[Any]:
+        """The registry's drawn figures under ``heading`` (those whose table exists), numbered."""
+        shown = []
+        for figure in self.registry.drawn_under(heading):
+            path = draw(figure, self.stage.folder)
+            if path is not None:
+                shown.append(self.builder.figure(path, figure.caption))
+        return shown
 
     def _validation_input(self) -> str:
         """What the validation metrics of Table 1 are measured on, from the baseline's config."""
@@ -145,7 +166,7 @@ class Report:
         """1. Weekly progress: prose, Table 1 (runs) and Figure 1 (training curves)."""
         b = self.builder
         table = b.table(
-            self._read("experiments"),
+            self._read(Table.EXPERIMENTS),
             "Runs of the week: settings, training loss of the last epoch and validation metrics "
             f"after it ({self._validation_input()}); keep: fraction of channels kept. Diverged: "
             "a loss became inf/NaN, the run stopped. Exploded: the training loss rose above "
@@ -156,17 +177,18 @@ class Report:
             compact=True,
         )
         figure = self._figure(
-            "training",
+            Figure.TRAINING,
             "Validation loss (a, log scale) and α of the pruned channels (b) per epoch of each "
             "run; the baseline has no α.",
             width="85%",  # with Table 1, fits the first page of a typical week
         )
         encoder = b.markdown(f"*Original model:* {self._model_text()}.")
         blocks = [
-            b.group(b.section("1. Weekly progress"), b.markdown(self.notes.progress), encoder),
+            b.group(self._section(headings.PROGRESS), b.markdown(self.notes.progress), encoder),
             table,
         ]
-        check = self._read("original_check") if self._has("original_check") else pd.DataFrame()
+        has_check = self._has(Table.ORIGINAL_CHECK)
+        check = self._read(Table.ORIGINAL_CHECK) if has_check else pd.DataFrame()
         if not check.empty and check["above_original"].astype(bool).any():
             above = check[check["above_original"].astype(bool)]
             which = ", ".join(
@@ -182,28 +204,31 @@ class Report:
                     "training and the validation set before reading Table 1.**"
                 )
             )
-        return [*blocks, figure]
+        return [*blocks, figure, *self._drawn(headings.PROGRESS)]
 
-    def _has(self, table: str) -> bool:
-        return (self.stage.folder / "tables" / f"{table}.csv").is_file()
+    def _has(self, output: Output) -> bool:
+        return (self.stage.folder / output.path).is_file()
 
     def weights(self) -> list[Any]:
         """1.1 Weights against the original model (Figure 2, when a run is comparable)."""
         b = self.builder
-        weights = self._read("weights")
+        weights = self._read(Table.WEIGHTS)
         figure = None
         if not weights.empty:
             ratios = pd.to_numeric(weights["l2_ratio"], errors="coerce")
             log = ratios.max() > 5 or ratios.min() < 0.2
             figure = self._figure(
-                "weights",
+                Figure.WEIGHTS,
                 "L2 norm of the kept weights of each pruned model divided by that of the same "
                 "channels in the original model, per layer (1 = unchanged"
                 + ("; log scale, as one run is far from 1)." if log else ")."),
             )
-        section = b.section("1.1 Weights against the original model", level=3)
+        section = self._section(headings.WEIGHTS)
         if figure is None:
-            return [b.group(section, b.markdown(self.notes.weights))]
+            return [
+                b.group(section, b.markdown(self.notes.weights)),
+                *self._drawn(headings.WEIGHTS),
+            ]
         ranges = weight_ranges(weights)
         ranges.insert(0, "label", ranges["run"].map(lambda r: self.stage.labels.get(r, r)))
         table = b.table(
@@ -221,12 +246,16 @@ class Report:
                 "max_layer": "layer (largest)",
             },
         )
-        return [b.group(section, b.markdown(self.notes.weights), table), figure]
+        return [
+            b.group(section, b.markdown(self.notes.weights), table),
+            figure,
+            *self._drawn(headings.WEIGHTS),
+        ]
 
     def reconstruction(self) -> list[Any]:
         """1.2 Reconstruction (one image through the original, pruned and shrunk models)."""
         b = self.builder
-        recon = self._read("reconstruction").set_index("panel")
+        recon = self._read(Table.RECONSTRUCTION).set_index("panel")
         settings = self.params.reconstruct
         alpha = recon.loc["c", "alpha"]
         caption = (
@@ -236,20 +265,21 @@ class Report:
             f"this one image ({settings.image}, whole image resized to "
             f"{settings.size}×{settings.size}), not the validation-crop means of Table 1."
         )
-        section = b.section("1.2 Reconstruction", level=3)
+        section = self._section(headings.RECONSTRUCTION)
         return [
             b.group(
                 section,
                 b.markdown(self.notes.reconstruction),
-                self._figure("reconstruction", caption),
-            )
+                self._figure(Figure.RECONSTRUCTION, caption),
+            ),
+            *self._drawn(headings.RECONSTRUCTION),
         ]
 
     def shrink(self) -> list[Any]:
         """1.3 Multiplying the weights: the count table and the channels figure."""
         b = self.builder
-        check = self._read("shrink_check").iloc[0]
-        counts = self._read("shrink")
+        check = self._read(Table.SHRINK_CHECK).iloc[0]
+        counts = self._read(Table.SHRINK)
         size = int(counts["image_size"][0])
         within = "within" if check["passed"] else "ABOVE"
         scale = float(check.get("output_scale", 1.0))
@@ -270,14 +300,18 @@ class Report:
                 "flops_ratio": "FLOPs / original",
             },
         )
-        section = b.section("1.3 Multiplying the weights: the smaller model", level=3)
+        section = self._section(headings.SHRINK)
         figure = self._figure(
-            "shrink_channels",
+            Figure.SHRINK_CHANNELS,
             "Output channels of each convolution in the original and the shrunk model; the "
             "number over a shrunk bar is the fraction of its channels kept.",
             width="70%",
         )
-        return [b.group(section, b.markdown(self.notes.shrink), table), figure]
+        return [
+            b.group(section, b.markdown(self.notes.shrink), table),
+            figure,
+            *self._drawn(headings.SHRINK),
+        ]
 
     def study(self) -> list[Any]:
         """1.4 Study (only when the params have a ``study:`` section): the computed conclusion,
@@ -287,13 +321,13 @@ class Report:
         import json
 
         b = self.builder
-        record = json.loads((self.stage.folder / "study.json").read_text(encoding="utf-8"))
-        summary = self._read("study_summary")
-        runs = self._read("study")
+        record = json.loads((self.stage.folder / Record.STUDY.path).read_text(encoding="utf-8"))
+        summary = self._read(Table.STUDY_SUMMARY)
+        runs = self._read(Table.STUDY)
         reference = summary.loc[summary["method"] == record["reference"], "label"].iloc[0]
         original = record["original"]
         parts: list[Any] = [
-            b.section("1.4 Study: does the α schedule pay?", level=3),
+            self._section(headings.STUDY),
             b.markdown(f"**{record['conclusion']}** {record['seeds_note']}"),
         ]
         flag = _above_original_flag(runs, original)
@@ -318,19 +352,19 @@ class Report:
             )
         )
         figure = self._figure(
-            "study",
+            Figure.STUDY,
             f"(a) Validation PSNR of every seed (dots) and mean ± 95 % CI (black) per method; "
             f"dashed: the original. (b) Difference to {reference} at the same seed, mean ± 95 % CI.",
         )
-        return [b.group(*parts), figure]
+        return [b.group(*parts), figure, *self._drawn(headings.STUDY)]
 
     def gpu(self) -> list[Any]:
         """2. Addendum: the benchmark of this run, and measured GPU results when given."""
         b = self.builder
-        bench = self._read("benchmark")
+        bench = self._read(Table.BENCHMARK)
         label = bench["device_label"][0]
         on_cpu = bench["device_kind"][0] == "CPU"
-        parts: list[Any] = [b.section("2. Addendum: GPU test results"), b.markdown(self.notes.gpu)]
+        parts: list[Any] = [self._section(headings.GPU), b.markdown(self.notes.gpu)]
         if on_cpu:
             parts.append(
                 b.markdown(
@@ -368,7 +402,7 @@ class Report:
         blocks = [
             b.group(*parts),
             self._figure(
-                "benchmark",
+                Figure.BENCHMARK,
                 f"Time per batch{'' if on_cpu else ' and GPU utilisation'} of the original, the "
                 f"masked ({masked_size(bench)}) and the shrunk model"
                 f"{_EXPORTED_NOTE if exported else ''}"
@@ -376,17 +410,16 @@ class Report:
                 width="80%" if on_cpu else "100%",
             ),
         ]
-        if self._has("budget"):
+        if self._has(Table.BUDGET):
             blocks.append(self._budget(label))
-        measured = self.stage.folder / "tables" / "gpu_results.csv"
-        if self.params.gpu.results_csv and measured.is_file():
-            blocks.append(self._gpu_results(pd.read_csv(measured)))
-        return blocks
+        if self.params.gpu.results_csv and self._has(Table.GPU_RESULTS):
+            blocks.append(self._gpu_results(self._read(Table.GPU_RESULTS)))
+        return [*blocks, *self._drawn(headings.GPU)]
 
     def _budget(self, label: str):
         """The budget that chose the channels: predicted and measured ratios, and the figure."""
         b = self.builder
-        budget = self._read("budget")
+        budget = self._read(Table.BUDGET)
         row = budget.iloc[0]
         measured = row["measured_ratio_at_pruning"]
         when = (
@@ -400,10 +433,10 @@ class Report:
             f"ratio {row['latency_ratio_here']:.3f}, FLOPs ratio {row['flops_ratio']:.3f}."
         )
         parts = [b.markdown(text)]
-        if (self.stage.folder / "figures" / "latency_flops.png").is_file():
+        if self._has(Figure.LATENCY_FLOPS):
             parts.append(
                 self._figure(
-                    "latency_flops",
+                    Figure.LATENCY_FLOPS,
                     f"Latency ratio against FLOPs ratio of each model, measured on {label}; the "
                     f"line is the budget's target, the markers its prediction and the ratio "
                     f"measured when it chose the channels (conditions above).",
@@ -440,14 +473,18 @@ class Report:
             "gpu_util_pct_mean": "GPU util. (%)",
             "params": "parameters",
         }
-        section = b.section(f"2.1 Measured on another machine ({devices})", level=3)
+        heading = headings.GPU_RESULTS
+        section = b.section(f"{heading.text} ({devices})", level=heading.level)
         label = b.markdown(f"**Device: {devices} ({kind}). Measured: {dates}. File: `{source}`.**")
         return b.group(section, label, b.table(table, caption, _BENCH_FORMATS, columns))
 
     def plan(self) -> list[Any]:
         """3. Plan."""
         b = self.builder
-        return [b.group(b.section("3. Plan"), b.markdown(self.notes.plan))]
+        return [
+            b.group(self._section(headings.PLAN), b.markdown(self.notes.plan)),
+            *self._drawn(headings.PLAN),
+        ]
 
 
 NOISE_NOTE = (
