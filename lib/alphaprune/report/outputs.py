@@ -24,7 +24,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from alphaprune.atomic import atomic_target
-from alphaprune.report import stages
+from alphaprune.report import headings, plots, stages  # noqa: F401 (plots: for registry lines)
 from alphaprune.report.headings import Heading
 from alphaprune.report.run_configs import BASELINE, run_checkpoint
 from alphaprune.report.schema import ReportParams
