@@ -26,7 +26,6 @@ builds a report folder (:func:`alphaprune.engine.locks.folder_lock`).
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -44,15 +43,15 @@ import nbformat
 
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.locks import folder_lock
+from alphaprune.engine.provenance import library_digest  # a stage reruns when the library changes
 from alphaprune.errors import NotebookMissing, ReportError, StageFailed
-from alphaprune.paths import PACKAGE_DIR, project_dir
+from alphaprune.paths import project_dir
 from alphaprune.report import export
 from alphaprune.report.run_configs import RUNS_DIR
 from alphaprune.report.runs import RETRAIN_ENV
 from alphaprune.report.schema import ReportParams
 from alphaprune.report.stages import STAGES, papermill_parameters, stage_notebook
 from alphaprune.report.validation import load_report_params
-from alphaprune.version import __version__
 
 __all__ = [
     "Stage",
@@ -99,17 +98,6 @@ def _notebook_digest(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
     cells = [[cell.cell_type, cell.source] for cell in nb.cells]
     return hashlib.sha256(json.dumps(cells).encode("utf-8")).hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def library_digest() -> str:
-    """Hash of the ``alphaprune`` package's source: the notebooks' code lives there, so a change
-    to it reruns the stages (finished training runs are still reused, see :mod:`alphaprune.report.runs`)."""
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        name = path.relative_to(PACKAGE_DIR).as_posix()
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 #: Top-level params that only the report's text reads: a change reruns ``05_report`` alone.
