@@ -87,3 +87,28 @@ def test_paired_difference_over_images_and_above_original_without_an_interval():
     many = GridCropDataset(_images(7), crop=16)
     both = compare_to_original(better, worse, many)
     assert both["vs_original_ci_low"] > 0 and both["above_original"]
+
+
+def test_cli_evaluate_scores_the_test_split_without_a_narrow_interval(tmp_path, one_torch_thread):
+    import json
+
+    import yaml
+    from cli_runner import run_cli
+
+    params = tmp_path / "x.yaml"
+    config = {
+        "name": "base",
+        "output_dir": "runs",
+        "device": "cpu",
+        "epochs": 1,
+        "steps_per_epoch": 1,
+        "model": {"layer": "relu1_1"},
+        "data": {"crop": 32, "batch_size": 2, "val_protocol": "grid"},
+    }
+    params.write_text(yaml.safe_dump(config))
+    assert run_cli("train", str(params), "--no-progress", cwd=tmp_path).returncode == 0
+    done = run_cli("evaluate", str(params), "--split", "test", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout.strip().splitlines()[-1])
+    assert scores["n_images"] == 3 and scores["psnr_ci_low"] is None
+    assert "only 3 images" in scores["interval_note"]

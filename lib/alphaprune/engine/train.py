@@ -297,8 +297,10 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
     """The model to prune: the original with gates attached, or a gated checkpoint as it is;
     with ``pruning.reinit`` its weights are drawn afresh first (seeded by the run's seed)."""
     model = load_model(original, verbose=False)
+    # whatever the run draws (the random criterion, re-initialised weights) follows its seed,
+    # not the history of the process it runs in (in-process, a worker, after another run)
+    torch.manual_seed(cfg.seed)
     if cfg.pruning.reinit:
-        torch.manual_seed(cfg.seed)
         for module in model.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
