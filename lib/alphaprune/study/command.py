@@ -48,11 +48,11 @@ def _arm_runs(spec: StudySpec, store: RunStore, bases, seeds: range) -> list[dic
     return rows
 
 
-def _done(spec: StudySpec, store: RunStore, bases, seeds, arm: str, point: str) -> int | None:
-    """How many of the arm's runs the store has (None: unknown before its start runs exist)."""
+def _done(spec: StudySpec, store: RunStore, bases, seeds, arm: str, point: str) -> int | str:
+    """How many of the arm's runs the store has ("?": unknown before its start runs exist)."""
     spec_arm = spec.methods[arm]
     if spec_arm.kind not in ("schedule", "unpruned"):
-        return None
+        return "?"
     count = 0
     at = next(iter(spec.points)) if point == "all" else point
     for base in bases:
@@ -114,7 +114,8 @@ def _dry_run(spec: StudySpec, store: RunStore) -> None:
     per_step = step_cpu_seconds(spec)
     for seeds in sorted({spec.seeds, spec.max_seeds}):
         table = plan_table(spec, store, seeds)
-        missing = table["runs"] - table["done"].fillna(0)
+        done = pd.to_numeric(table["done"], errors="coerce").fillna(0)
+        missing = table["runs"] - done
         hours = float((missing * table["steps_per_run"]).sum() * per_step / 3600)
         print(f"\n{spec.name}: {spec.baselines} baseline(s) × {seeds} seed(s) per baseline")
         with pd.option_context("display.width", 160):

@@ -7,6 +7,7 @@ Every number in a sentence is read from the summary; the words follow the verdic
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from pathlib import Path
@@ -133,6 +134,8 @@ def seeds_note(spec: StudySpec, summary: pd.DataFrame, runs: pd.DataFrame) -> st
         return ""
     n = int(others["n_pairs"].max())
     half = (others["diff_ci_high"] - others["diff_ci_low"]) / 2
+    if half.isna().all():  # every difference identical: no interval to size
+        return f"With n = {n} pairs no paired difference varies: no interval can be estimated."
     widest = others.loc[half.idxmax()]
     target = spec.target_halfwidth_db
     pct = _pct(spec.confidence)
@@ -163,6 +166,16 @@ def seeds_note(spec: StudySpec, summary: pd.DataFrame, runs: pd.DataFrame) -> st
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file (cached by path, size and modification time: VGG weights are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def encoder_of(cfg: ExperimentConfig) -> str:
     """What the encoder of the study's baselines is: ImageNet VGG-19 weights (which file), a
     user's model, or trained here from random initialisation."""
@@ -170,13 +183,11 @@ def encoder_of(cfg: ExperimentConfig) -> str:
         return f"model.factory {cfg.model.factory} (initialised by the factory)"
     if cfg.model.vgg_weights:
         path = Path(cfg.model.vgg_weights)
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        stat = path.stat()
+        digest = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
         return (
             f"VGG-19 encoder up to {cfg.model.layer} initialised from the ImageNet weights in "
-            f"{path.name} (sha256 {digest.hexdigest()[:12]}), then trained with the decoder"
+            f"{path.name} (sha256 {digest[:12]}), then trained with the decoder"
         )
     return (
         f"VGG-19 architecture up to {cfg.model.layer}, trained here from random initialisation "
