@@ -107,15 +107,16 @@ class Report:
     def _validation_input(self) -> str:
         """What the validation metrics of Table 1 are measured on, from the baseline's config."""
         data = config_from_dict(self.params.run_config(BASELINE)).data
+        images = ", ".join(data.val_images) or "a seeded fraction of the images"
         if data.val_protocol == "grid":
             return (
-                f"mean over {data.crop}×{data.crop} tiles covering every pixel of each "
-                f"validation image ({', '.join(data.val_images)})"
+                f"PSNR of each whole validation image ({images}: {data.crop}×{data.crop} tiles "
+                "covering every pixel, each pixel once), averaged over the images"
             )
         crops = "crop" if data.val_crops == 1 else "crops"
         return (
-            f"mean over {data.val_crops} fixed {data.crop}×{data.crop} {crops} of each validation "
-            f"image ({', '.join(data.val_images)})"
+            f"PSNR over the pixels of {data.val_crops} fixed {data.crop}×{data.crop} {crops} of "
+            f"each validation image ({images}), averaged over the images"
         )
 
     def title(self) -> list[Any]:
