@@ -429,6 +429,11 @@ def test_a_study_of_every_arm_kind_runs_caches_and_writes(tmp_path, one_torch_th
     env = record["environment"]
     assert env["threads_per_run"] == 1 and env["torch"] and len(env["library_sha256"]) == 64
     assert record["cpu_hours"] > 0 and record["test_images"] == ["china", "flower", "rocket"]
+    timing = pd.DataFrame(record["run_timing"])
+    assert (
+        len(timing) == result.runs["fingerprint"].nunique()
+        and (timing["train_cpu_seconds"] > 0).all()
+    )
     for key in ("figure", "curves", "baseline_curves"):
         assert paths[key].stat().st_size > 0
     assert "budget" in pd.read_csv(paths["summary"]).columns

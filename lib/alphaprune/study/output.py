@@ -25,6 +25,21 @@ OUTPUTS = {
 }
 
 
+#: The per-run timing columns ``study.json`` repeats (one row per run, reused runs included:
+#: their seconds are those of the training that made them).
+_TIMING = [
+    "fingerprint",
+    "arm",
+    "budget",
+    "baseline",
+    "seed",
+    "threads",
+    "reused",
+    "train_seconds",
+    "train_cpu_seconds",
+]
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN: None instead."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -38,8 +53,9 @@ def _finite(value: Any) -> Any:
 
 def study_record(result: StudyResult, command: str | None = None) -> dict[str, Any]:
     """``study.json``: the conclusion and seeds note, the study's design, the encoder, the
-    environment (commit, library hash, versions, device, threads per run), CPU and wall time,
-    the baselines with their curves, and every run's fingerprint."""
+    environment (commit, library hash, versions, device, threads per run), each run's wall and
+    CPU seconds and the total CPU-hours, the baselines with their curves, and every run's
+    fingerprint."""
     spec, runs = result.spec, result.runs
     unique = runs.drop_duplicates("fingerprint")
     bases = result.baselines
@@ -63,6 +79,7 @@ def study_record(result: StudyResult, command: str | None = None) -> dict[str, A
                 (unique["train_cpu_seconds"].sum() + bases["train_cpu_seconds"].sum()) / 3600
             ),
             "runs_trained_now": int((~unique["reused"].astype(bool)).sum()),
+            "run_timing": unique[_TIMING].to_dict("records"),
             "original": bases.drop(columns=["fingerprint"]).to_dict("records"),
             "baseline_curves": result.baseline_curves,
             "runs": result.fingerprints,
