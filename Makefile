@@ -10,6 +10,9 @@ PARAMS ?= params/week09.yaml
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.alphaprune-installed
 # The CPU build of torch comes from PyTorch's CPU index (environment.yml uses the same index).
+# torchvision (the zoo extra: benchmarks/zoo_real.py) is installed --no-deps in the release made
+# for that torch, so that pip never swaps torch for a CUDA build; the PyPI wheel imports on the
+# CPU torch through benchmarks/torchvision_shim.py.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # An executed notebook to export with `make html` / `make pdf`.
 NB ?= reports/week09/05_report.ipynb
@@ -22,7 +25,8 @@ LINTED := lib tests benchmarks notebooks
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'torch==2.13.0' --extra-index-url $(TORCH_INDEX)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,compare,dask]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps 'torchvision==0.28.0' --extra-index-url $(TORCH_INDEX)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,compare,dask,zoo]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@$(MAKE) --no-print-directory kernel-config
 	@touch $(STAMP)

@@ -2,8 +2,11 @@
 # CUDA path of the benchmarks, end to end, on a borrowed GPU machine (no internet needed there).
 #
 # Runs original / masked (α = 0) / shrunk (/ torch-pruning, if importable) for relu3_1 and relu5_1
-# at batch 32, 256x256, keep 0.5 on encoder and decoder, then the gate overhead of a training step;
-# prints the tables and writes CSVs into "${OUT:-reports/gpu}". Takes about 1-3 minutes.
+# at batch 32, 256x256, keep 0.5 on encoder and decoder (the masked row is the gates' eval
+# overhead), then the gate overhead of a training step; shrunk vs original with channels_last
+# and bf16 autocast on/off; a latency budget built on CUDA (twice: the second from the cache);
+# prints the tables and writes CSVs into "${OUT:-reports/gpu}". Takes about 2-5 minutes; every
+# step has its own timeout (STEP_TIMEOUT, default 150 s).
 #
 #   bash benchmarks/gpu_check.sh                  # uses python3 on the PATH
 #   PYTHON=/opt/torch/.venv/bin/python3 OUT=/tmp/gpu bash benchmarks/gpu_check.sh
@@ -60,6 +63,15 @@ done
 echo "== training step: gate overhead, relu3_1, batch 32, 256x256"
 timeout "$LIMIT" "$PY" benchmarks/gate_overhead.py --device cuda --layer relu3_1 --batch 32 \
     --size 256 --steps 30 --warmup 5 --no-progress --out "$OUT_DIR/gate_overhead_cuda.csv"
+
+echo "== deployment: shrunk vs original, channels_last x bf16 autocast, relu3_1, batch 32, 256x256"
+timeout "$LIMIT" "$PY" benchmarks/deploy_gpu.py formats --device cuda --layer relu3_1 \
+    --batch 32 --size 256 --keep 0.5 --repeats 30 --out "$OUT_DIR"
+
+echo "== latency budget 0.5 built on CUDA: relu3_1, target both, batch 32, 256x256"
+timeout "$LIMIT" "$PY" benchmarks/deploy_gpu.py latency-budget --device cuda --layer relu3_1 \
+    --batch 32 --size 256 --budget 0.5 --repeats 30 --cache-dir "$OUT_DIR/latency-cache" \
+    --out "$OUT_DIR"
 
 echo "== inference at the report's small size: relu3_1, batch 8, 128x128 (utilisation < 100 %)"
 timeout "$LIMIT" "$PY" benchmarks/shrink_speed.py --device cuda --layer relu3_1 \

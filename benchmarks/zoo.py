@@ -39,9 +39,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from zoo_common import exactness, markdown, n_params, randomise_norms, short, tp_version
 
 import alphaprune as ap
-from alphaprune.bench import write_csv
+from alphaprune.bench import torch_pruning_pruner, write_csv
 
 # -- architectures ----------------------------------------------------------------------------------
 
@@ -464,30 +465,9 @@ ARCHS: list[Arch] = [
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BatchNorm statistics and affine parameters so that wrong cuts show in the output."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)):
-                if getattr(m, "running_mean", None) is not None:
-                    m.running_mean.uniform_(-0.5, 0.5, generator=g)
-                    m.running_var.uniform_(0.5, 2.0, generator=g)
-                if m.weight is not None:
-                    m.weight.uniform_(0.5, 1.5, generator=g)
-                    m.bias.uniform_(-0.5, 0.5, generator=g)
-            elif isinstance(m, nn.PReLU):
-                m.weight.uniform_(-0.5, 0.5, generator=g)
-    return model
-
-
 def build(arch: Arch, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return randomise_norms(arch.factory(), seed).eval()
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def output_layer(model: nn.Module) -> nn.Module:
@@ -496,11 +476,6 @@ def output_layer(model: nn.Module) -> nn.Module:
         m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
     ]
     return layers[-1]
-
-
-def short(exc: BaseException, limit: int = 110) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_alphaprune(arch: Arch) -> dict:
@@ -534,15 +509,10 @@ def run_alphaprune(arch: Arch) -> dict:
         }
     ratio = n_params(small) / before
     row = {"ap_groups": groups, "ap_skipped": skipped, "ap_params_ratio": round(ratio, 4)}
-    if got.shape != gated.shape:
-        return row | {"ap_status": f"wrong: output shape {tuple(got.shape)}"}
-    diff = float((got - gated).abs().max())
-    bound = 1e-5 * float(gated.abs().max()) + 1e-6
-    row["ap_max_diff"] = diff
-    if not diff <= bound:
-        return row | {"ap_status": f"wrong: max diff {diff:.3g} > {bound:.3g}"}
-    if not float((gated - reference).abs().max()) > 100 * bound:
-        return row | {"ap_status": "wrong: gates not wired (α = 0 changes nothing)"}
+    problem, rel = exactness(got, gated, reference)
+    row["ap_max_rel_diff"] = rel
+    if problem is not None:
+        return row | {"ap_status": problem}
     if ratio >= 1.0:
         return row | {"ap_status": "nothing pruned"}
     return row | {"ap_status": "pruned exactly"}
@@ -550,7 +520,7 @@ def run_alphaprune(arch: Arch) -> dict:
 
 def run_torch_pruning(arch: Arch) -> dict:
     try:
-        import torch_pruning as tp
+        import torch_pruning  # noqa: F401 - only whether it is installed
     except ImportError:
         return {"tp_status": "torch_pruning not installed", "tp_params_ratio": None}
     model = build(arch)
@@ -561,14 +531,7 @@ def run_torch_pruning(arch: Arch) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pruner = tp.pruner.MagnitudePruner(
-                model,
-                example,
-                importance=tp.importance.MagnitudeImportance(p=1),
-                pruning_ratio=0.5,
-                ignored_layers=[output_layer(model)],
-            )
-            pruner.step()
+            torch_pruning_pruner(model, example, 0.5, [output_layer(model)]).step()
     except Exception as exc:  # noqa: BLE001
         return {
             "tp_status": f"raw error: {type(exc).__name__}: {short(exc, 80)}",
@@ -629,15 +592,6 @@ def time_resnet18(size: int, repeats: int) -> dict:
     }
 
 
-def markdown(table: pd.DataFrame) -> str:
-    cols = list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in table.iterrows():
-        cells = ["" if pd.isna(v) else str(v) for v in row]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "zoo.csv"))
@@ -695,15 +649,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nResNet-18 (median of {args.repeats}, {args.threads} threads):")
         print(markdown(timings))
         write_csv(timings, Path(args.out).with_name("zoo_resnet18_timing.csv"))
-
-
-def tp_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("torch-pruning")  # the module's __version__ says 1.6.0 in 1.6.1
-    except PackageNotFoundError:
-        return "(not installed)"
 
 
 if __name__ == "__main__":

@@ -47,3 +47,13 @@ def run_cli(
     finally:
         os.chdir(before)
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def one_line_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
+    """The CLI's one ``error: …`` line on stderr, after checking the exit code and ``needles``."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

@@ -1,7 +1,11 @@
 """Shared test fixtures."""
 
+from pathlib import Path
+
 import pytest
 import torch
+
+CI_PARAMS = Path(__file__).resolve().parents[1] / "params" / "ci.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +33,41 @@ def run_store(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("run-store")
     monkeypatch.setenv("ALPHAPRUNE_RUNS", str(root))
     return root
+
+
+@pytest.fixture(autouse=True)
+def latency_cache(tmp_path_factory, monkeypatch):
+    """Latency tables go to a folder of the test's own, never to ~/.cache/alphaprune."""
+    root = tmp_path_factory.mktemp("latency-cache")
+    monkeypatch.setenv("ALPHAPRUNE_CACHE", str(root))
+    return root
+
+
+@pytest.fixture
+def flops_clock(monkeypatch):
+    """A deterministic clock for the latency code: every timed call 'takes' 1 ms per MFLOP it
+    computes, so latency tables, anchors and measurements are exact and repeatable."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from alphaprune.core import runtimes
+
+    def block_ms(call, calls, device):
+        with FlopCounterMode(display=False) as counter:
+            call()
+        return calls * counter.get_total_flops() / 1e6
+
+    monkeypatch.setattr(runtimes, "_block_ms", block_ms)
+
+
+@pytest.fixture(scope="session")
+def ci_report(tmp_path_factory, session_run_store) -> Path:
+    """The CI report (params/ci.yaml), built once per session (about 1.5 minutes on 2 cores) for
+    the tests that read it (tests/test_report.py, tests/test_report_prose.py); mark them slow."""
+    from alphaprune.report.runner import run_report
+
+    out = tmp_path_factory.mktemp("ci_report")
+    assert run_report(CI_PARAMS, out_dir=out) == out.resolve()
+    return out
 
 
 def pytest_collection_modifyitems(config, items):

@@ -41,7 +41,7 @@ def test_budget_respects_min_keep_and_round_to_on_a_unet() -> None:
     "budget, message",
     [
         ({"flops": 1.2}, r"budget\['flops'\] must be in \(0, 1\)"),
-        ({"latency": 0.5}, "budget kind"),
+        ({"energy": 0.5}, "budget kind"),
         ({"flops": 0.5, "params": 0.5}, "budget must be one of"),
         ({"flops": float("nan")}, "must be a number"),
     ],

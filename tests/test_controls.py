@@ -1,14 +1,16 @@
 """The engine side of a study's arms and controls: a random cut that follows the run's seed (not
-the process's history), the unpruned model fine-tuned (keep 1.0: no gates, no α), the shrunk
+the process's history), the unpruned model fine-tuned (keep 1.0 with pruning.fine_tune_only: no
+gates, no α; a plain keep 1.0 is refused as a mistake, tests/test_prune_settings.py), the shrunk
 architecture re-initialised (pruning.reinit), and threads pinned by the config."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from alphaprune.core.gates import gates
 from alphaprune.engine.checkpoint import load_model, read_checkpoint, shrink_checkpoint
-from alphaprune.engine.config import config_from_dict
+from alphaprune.engine.config import ConfigError, config_from_dict
 from alphaprune.engine.train import prune, train_baseline
 
 
@@ -49,7 +51,7 @@ def test_a_random_cut_follows_the_runs_seed_not_the_process(tmp_path, one_torch_
 
 def test_keep_1_fine_tunes_the_unpruned_model(tmp_path, one_torch_thread):
     base = train_baseline(_cfg(tmp_path, "base"), progress=False)
-    cfg = _cfg(tmp_path, "whole", epochs=2, pruning={"keep": 1.0})
+    cfg = _cfg(tmp_path, "whole", epochs=2, pruning={"keep": 1.0, "fine_tune_only": True})
     result = prune(cfg, original=base.checkpoint, progress=False)
     model = load_model(result.checkpoint, verbose=False)
     assert not gates(model) and model.checkpoint_alpha is None
@@ -59,6 +61,15 @@ def test_keep_1_fine_tunes_the_unpruned_model(tmp_path, one_torch_thread):
     assert set(before) == set(after) and any(not torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.parametrize(
+    "pruning",
+    [{"keep": 0.5}, {"keep": 1.0, "budget": {"flops": 0.5}}, {"keep": {"encoder.0": 1.0}}],
+)
+def test_fine_tune_only_is_refused_unless_it_keeps_every_channel(tmp_path, pruning):
+    with pytest.raises(ConfigError, match="fine_tune_only needs keep: 1.0 and no budget"):
+        _cfg(tmp_path, "x", pruning={**pruning, "fine_tune_only": True})
+
+
 def test_reinit_trains_the_shrunk_architecture_from_fresh_weights(tmp_path, one_torch_thread):
     base = train_baseline(_cfg(tmp_path, "base"), progress=False)
     cut = prune(_cfg(tmp_path, "cut"), original=base.checkpoint, progress=False)
@@ -66,7 +77,13 @@ def test_reinit_trains_the_shrunk_architecture_from_fresh_weights(tmp_path, one_
     shrink_checkpoint(cut.checkpoint, shrunk, image_size=16)
     states = []
     for name, seed in (("s1", 0), ("s2", 0), ("s3", 1)):
-        cfg = _cfg(tmp_path, name, epochs=0, seed=seed, pruning={"keep": 1.0, "reinit": True})
+        cfg = _cfg(
+            tmp_path,
+            name,
+            epochs=0,
+            seed=seed,
+            pruning={"keep": 1.0, "reinit": True, "fine_tune_only": True},
+        )
         states.append(
             read_checkpoint(prune(cfg, original=shrunk, progress=False).checkpoint)["model"]
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -177,13 +178,18 @@ def test_damaged_checkpoints_give_clear_errors(pruned_run, tmp_path):
     blob = run.checkpoint.read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(blob[: len(blob) // 2])
-    garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(4096))
+    # random bytes, bare and behind a pickle header: the unpickler then raises whatever it
+    # trips on (IndexError, struct.error, ...); seeded so a failure can be replayed
+    garbage = []
+    for seed in range(40):
+        noise = random.Random(seed).randbytes(4096)
+        garbage.append(tmp_path / f"garbage{seed}.pt")
+        garbage[-1].write_bytes(noise if seed % 2 else b"\x80\x02" + noise)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     for path, needle in [
         (truncated, "truncated or corrupted"),
-        (garbage, "truncated or corrupted"),
+        *[(path, "truncated or corrupted") for path in garbage],
         (foreign, "not an alphaprune checkpoint"),
         (tmp_path / "missing.pt", "not found"),
     ]:

@@ -43,7 +43,7 @@ def unet_config(tmp_path: Path, **overrides) -> dict:
     "spec, message",
     [
         ("no_such_package.models:build", "cannot import module 'no_such_package.models'"),
-        ("alphaprune.engine.models:no_such_function", "has no function 'no_such_function'"),
+        ("torch.nn:no_such_function", "has no function 'no_such_function'"),
         ("os.system('echo hi')", "must look like 'package.module:function'"),
         ("__import__('os'):system", "must look like 'package.module:function'"),
     ],

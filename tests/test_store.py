@@ -147,8 +147,12 @@ def test_list_and_gc_keep_referenced_runs_and_their_sources(tmp_path, one_torch_
     assert "removed 1" in capsys.readouterr().out
     assert not orphan.run_dir.exists() and base.run_dir.exists() and pruned.run_dir.exists()
 
-    shutil.rmtree(report)  # the report is gone: its runs are no longer needed
-    assert sorted(store.gc()) == sorted([base.fingerprint, pruned.fingerprint])
+    shutil.rmtree(report)  # the report is gone (moved or deleted): its runs are kept …
+    assert runs_main(["gc", "--root", str(store.root)]) == 0
+    assert "runs gc --forget-missing" in capsys.readouterr().out and pruned.run_dir.exists()
+    # … until the user says it was deleted
+    assert runs_main(["gc", "--root", str(store.root), "--forget-missing"]) == 0
+    assert "removed 2" in capsys.readouterr().out
     assert store.list().empty and not list((store.root / ".refs").glob("*.json"))
     assert (store.root / "notes").is_dir()
     assert runs_main(["list", "--root", str(store.root)]) == 0

@@ -141,7 +141,7 @@ def test_the_waves_start_from_the_right_runs():
         ({"seeds": 3, "max_seeds": 2}, "max_seeds"),
         ({"seeds": "3"}, "must be an integer"),
         ({"max_seeds": 1e9}, "must be an integer"),
-        ({"max_seeds": 10**9}, "less than or equal to 1000"),
+        ({"max_seeds": 10**9}, "needs allow_many_seeds: true"),
         ({"colour": 1}, "unknown key"),
         ({"budgets": [{"flops": 0.5}, {"flops": 0.5}]}, "repeat a point"),
         ({"budgets": [{"flops": 1.5}]}, "must be in \\(0, 1\\)"),

@@ -7,6 +7,13 @@ Quick start::
     ap.attach_gates(model, keep=0.5, target="encoder")
     ap.set_alpha(model, 0.0)
     small = ap.shrink(model)          # same function, fewer channels
+    ap.export(model, torch.zeros(1, 3, 128, 128), "small.onnx")   # shrunk, exported, verified
+
+A latency budget instead of a keep fraction (docs/deploy.md)::
+
+    plan = ap.attach_gates(model, budget={"latency": 0.5}, device="cpu",
+                           example_inputs=torch.zeros(8, 3, 128, 128))
+    print(plan.budget)                # predicted and measured latency ratio
 """
 
 from alphaprune.core.criteria import register_criterion
@@ -23,6 +30,7 @@ from alphaprune.core.gates import (
 from alphaprune.core.graph import UnsupportedModelError, analyze
 from alphaprune.core.schedules import Schedule, make_schedule, schedule_from_dict
 from alphaprune.core.shrink import count, shrink
+from alphaprune.engine.export import export
 from alphaprune.engine.models import AutoEncoder, build_autoencoder, build_unet, load_vgg_weights
 from alphaprune.version import __version__
 
@@ -33,6 +41,7 @@ __all__ = [
     "UnsupportedModelError",
     "analyze",
     "explain",
+    "export",
     "Schedule",
     "attach_gates",
     "build_autoencoder",

@@ -1,5 +1,6 @@
-"""Command line: ``python -m alphaprune train|prune|evaluate|shrink|report|study PARAMS.yaml`` and
-``python -m alphaprune runs list|gc`` (``study --dry-run`` prints a study's plan and cost).
+"""Command line: ``python -m alphaprune train|prune|evaluate|shrink|export|report|study
+PARAMS.yaml`` and ``python -m alphaprune runs list|gc`` (``study --dry-run`` prints a study's plan
+and cost).
 
 Exit codes follow :mod:`alphaprune.errors`: bad input (a :class:`UserError`) gives a one-line
 ``error: …`` on stderr and code 2, and nothing runs before the config has been validated; a run
@@ -106,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     p = experiment("shrink", "fold gates into the weights and cut pruned channels")
     p.add_argument("--checkpoint", help="gated checkpoint (default: the run's last.pt)")
     p.add_argument("--out", help="where to write the shrunk model (default: RUN/shrunk.pt)")
+    _export_arguments(
+        experiment(
+            "export",
+            "shrink a run at α = 0, export it (ONNX, torch.export, TorchScript) and verify the file",
+        )
+    )
 
     p = sub.add_parser("report", help="run the weekly report notebooks and export HTML/PDF")
     p.add_argument("params", help="weekly report YAML, e.g. params/week09.yaml")
@@ -118,6 +125,22 @@ def _parser() -> argparse.ArgumentParser:
     # delegated to its module's own parser (alphaprune.study.store.main)
     sub.add_parser("runs", add_help=False, help="the shared run store: runs list | runs gc")
     return parser
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format", choices=("onnx", "pt2", "torchscript"), default="onnx", help="default: onnx"
+    )
+    p.add_argument("--checkpoint", help="checkpoint to export (default: the run's last.pt)")
+    p.add_argument("--out", help="the exported file (default: RUN/shrunk.onnx, .pt2, …)")
+    p.add_argument(
+        "--allow-alpha", action="store_true", help="export a model whose gates are not at α = 0"
+    )
+    p.add_argument("--static-batch", action="store_true", help="fix the batch size (default: any)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument(
+        "--tolerance", type=float, default=1e-5, help="max rel. difference (default: 1e-5)"
+    )
 
 
 _DELEGATED = ("runs",)
@@ -142,8 +165,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     from alphaprune.engine.config import load_config
+    from alphaprune.engine.factories import trust_factory
 
     cfg = load_config(args.params, args.overrides)
+    trust_factory(cfg.model.factory)  # the user's own: checkpoints naming it may be loaded
     progress = not args.no_progress
     if args.command == "train":
         from alphaprune.engine.train import train_baseline
@@ -158,11 +183,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "evaluate":
         from alphaprune.engine.checkpoint import last_path, load_model
         from alphaprune.engine.evaluate import evaluate
-        from alphaprune.engine.train import make_datasets
+        from alphaprune.engine.train import make_datasets, require_finished
 
         path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
         if args.alpha is not None and not math.isfinite(args.alpha):
             raise UserError(f"--alpha must be a finite number, got {args.alpha}")
+        require_finished(path, "evaluate")  # a diverged run's last.pt is not its result
         model = load_model(path, alpha=args.alpha, override_alpha=args.override_alpha)
         held_out = make_datasets(cfg, held_out=args.split)[1]
         scores = evaluate(model, held_out, batch_size=cfg.data.batch_size, interval=True)
@@ -179,7 +205,62 @@ def _run(args: argparse.Namespace) -> int:
         require_finished(path, "shrink")
         summary = shrink_checkpoint(path, out, image_size=cfg.data.crop)
         print(_json(summary))
+    elif args.command == "export":
+        _export(cfg, args)
     return 0
+
+
+def _export(cfg, args: argparse.Namespace) -> None:
+    """``export``: the run's checkpoint, shrunk at α = 0, exported and verified; its record."""
+    from alphaprune.engine.checkpoint import last_path, load_model
+    from alphaprune.engine.export import FORMATS, export
+    from alphaprune.engine.models import example_input
+    from alphaprune.engine.train import require_finished
+
+    if not math.isfinite(args.tolerance) or args.tolerance <= 0:
+        raise UserError(f"--tolerance must be a number > 0, got {args.tolerance}")
+    path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
+    require_finished(path, "export")
+    model = load_model(path, verbose=False)
+    out = Path(args.out) if args.out else cfg.run_dir / f"shrunk{FORMATS[args.format]}"
+    result = export(
+        model,
+        example_input(cfg.model.model_dump(), cfg.data.crop),
+        out,
+        format=args.format,
+        dynamic_batch=not args.static_batch,
+        opset=args.opset,
+        allow_alpha=args.allow_alpha,
+        tolerance=args.tolerance,
+        source=str(path),
+        fingerprint=_fingerprint(path),
+        verbose=False,
+    )
+    check = result.record["verification"]
+    print(
+        _json(
+            {
+                "source": str(path),
+                "out": str(result.path),
+                "record": str(result.record_path),
+                "format": args.format,
+                "alpha": result.record["alpha"],
+                "params": result.record["params"],
+                "flops": result.record["flops"],
+                "verified_with": check["runtime"],
+                "max_rel_diff": check["max_rel_diff"],
+            }
+        )
+    )
+
+
+def _fingerprint(checkpoint: Path) -> str | None:
+    """The run store's fingerprint of the run ``checkpoint`` belongs to, when it has one."""
+    info = checkpoint.parent.parent / "run.json"
+    try:
+        return json.loads(info.read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

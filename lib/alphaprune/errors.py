@@ -5,10 +5,12 @@
     prune exactly. The CLI prints the message alone and exits with code 2.
         ``ConfigError``, ``ScheduleError``, ``ReportParamsError``, ``DataError``,
         ``CheckpointError``, ``PruningError``, ``UnsupportedModelError``, ``LockError``,
-        ``StageOrderError``
+        ``StageOrderError``, ``StoreError``
     ``RunFailed`` — the work ran and ended without a result; the message says where to look.
-        ``Diverged`` (exit code 3), ``ReportError`` → ``StageFailed``, ``ExportError`` (exit 1)
-    ``NotebookMissing`` is both a ``UserError`` and a ``ReportError`` (exit 2).
+        ``Diverged`` (exit code 3), ``ReportError`` → ``StageFailed``, ``ExportError`` (exit 1),
+        ``ModelExportError`` (exit 1)
+    ``NotebookMissing`` and ``ReportFolderError`` are both a ``UserError`` and a ``ReportError``
+    (exit 2).
 
 The CLI also reports an ``OSError`` (a path it cannot write) in one line with exit code 2; anything
 else is a bug, and the CLI lets it through with its traceback. Classes also derive from the
@@ -28,14 +30,17 @@ __all__ = [
     "Diverged",
     "ExportError",
     "LockError",
+    "ModelExportError",
     "NotebookMissing",
     "PruningError",
     "ReportError",
+    "ReportFolderError",
     "ReportParamsError",
     "RunFailed",
     "ScheduleError",
     "StageFailed",
     "StageOrderError",
+    "StoreError",
     "UnsupportedModelError",
     "UserError",
     "one_line",
@@ -92,6 +97,12 @@ class LockError(UserError, RuntimeError):
 
 class StageOrderError(UserError, RuntimeError):
     """A stage was run before the stage that writes its inputs."""
+
+
+class StoreError(UserError, RuntimeError):
+    """The run store cannot be used as it is: ``$ALPHAPRUNE_RUNS`` is not an absolute folder, a
+    reference file is malformed, a run folder is a symbolic link, or a checkpoint is not the file
+    its run's ``done.json`` vouches for. The message names the file or variable."""
 
 
 # --- the work ran and failed -------------------------------------------------------------------
@@ -153,8 +164,19 @@ class NotebookMissing(UserError, ReportError):
     """A stage's notebook is not where the params say (``notebooks_dir``) or is unreadable."""
 
 
+class ReportFolderError(UserError, ReportError):
+    """The report folder cannot be used: it is a file, it cannot be written, or it is the project
+    folder or the run store (a report never writes over them)."""
+
+
 class ExportError(ReportError):
     """The HTML could not be written, or Chromium failed to print the PDF."""
+
+
+class ModelExportError(RunFailed):
+    """A model could not be exported (ONNX, ``torch.export``, TorchScript), or the exported
+    artefact does not compute what the torch model does; the message names the format, the
+    file and the difference. Nothing is left at the artefact's path."""
 
 
 def one_line(exc: BaseException) -> str:

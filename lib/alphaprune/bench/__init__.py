@@ -14,7 +14,7 @@ from alphaprune.bench.device import device_name
 from alphaprune.bench.inference import BENCH_COLUMNS, benchmark
 from alphaprune.bench.models import standard_models
 from alphaprune.bench.output import write_csv
-from alphaprune.bench.peers import torch_pruning_model
+from alphaprune.bench.peers import torch_pruning_model, torch_pruning_pruner
 from alphaprune.bench.training import TRAIN_COLUMNS, train_step_benchmark
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "device_name",
     "standard_models",
     "torch_pruning_model",
+    "torch_pruning_pruner",
     "train_step_benchmark",
     "write_csv",
 ]

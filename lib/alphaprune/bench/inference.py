@@ -230,7 +230,8 @@ def benchmark(
       on CPU.
     * ``throughput_img_s`` — images per second, ``batch_size / latency_ms_median * 1000``.
     * ``params`` — number of parameters; ``flops_per_image`` — forward FLOPs for one image
-      (:func:`alphaprune.count`, i.e. ``torch.utils.flop_counter``; a multiply-add is 2 FLOPs).
+      (:func:`alphaprune.count`, i.e. ``torch.utils.flop_counter``; a multiply-add is 2 FLOPs);
+      for an exported model in onnxruntime, those of the torch model it was exported from.
     * ``latency_ratio``, ``flops_ratio``, ``params_ratio`` — this model's median latency, FLOPs
       and parameters divided by those of ``reference`` (1 on the reference row).
     * ``cpu_util_pct`` — CPU time of this process (all threads, user + system; psutil) during the
@@ -279,7 +280,7 @@ def benchmark(
     run = _prepare(models, batch_size, image_size, _usable(device), seed, progress)
     cuda = run.device.type == "cuda"
     shape = (1, 3, image_size, image_size)
-    tallies = {name: ModelTally(name, **count(net, shape)) for name, net in run.nets.items()}
+    tallies = {name: ModelTally(name, **_count(net, shape)) for name, net in run.nets.items()}
     if gpu_reader is None and cuda:
         gpu_reader = _nvml_reader_or_none(run.device)
     readers = [process_reader(), *([gpu_reader] if gpu_reader else [])]
@@ -307,6 +308,13 @@ def benchmark(
         {"model": w.label, "start_s": w.start, "end_s": w.end} for w in windows
     ]
     return table
+
+
+def _count(net: nn.Module, shape: tuple[int, ...]) -> dict[str, int]:
+    """Parameters and FLOPs of ``net``, or of the torch model it stands for (``counted_as``: an
+    exported model in onnxruntime, :class:`alphaprune.core.runtimes.OrtModule`)."""
+    source = getattr(net, "counted_as", None)
+    return count(source if isinstance(source, nn.Module) else net, shape)
 
 
 def _usable(device: torch.device | str) -> torch.device:

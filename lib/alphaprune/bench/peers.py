@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["torch_pruning_model"]
+__all__ = ["torch_pruning_model", "torch_pruning_pruner"]
 
 
 def torch_pruning_model(
@@ -38,3 +38,25 @@ def torch_pruning_model(
             raise ValueError(f"torch_pruning refuses to prune {len(pruned)} channels of '{name}'")
         group.prune()
     return model
+
+
+def torch_pruning_pruner(
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor],
+    pruning_ratio: float = 0.5,
+    ignored_layers: Sequence[nn.Module] = (),
+):
+    """``torch_pruning``'s own pruner on ``model`` (which ``step()`` prunes in place): L1
+    magnitude importance (``MagnitudeImportance(p=1)``), the same ``pruning_ratio`` in every
+    group, ``ignored_layers`` (e.g. the classifier) left whole. Building it traces the model
+    (``DependencyGraph``). Raises ``ImportError`` if ``torch_pruning`` is not installed.
+    """
+    import torch_pruning as tp
+
+    return tp.pruner.BasePruner(
+        model,
+        example_inputs,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=pruning_ratio,
+        ignored_layers=list(ignored_layers),
+    )

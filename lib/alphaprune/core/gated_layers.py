@@ -40,7 +40,7 @@ MASK_KEY, ALPHA_KEY = "gate_mask", "gate_alpha"
 
 def check_alpha(alpha: float, what: str = "alpha") -> float:
     """Return ``alpha`` as a float, or raise ``ValueError`` if it is not a number in [0, 1]."""
-    if isinstance(alpha, bool):
+    if isinstance(alpha, (bool, str, bytes)):  # float("0.5") would accept a string
         raise PruningError(f"{what} must be a number in [0, 1], got {alpha!r}")
     try:
         value = float(alpha)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from alphaprune.core.budget import budget_masks
+from alphaprune.core.budget import BudgetReport, keep_one_per_owner, plan_budget
 from alphaprune.core.criteria import Criterion, unit_importance
 from alphaprune.core.gated_layers import (
     _GATED,
@@ -131,6 +131,8 @@ class GatingPlan(Mapping):
 
     groups: list[GroupPlan]
     gates: dict[str, AlphaGate] = field(default_factory=dict)
+    #: with ``budget=``: the target, the predicted (and, for latency, measured) ratio
+    budget: BudgetReport | None = None
 
     def _gated(self) -> dict[str, GroupPlan]:
         return {g.name: g for g in self.groups if g.mask is not None}
@@ -163,7 +165,8 @@ class GatingPlan(Mapping):
         )
 
     def __str__(self) -> str:
-        return self.table().to_string(index=False)
+        text = self.table().to_string(index=False)
+        return text + (f"\n{self.budget}" if self.budget is not None else "")
 
     def _repr_html_(self) -> str:
         return self.table().to_html(index=False)
@@ -255,18 +258,6 @@ def _units_from_channel_mask(graph: ChannelGraph, group: ChannelGroup, mask) -> 
     return torch.tensor([verdict.get(u, True) for u in group.units])
 
 
-def _keep_one_per_owner(
-    graph: ChannelGraph, group: ChannelGroup, mask: Tensor, scores: Tensor
-) -> None:
-    """A group can span several producers (a depthwise conv after a concat joins them): each
-    keeps at least its most important unit, so no layer loses every channel."""
-    position = {u: i for i, u in enumerate(group.units)}
-    for name in group.owners:
-        mine = [position[u] for u in set(graph.units(graph.layers[name].out_vars)) if u in position]
-        if mine and not mask[mine].any():
-            mask[max(mine, key=lambda i: float(scores[i]))] = True
-
-
 def _plan_masks(
     graph: ChannelGraph, chosen: list[ChannelGroup], keep, scores, masks
 ) -> dict[str, Tensor]:
@@ -298,6 +289,8 @@ def attach_gates(
     budget: Mapping[str, float] | None = None,
     min_keep: float = 0.1,
     round_to: int = 1,
+    device: str | torch.device | None = None,
+    latency: Mapping[str, object] | None = None,
 ) -> GatingPlan:
     """Gate the channels chosen for removal in every prunable channel group of ``model``.
 
@@ -323,14 +316,22 @@ def attach_gates(
             (overrides ``keep``/``criterion``).
         example_inputs: inputs for tracing; guessed from the first layer when None.
         strict: raise instead of skipping a group in ``target`` that cannot be pruned.
-        budget: ``{"flops": r}`` or ``{"params": r}`` instead of ``keep``: per-group keep
-            fractions from one global ranking of normalised importance, so that the shrunk
-            model keeps the fraction ``r`` of its FLOPs/params (see :mod:`alphaprune.core.budget`).
+        budget: ``{"flops": r}``, ``{"params": r}`` or ``{"latency": r}`` instead of ``keep``:
+            per-group keep fractions from one global ranking of normalised importance, so that
+            the shrunk model keeps the fraction ``r`` of its FLOPs/params, or of its latency
+            measured on ``device`` (see :mod:`alphaprune.core.budget`, docs/deploy.md).
         min_keep: with ``budget``, the least fraction of units any group keeps.
         round_to: with ``budget``, units are removed this many at a time (e.g. 8 for GPUs).
+        device: with a latency budget, the device latency is measured on (default: where the
+            model's parameters are).
+        latency: with a latency budget, options of
+            :class:`~alphaprune.core.latency.LatencyOptions`: ``runtime`` (``"torch"`` or
+            ``"onnxruntime"``), ``threads``, ``input_size`` (default: the example inputs),
+            ``rounds``, ``measure``, ``tolerance``, ``attempts``, ``cache``, ``cache_dir``.
 
     Returns:
-        A :class:`GatingPlan` with every group, the gated layers and the masks.
+        A :class:`GatingPlan` with every group, the gated layers and the masks (and with a
+        budget, its :class:`~alphaprune.core.budget.BudgetReport` as ``plan.budget``).
     """
     _check_target(target)
     check_alpha(alpha)
@@ -340,15 +341,19 @@ def attach_gates(
         keep = check_keep(keep, "keep")
     if budget is not None and (masks is not None or isinstance(keep, Mapping)):
         raise PruningError("give either budget or per-layer keep/masks, not both")
+    options = _latency_options(model, budget, device, latency)
     graph = analyze(model, example_inputs)
     chosen = _choose_groups(graph, model, target, keep, masks, strict)
     scores = {g.name: unit_importance(graph, g, criterion) for g in chosen}
+    report = None
     if budget is not None:
-        unit_masks = budget_masks(graph, chosen, budget, scores, min_keep, round_to)
+        unit_masks, report = plan_budget(
+            graph, chosen, budget, scores, min_keep, round_to, latency=options
+        )
     else:
         unit_masks = _plan_masks(graph, chosen, keep, scores, masks)
     for group in chosen:
-        _keep_one_per_owner(graph, group, unit_masks[group.name], scores[group.name])
+        keep_one_per_owner(graph, group, unit_masks[group.name], scores[group.name])
     pruned = {
         u
         for group in chosen
@@ -356,6 +361,7 @@ def attach_gates(
         if not kept
     }
     plan = _describe_plan(graph, model, target, chosen, unit_masks)
+    plan.budget = report
     for layer in graph.consumers():
         units = graph.units(layer.in_vars)
         if pruned.isdisjoint(units):
@@ -368,6 +374,23 @@ def attach_gates(
             owner = graph.layers[group.owners[0]]
             row.mask = torch.tensor([u not in pruned for u in graph.units(owner.out_vars)])
     return plan
+
+
+def _latency_options(model, budget, device, latency) -> dict[str, object] | None:
+    """The latency options of a latency budget (``device`` folded in); refused without one."""
+    is_latency = isinstance(budget, Mapping) and "latency" in budget
+    if not is_latency:
+        if device is not None or latency is not None:
+            raise PruningError("device= and latency= are for budget={'latency': r}")
+        return None
+    if latency is not None and not isinstance(latency, Mapping):
+        raise PruningError(f"latency must be a mapping of latency options, got {latency!r}")
+    options = dict(latency or {})
+    if device is None and "device" not in options:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device is not None:
+        options["device"] = str(torch.device(device))
+    return options
 
 
 def _choose_groups(graph, model, target, keep, masks, strict) -> list[ChannelGroup]:

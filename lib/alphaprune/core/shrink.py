@@ -69,6 +69,12 @@ def _verify(reference: object, small: nn.Module, inputs: tuple[Tensor, ...]) -> 
                 f"the shrunk model's output has shape {tuple(got.shape)}, the gated model's "
                 f"{tuple(ref.shape)}"
             )
+        if not bool(torch.isfinite(ref).all()):
+            raise UnsupportedModelError(
+                "the gated model's own output is not finite (inf/NaN) on the example input, so "
+                "the shrunk model cannot be checked against it: the model or its weights are "
+                "broken (a diverged run?), not the shrinking"
+            )
         scale = float(ref.abs().max()) if ref.numel() else 0.0
         diff = float((ref - got).abs().max()) if ref.numel() else 0.0
         if not diff <= 1e-4 * scale + 1e-6:

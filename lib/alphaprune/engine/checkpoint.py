@@ -10,9 +10,8 @@ of finished epochs).
 from __future__ import annotations
 
 import math
-import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,9 @@ from alphaprune.core.gates import (
     set_alpha,
 )
 from alphaprune.core.layer_rules import rule_for
+from alphaprune.engine.factories import require_trusted
 from alphaprune.engine.models import build_model, example_input
-from alphaprune.errors import CheckpointError
+from alphaprune.errors import CheckpointError, UserError
 
 __all__ = [
     "CheckpointError",
@@ -85,17 +85,11 @@ def load_tensors(path: str | Path, what: str = "checkpoint") -> Any:
             if broken is not None:
                 raise CheckpointError(f"{path}: {what} is corrupted (CRC mismatch in {broken})")
         return torch.load(path, map_location="cpu", weights_only=True)
-    # the unpickler of a damaged file can raise almost anything; each is this file's fault
-    except (
-        RuntimeError,
-        EOFError,
-        OSError,
-        ValueError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        KeyError,
-        AttributeError,
-    ) as exc:
+    except CheckpointError:
+        raise
+    # the unpickler of a damaged file can raise almost anything (IndexError, struct.error,
+    # UnicodeDecodeError, ...): each is this file's fault, never the caller's
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path}: cannot read {what} (truncated or corrupted?): {reason[:200]}"
@@ -156,12 +150,21 @@ def _resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
             rule.resize_to(module, state, f"{name}." if name else "")
 
 
-def model_from_state(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> nn.Module:
+def model_from_state(
+    model_cfg: Mapping[str, Any],
+    state: Mapping[str, torch.Tensor],
+    factory: str | Callable[..., nn.Module] | None = None,
+    model: nn.Module | None = None,
+) -> nn.Module:
     """Build the model described by ``model_cfg`` and load ``state`` (gated or shrunk).
 
-    State dicts written before gates moved into their consumers are migrated on the way.
+    ``model_cfg`` must come from the caller's own config, or its factory must be trusted (see
+    :func:`load_model`); ``factory`` replaces its factory, and a given ``model`` is loaded
+    instead of building one. State dicts written before gates moved into their consumers are
+    migrated on the way.
     """
-    model = build_model(model_cfg)
+    if model is None:
+        model = build_model(model_cfg, factory=factory)
     _resize_to_state(model, state)  # first: a shrunk model may be gated again
     state = migrate_state_dict(model, state)
     restore_gates(model, state)
@@ -169,12 +172,37 @@ def model_from_state(model_cfg: Mapping[str, Any], state: Mapping[str, torch.Ten
     return model
 
 
+def _model_of(
+    path: str | Path,
+    data: Mapping[str, Any],
+    factory: str | Callable[..., nn.Module] | None,
+    model: nn.Module | None,
+) -> nn.Module:
+    """The checkpoint's model, built without importing anything the checkpoint names unless the
+    user trusts it (:mod:`alphaprune.engine.factories`)."""
+    model_cfg = data["config"].get("model", {})
+    if not isinstance(model_cfg, Mapping):
+        raise CheckpointError(f"{path}: checkpoint's config.model is not a mapping")
+    if factory is None and model is None:
+        require_trusted(model_cfg.get("factory"), f"checkpoint {path}")
+    try:
+        return model_from_state(model_cfg, data["model"], factory=factory, model=model)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise CheckpointError(f"{path}: model state does not fit its config: {exc}") from None
+
+
+# long: one public entry point whose docstring documents every argument
 def load_model(
     path: str | Path,
     alpha: float | None = None,
     override_alpha: bool = False,
     device: str | torch.device = "cpu",
     verbose: bool = True,
+    *,
+    factory: str | Callable[..., nn.Module] | None = None,
+    model: nn.Module | None = None,
 ) -> nn.Module:
     """Rebuild the model saved in ``path`` at the α it was saved with, in eval mode.
 
@@ -183,12 +211,16 @@ def load_model(
     ``checkpoint_epoch`` and ``checkpoint_path``. Asking for another ``alpha`` is an error unless
     ``override_alpha=True`` (then the gates are set to it and ``checkpoint_alpha`` still tells the
     stored value, ``alpha_overridden`` is True).
+
+    Loading never imports or calls anything the checkpoint names. The model is built by
+    ``factory`` (``"package.module:function"`` or a callable, called with the checkpoint's saved
+    ``kwargs``), or loaded into ``model`` (an ``nn.Module`` of the same architecture); without
+    either, by the built-in VGG autoencoder, or by the factory the checkpoint names only when it
+    is trusted: one of alphaprune's builders, the factory of the params this process runs with,
+    or a package listed in ``$ALPHAPRUNE_FACTORIES`` (see ``docs/safety.md``).
     """
     data = read_checkpoint(path)
-    try:
-        model = model_from_state(data["config"].get("model", {}), data["model"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: model state does not fit its config: {exc}") from None
+    model = _model_of(path, data, factory, model)
     stored = data["alpha"]
     gated = bool(gates(model))
     if gated:
@@ -220,7 +252,11 @@ def load_model(
 
 
 def shrink_checkpoint(
-    path: str | Path, out: str | Path, image_size: int = 64, seed: int = 0
+    path: str | Path,
+    out: str | Path,
+    image_size: int = 64,
+    seed: int = 0,
+    factory: str | Callable[..., nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Shrink the gated model in ``path``, verify it against the gated model, save it to ``out``.
 
@@ -230,7 +266,7 @@ def shrink_checkpoint(
     from alphaprune.core.shrink import count, shrink
 
     data = read_checkpoint(path)
-    model = load_model(path, verbose=False)
+    model = load_model(path, verbose=False, factory=factory)
     if not gates(model):
         raise CheckpointError(f"{path}: model has no α gates; nothing to shrink")
     example = example_input(data["config"].get("model", {}), image_size)

@@ -170,17 +170,24 @@ class ModelConfig(_Section):
     @field_validator("factory")
     @classmethod
     def _factory_form(cls, value: str | None) -> str | None:
-        from alphaprune.engine.models import import_factory
+        from alphaprune.engine.factories import import_factory
 
         if value is not None:
-            import_factory(value)  # imported now, so a typo stops before any work
+            import_factory(value)  # imported now (never the standard library): a typo stops here
         return value
 
     @field_validator("example_input_size")
     @classmethod
-    def _positive_sizes(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and any(v < 1 for v in value):
+    def _image_batch_size(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        if any(v < 1 for v in value):
             raise ValueError(f"example_input_size must be positive integers, got {value}")
+        if len(value) != 4 or value[1] != 3:
+            raise ValueError(
+                "example_input_size must be [batch, 3, height, width]: the model is trained on "
+                f"RGB images, so its input has 3 channels (got {value})"
+            )
         return value
 
 
@@ -257,19 +264,70 @@ class DataConfig(_Section):
         return make_split(names, self.val_images, self.test_patterns(), fractions)
 
 
+class LatencyConfig(_Section):
+    """Where ``budget: {latency: r}`` measures latency (:class:`alphaprune.core.latency.LatencyOptions`)."""
+
+    #: "auto": the run's device
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    runtime: Literal["torch", "onnxruntime"] = "torch"
+    #: intra-op threads while timing (default: torch's setting in the process)
+    threads: StrictInt | None = Field(None, ge=1)
+    #: the input latency is meant for, e.g. [8, 3, 128, 128] (default: the example input)
+    input_size: list[StrictInt] | None = Field(None, min_length=2)
+    rounds: StrictInt = Field(5, ge=1)
+    #: time the chosen model and correct the choice when it misses by more than tolerance
+    measure: bool = True
+    tolerance: FiniteFloat = Field(0.02, gt=0)
+    attempts: StrictInt = Field(4, ge=1)
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(v < 1 for v in value):
+            raise ValueError(f"input_size must be positive integers, got {value}")
+        return value
+
+    def options(self, run_device: str) -> dict[str, Any]:
+        """The options for ``attach_gates(latency=…)``; ``run_device`` fills ``device: auto``."""
+        data = self.model_dump(exclude={"device"})
+        data["device"] = run_device if self.device == "auto" else self.device
+        return {k: v for k, v in data.items() if v is not None}
+
+
 class PruningConfig(_Section):
     keep: float | dict[str, float] = 0.5
     #: a registered criterion (alphaprune.core.criteria): "l1", "bn", "random", or your own
     criterion: str = "l1"
     #: "encoder", "decoder", "both"/"all", or a list of layer-name patterns ("encoder.*")
     target: Literal["encoder", "decoder", "both", "all"] | list[str] = "encoder"
-    #: {"flops": r} or {"params": r}: per-group keep chosen to keep that fraction (instead of keep)
-    budget: dict[Literal["flops", "params"], FiniteFloat] | None = None
+    #: {"flops": r}, {"params": r} or {"latency": r}: per-group keep chosen to keep that
+    #: fraction (instead of keep); latency is measured as ``latency`` says
+    budget: dict[Literal["flops", "params", "latency"], FiniteFloat] | None = None
     min_keep: FiniteFloat = Field(0.1, gt=0, le=1)
     round_to: StrictInt = Field(1, ge=1)
     #: re-initialise the weights of the model to prune (seeded by the run's seed) before any
     #: training: the architecture trained from scratch (a study control)
     reinit: bool = False
+    #: a control that removes no channel (keep 1.0, no budget): the run fine-tunes the whole
+    #: model (a study's unpruned and from-scratch controls); otherwise a keep that gates nothing
+    #: is refused as a mistake
+    fine_tune_only: bool = False
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
+
+    @model_validator(mode="after")
+    def _latency_needs_its_budget(self) -> PruningConfig:
+        if self.latency != LatencyConfig() and not (self.budget and "latency" in self.budget):
+            raise ValueError("pruning.latency is for pruning.budget: {latency: r}")
+        return self
+
+    @model_validator(mode="after")
+    def _fine_tune_only_keeps_all(self) -> PruningConfig:
+        if self.fine_tune_only and (self.keep != 1.0 or self.budget is not None):
+            raise ValueError(
+                f"pruning.fine_tune_only needs keep: 1.0 and no budget, got keep {self.keep!r}"
+                f" and budget {self.budget!r}"
+            )
+        return self
 
     @field_validator("budget")
     @classmethod
@@ -288,6 +346,21 @@ class PruningConfig(_Section):
         if value not in criterion_names():
             raise ValueError(f"unknown criterion {value!r}; registered: {criterion_names()}")
         return value
+
+    @model_validator(mode="after")
+    def _budget_options_need_a_budget(self) -> PruningConfig:
+        # compared with the defaults, not with the keys given: a saved config spells them all out
+        unused = [
+            f"{key}={getattr(self, key)!r}"
+            for key, default in (("min_keep", 0.1), ("round_to", 1))
+            if getattr(self, key) != default
+        ]
+        if self.budget is None and unused:
+            raise ValueError(
+                f"{' and '.join(unused)} only apply with pruning.budget (the per-group keep it "
+                "chooses); without a budget, pruning.keep sets every group's fraction"
+            )
+        return self
 
     @field_validator("keep", mode="before")
     @classmethod

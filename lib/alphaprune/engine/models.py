@@ -1,17 +1,17 @@
 """Built-in models: the VGG-19 autoencoder (torchvision's ``features.N`` layout, mirrored
 transposed-convolution decoder), a small U-Net autoencoder, and users' own models from a factory
-named ``"package.module:function"`` (imported, never evaluated)."""
+named ``"package.module:function"`` (imported, never evaluated: see
+:mod:`alphaprune.engine.factories`)."""
 
 from __future__ import annotations
 
-import importlib
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from alphaprune.engine.factories import call_factory, import_factory
 from alphaprune.errors import ConfigError
 
 __all__ = [
@@ -203,48 +203,18 @@ def build_unet(width: int = 16, depth: int = 2, channels: int = 3) -> UNet:
     return UNet(width, depth, channels)
 
 
-FACTORY_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
-
-
-def import_factory(spec: str) -> Callable[..., nn.Module]:
-    """The function named by ``"package.module:function"``, imported (never evaluated).
-
-    Raises ``ValueError`` with one line naming the module or function when it cannot be found.
-    """
-    if not isinstance(spec, str) or not FACTORY_PATTERN.match(spec):
-        raise ConfigError(f"model factory must look like 'package.module:function', got {spec!r}")
-    module_name, function_name = spec.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"model factory '{spec}': cannot import module '{module_name}' ({exc})"
-        ) from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise ConfigError(
-            f"model factory '{spec}': module '{module_name}' has no function '{function_name}'"
-        )
-    return function
-
-
-def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
-    """The model an experiment's ``model`` section describes (built-in or from its factory)."""
-    spec = model_cfg.get("factory")
-    if spec is None:
+def build_model(
+    model_cfg: Mapping[str, Any], factory: str | Callable[..., nn.Module] | None = None
+) -> nn.Module:
+    """The model an experiment's ``model`` section describes: the built-in VGG autoencoder, or
+    its ``factory`` called with its ``kwargs``. ``factory`` (a name or a callable), when given,
+    is used instead of the section's: the caller vouches for it."""
+    factory = factory if factory is not None else model_cfg.get("factory")
+    if factory is None:
         return build_autoencoder(
             model_cfg.get("layer", "relu3_1"), model_cfg.get("batch_norm", False)
         )
-    kwargs = dict(model_cfg.get("kwargs") or {})
-    try:
-        model = import_factory(spec)(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"model factory '{spec}' rejected kwargs {kwargs}: {exc}") from None
-    if not isinstance(model, nn.Module):
-        raise ConfigError(
-            f"model factory '{spec}' returned {type(model).__name__}, not a torch module"
-        )
-    return model
+    return call_factory(factory, model_cfg.get("kwargs") or {})
 
 
 def example_input(model_cfg: Mapping[str, Any], crop: int) -> Tensor:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from alphaprune.atomic import atomic_write_bytes
+from alphaprune.atomic import atomic_write_bytes, atomic_write_text
 from alphaprune.core.gates import attach_gates, gates, get_alpha, set_alpha
 from alphaprune.core.schedules import Schedule, lr_factor
 from alphaprune.engine import distributed
@@ -55,7 +56,7 @@ from alphaprune.engine.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from alphaprune.engine.config import ExperimentConfig
+from alphaprune.engine.config import ExperimentConfig, config_from_dict
 from alphaprune.engine.data import (
     FixedCropDataset,
     GridCropDataset,
@@ -68,7 +69,7 @@ from alphaprune.engine.evaluate import evaluate
 from alphaprune.engine.locks import folder_lock
 from alphaprune.engine.models import build_model, example_input, load_vgg_weights
 from alphaprune.engine.threads import torch_threads
-from alphaprune.errors import ConfigError, DataError, Diverged
+from alphaprune.errors import ConfigError, DataError, Diverged, PruningError
 
 __all__ = [
     "RunResult",
@@ -79,7 +80,12 @@ __all__ = [
     "diverged_at",
     "require_finished",
     "METRIC_COLUMNS",
+    "BUDGET_FILE",
 ]
+
+#: In a pruning run's folder: the budget's report (:class:`alphaprune.core.budget.BudgetReport`)
+#: when ``pruning.budget`` chose the channels — target, predicted and measured ratio.
+BUDGET_FILE = "budget.json"
 
 METRIC_COLUMNS = [
     "epoch",
@@ -269,6 +275,12 @@ class _Loss(nn.Module):
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the keys a resumed run may change, with the defaults of keys added
+    since it was saved filled in (a config that no longer validates is compared as it is)."""
+    try:
+        config = config_from_dict(config).to_dict()
+    except ConfigError:
+        pass
     return {k: v for k, v in config.items() if k not in _RESUME_FREE_KEYS}
 
 
@@ -293,10 +305,25 @@ def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
     return model
 
 
-def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
+@dataclass
+class FreshModel:
+    """A new run's model and, for a budget, the report of how its channels were chosen (written
+    into the run folder as ``budget.json`` once the folder exists)."""
+
+    model: nn.Module
+    budget: Any = None
+
+    def save_budget(self, run_dir: Path) -> None:
+        if self.budget is not None:
+            text = json.dumps(self.budget.to_dict(), indent=1) + "\n"
+            atomic_write_text(run_dir / BUDGET_FILE, text)
+
+
+def _fresh_pruned(cfg: ExperimentConfig, original: Path, progress: bool = True) -> FreshModel:
     """The model to prune: the original with gates attached, or a gated checkpoint as it is;
     with ``pruning.reinit`` its weights are drawn afresh first (seeded by the run's seed)."""
-    model = load_model(original, verbose=False)
+    # built by the config's own factory: the original's was checked to be the same
+    model = load_model(original, verbose=False, factory=cfg.model.factory)
     # whatever the run draws (the random criterion, re-initialised weights) follows its seed,
     # not the history of the process it runs in (in-process, a worker, after another run)
     torch.manual_seed(cfg.seed)
@@ -305,33 +332,78 @@ def _fresh_pruned(cfg: ExperimentConfig, original: Path) -> nn.Module:
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
     if not gates(model):
-        attach_gates(
+        example = example_input(cfg.model.model_dump(), cfg.data.crop)
+        _check_example(model, example, cfg)
+        latency = _latency_budget(cfg, progress)
+        plan = attach_gates(
             model,
             keep=cfg.pruning.keep,
             criterion=cfg.pruning.criterion,
             target=cfg.pruning.target,
-            example_inputs=_calibration_input(cfg),
+            example_inputs=_calibration_input(cfg, example),
             budget=cfg.pruning.budget,
             min_keep=cfg.pruning.min_keep,
             round_to=cfg.pruning.round_to,
+            latency=latency,
         )
-    return model
+        if not gates(model) and not cfg.pruning.fine_tune_only:
+            raise PruningError(
+                f"prune '{cfg.name}': pruning.keep {cfg.pruning.keep!r} on target "
+                f"{cfg.pruning.target!r} gates no channel (keep 1.0 keeps them all): nothing "
+                "to prune; choose a keep below 1 or a pruning.budget"
+            )
+        if plan.budget is not None and latency is not None:
+            print(plan.budget)
+        return FreshModel(model, plan.budget)
+    return FreshModel(model, None)
 
 
-def _calibration_input(cfg: ExperimentConfig) -> torch.Tensor:
+def _calibration_input(cfg: ExperimentConfig, example: torch.Tensor) -> torch.Tensor:
     """The input that traces the model and feeds data-driven criteria (e.g. a Taylor score): one
     batch of the run's own first training crops for the built-in autoencoder, else the model's
     example input."""
     if cfg.model.factory is not None:
-        return example_input(cfg.model.model_dump(), cfg.data.crop)
+        return example
     train = make_datasets(cfg)[0]
     train.set_epoch(0)
     return torch.stack([train[i] for i in range(min(cfg.data.batch_size, len(train)))])
 
 
-def _fresh_model(cfg: ExperimentConfig, phase: Phase) -> nn.Module:
+def _check_example(model: nn.Module, example: torch.Tensor, cfg: ExperimentConfig) -> None:
+    """A one-line error naming ``model.example_input_size`` (or ``data.crop``) when the model
+    cannot run on the input it is traced with."""
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception as exc:  # the user's model on the user's size: say which key to change
+        key = "model.example_input_size" if cfg.model.example_input_size else "data.crop"
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"prune '{cfg.name}': the model cannot run on an input of size "
+            f"{list(example.shape)} ({key}): {type(exc).__name__}: {reason}"
+        ) from None
+
+
+def _latency_budget(cfg: ExperimentConfig, progress: bool) -> dict[str, Any] | None:
+    """The latency options of a latency budget (None for other runs). Every rank of a torchrun
+    job would time on its own and could choose other channels, so that is refused."""
+    if not (cfg.pruning.budget and "latency" in cfg.pruning.budget):
+        return None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise ConfigError(
+            "pruning.budget.latency under torchrun: every rank would measure and choose on its "
+            "own; start the pruning run in one process (epochs: 0 saves its gates), then resume"
+        )
+    device = cfg.device if cfg.device != "auto" else None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return {**cfg.pruning.latency.options(device), "progress": progress}
+
+
+def _fresh_model(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
     """A new run's model: the original with gates to prune, or a seeded fresh baseline."""
-    return _fresh_pruned(cfg, phase.original) if phase.prunes else _fresh_baseline(cfg)
+    if phase.prunes:
+        return _fresh_pruned(cfg, phase.original, progress)
+    return FreshModel(_fresh_baseline(cfg))
 
 
 def _feature_encoder(cfg: ExperimentConfig, phase: Phase) -> nn.Module | None:
@@ -353,25 +425,42 @@ def _current_alpha(model: nn.Module) -> float | None:
 
 
 def _run(cfg: ExperimentConfig, phase: Phase, progress: bool) -> RunResult:
+    # a new run's model is built (factory, gates, keep, example input) before its folder exists,
+    # so a mistake there leaves no half-made run folder behind
+    # and at the run's threads: data-driven criteria compute on it
+    with torch_threads(cfg.threads):
+        fresh = None if last_path(cfg.run_dir).exists() else _fresh_model(cfg, phase, progress)
     ctx = distributed.setup(cfg.device)
     try:
         with contextlib.ExitStack() as stack:
             if ctx.is_main:  # fail on a bad output_dir, or a run folder in use, before any work
                 stack.enter_context(folder_lock(cfg.run_dir, f"run folder of '{cfg.name}'"))
             stack.enter_context(torch_threads(cfg.threads))
-            return _loop(cfg, phase, progress, ctx)
+            return _loop(cfg, phase, progress, ctx, fresh)
     finally:
         distributed.teardown(ctx)
 
 
-def _loop(cfg: ExperimentConfig, phase: Phase, progress: bool, ctx: DistContext) -> RunResult:
-    """Run the epochs after the last finished one up to ``cfg.epochs``, saving after each."""
+def _loop(
+    cfg: ExperimentConfig,
+    phase: Phase,
+    progress: bool,
+    ctx: DistContext,
+    fresh: FreshModel | None = None,
+) -> RunResult:
+    """Run the epochs after the last finished one up to ``cfg.epochs``, saving after each
+    (``fresh``: the new run's model, already built)."""
     saved = _resume_point(cfg, phase.kind)
     distributed.barrier(ctx)  # every rank has read the resume point before rank 0 writes one
     if saved is None:
-        model = _fresh_model(cfg, phase)
+        fresh = fresh if fresh is not None else _fresh_model(cfg, phase, progress and ctx.is_main)
+        if ctx.is_main:
+            fresh.save_budget(cfg.run_dir)
+        model = fresh.model
     else:
-        model = model_from_state(saved["config"]["model"], saved["model"])
+        # built from the caller's config (equal to the saved one, see _resume_point): nothing
+        # the checkpoint names is imported
+        model = model_from_state(cfg.model.model_dump(), saved["model"])
         if phase.original is None and saved.get("original"):
             phase = replace(phase, original=Path(saved["original"]))
         if ctx.is_main:
@@ -428,11 +517,24 @@ def _resume_point(cfg: ExperimentConfig, kind: RunKind) -> dict[str, Any] | None
         return None
     saved = read_checkpoint(path)
     if saved["kind"] != kind or _comparable(saved["config"]) != _comparable(cfg.to_dict()):
+        if _start_only(saved):
+            print(
+                f"starting over in {cfg.run_dir}: {path} is the start of another config, "
+                "with no finished epoch"
+            )
+            return None
         raise CheckpointError(
             f"{path} belongs to a different run (kind '{saved['kind']}' or another "
             "config); choose another name/output_dir or delete the folder to start over"
         )
     return saved
+
+
+def _start_only(saved: Mapping[str, Any]) -> bool:
+    """Whether ``saved`` is only the start point a run saves before its first epoch (nothing
+    finished, and not the result of a zero-epoch run): it never blocks a corrected rerun."""
+    epochs = saved["config"].get("epochs") if isinstance(saved["config"], Mapping) else None
+    return int(saved["epoch"]) == 0 and not saved.get("metrics") and epochs != 0
 
 
 def _restart_metrics(cfg: ExperimentConfig, saved: Mapping[str, Any]) -> None:
@@ -603,6 +705,7 @@ def prune(
     if source is not None and not Path(source).is_file() and not resuming:
         raise CheckpointError(f"prune '{cfg.name}': the original {source}: checkpoint not found")
     if source is not None and Path(source).is_file():
+        require_finished(source, f"prune '{cfg.name}'")  # a diverged run's last.pt is no result
         _check_architecture(cfg, Path(source))
     phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None)
     return _run(cfg, phase, progress)

@@ -14,12 +14,40 @@ from typing import Any
 import pandas as pd
 
 from alphaprune.engine.config import config_from_dict
-from alphaprune.report.figures import ReportBuilder, alpha_text
+from alphaprune.report.figures import ReportBuilder, alpha_text, weight_ranges
 from alphaprune.report.notebook import StageContext
 from alphaprune.report.params import BASELINE
+from alphaprune.report.prose import encoder_text, render_notes
+from alphaprune.report.runs import EXPLODED_FACTOR
 
 __all__ = ["Report"]
 
+
+#: Number formats and headers of Table 1 (the runs of the week).
+_RUN_FORMATS = {
+    "lr": "g",
+    "weight_decay": "g",
+    "keep": "g",
+    "final_alpha": "g",
+    "train_loss": ".3g",
+    "val_loss": ".3g",
+    "val_psnr": ".2f",
+    "val_ssim": ".3f",
+}
+_RUN_COLUMNS = {
+    "label": "run",
+    "schedule": "α schedule",
+    "lr": "lr",
+    "weight_decay": "weight decay",
+    "epochs": "epochs",
+    "keep": "keep",
+    "final_alpha": "final α",
+    "train_loss": "train loss",
+    "val_loss": "val. loss",
+    "val_psnr": "PSNR (dB)",
+    "val_ssim": "SSIM",
+    "status": "status",
+}
 
 #: Number formats and headers of the study's summary table.
 _STUDY_FORMATS = {
@@ -92,7 +120,8 @@ class Report:
     def __init__(self, stage: StageContext) -> None:
         self.stage = stage
         self.params = stage.params
-        self.notes = stage.params.notes
+        # references such as {run.decay.psnr:.2f} filled in from this report's tables
+        self.notes = render_notes(stage.params, stage.folder)
         self.builder = ReportBuilder()
 
     def _read(self, name: str) -> pd.DataFrame:
@@ -119,6 +148,12 @@ class Report:
             f"each validation image ({images}), averaged over the images"
         )
 
+    def _model_text(self) -> str:
+        """What the original model is: its encoder's start (ImageNet or random) and depth."""
+        model = config_from_dict(self.params.run_config(BASELINE)).model
+        depth = f"encoder up to {model.layer}: " if not model.factory else ""
+        return f"{depth}{encoder_text(self.params)}"
+
     def title(self) -> list[Any]:
         """The title and byline."""
         byline = " · ".join(t for t in (self.params.author, self.params.date) if t)
@@ -129,27 +164,14 @@ class Report:
         b = self.builder
         table = b.table(
             self._read("experiments"),
-            "Runs of the week: settings and validation metrics after the last epoch "
-            f"(loss, PSNR and SSIM: {self._validation_input()}).",
-            formats={
-                "lr": "g",
-                "weight_decay": "g",
-                "final_alpha": "g",
-                "val_loss": ".3g",
-                "val_psnr": ".2f",
-                "val_ssim": ".3f",
-            },
-            columns={
-                "label": "run",
-                "schedule": "α schedule",
-                "lr": "lr",
-                "weight_decay": "weight decay",
-                "epochs": "epochs",
-                "final_alpha": "final α",
-                "val_loss": "val. loss",
-                "val_psnr": "PSNR (dB)",
-                "val_ssim": "SSIM",
-            },
+            "Runs of the week: settings, training loss of the last epoch and validation metrics "
+            f"after it ({self._validation_input()}); keep: fraction of channels kept. Diverged: "
+            "a loss became inf/NaN, the run stopped. Exploded: the training loss rose above "
+            f"{EXPLODED_FACTOR:,.0f}× the loss the run started from (to the peak given) but "
+            "stayed finite, so the run went on: read its metrics with care.",
+            formats=_RUN_FORMATS,
+            columns=_RUN_COLUMNS,
+            compact=True,
         )
         figure = self._figure(
             "training",
@@ -157,8 +179,9 @@ class Report:
             "run; the baseline has no α.",
             width="85%",  # with Table 1, fits the first page of a typical week
         )
+        encoder = b.markdown(f"*Original model:* {self._model_text()}.")
         blocks = [
-            b.group(b.section("1. Weekly progress"), b.markdown(self.notes.progress)),
+            b.group(b.section("1. Weekly progress"), b.markdown(self.notes.progress), encoder),
             table,
         ]
         check = self._read("original_check") if self._has("original_check") else pd.DataFrame()
@@ -197,7 +220,26 @@ class Report:
                 + ("; log scale, as one run is far from 1)." if log else ")."),
             )
         section = b.section("1.1 Weights against the original model", level=3)
-        return [b.group(section, b.markdown(self.notes.weights), figure)]
+        if figure is None:
+            return [b.group(section, b.markdown(self.notes.weights))]
+        ranges = weight_ranges(weights)
+        ranges.insert(0, "label", ranges["run"].map(lambda r: self.stage.labels.get(r, r)))
+        table = b.table(
+            ranges,
+            "Ratio of the L2 norm of each pruned model's kept weights to that of the same "
+            "channels in the original model: smallest and largest over its layers "
+            f"(Figure {b.figures}), and the layers where they occur.",
+            formats={"min_ratio": ".2f", "max_ratio": ".2f"},
+            columns={
+                "label": "run",
+                "layers": "layers",
+                "min_ratio": "smallest ratio",
+                "min_layer": "layer (smallest)",
+                "max_ratio": "largest ratio",
+                "max_layer": "layer (largest)",
+            },
+        )
+        return [b.group(section, b.markdown(self.notes.weights), table), figure]
 
     def reconstruction(self) -> list[Any]:
         """1.2 Reconstruction (one image through the original, pruned and shrunk models)."""
@@ -228,12 +270,15 @@ class Report:
         counts = self._read("shrink")
         size = int(counts["image_size"][0])
         within = "within" if check["passed"] else "ABOVE"
+        scale = float(check.get("output_scale", 1.0))
+        relative = f" of outputs up to {scale:.2g}" if scale > 1 else ""  # tolerance × scale
         table = b.table(
             counts,
             f"Parameters and FLOPs (one {size}×{size} image) before and after multiplying the "
             f"gates into the weights. Largest difference between the outputs of the gated and "
-            f"the shrunk model on random {size}×{size} images: {check['max_abs_diff']:.2g} "
-            f"({within} the tolerance {check['tolerance']:g}).",
+            f"the shrunk model on random {size}×{size} images: {check['max_abs_diff']:.2g}"
+            f"{relative} ({within} the tolerance {check['tolerance']:g}"
+            f"{' of that scale' if relative else ''}).",
             formats={"params": ",", "flops": ",", "params_ratio": ".3f", "flops_ratio": ".3f"},
             columns={
                 "model": "model",
@@ -312,6 +357,7 @@ class Report:
                 )
             )
         side = int(bench["image_size"][0])
+        exported = bench["model"].astype(str).str.startswith("exported").any()
         parts.append(
             b.table(
                 bench,
@@ -325,6 +371,8 @@ class Report:
                     "latency_ms_p10": "p10",
                     "latency_ms_p90": "p90",
                     "throughput_img_s": "images / s",
+                    "latency_ratio": "× time",
+                    "flops_ratio": "× FLOPs",
                     "gpu_util_pct_mean": "GPU util. (%)",
                     "params": "parameters",
                 },
@@ -335,14 +383,47 @@ class Report:
             self._figure(
                 "benchmark",
                 f"Time per batch{'' if on_cpu else ' and GPU utilisation'} of the original, the "
-                f"masked (α = 0, full size) and the shrunk model, on {label}.",
+                f"masked (α = 0, full size) and the shrunk model"
+                f"{_EXPORTED_NOTE if exported else ''}"
+                f", on {label}.",
                 width="80%" if on_cpu else "100%",
             ),
         ]
+        if self._has("budget"):
+            blocks.append(self._budget(label))
         measured = self.stage.folder / "tables" / "gpu_results.csv"
         if self.params.gpu.results_csv and measured.is_file():
             blocks.append(self._gpu_results(pd.read_csv(measured)))
         return blocks
+
+    def _budget(self, label: str):
+        """The budget that chose the channels: predicted and measured ratios, and the figure."""
+        b = self.builder
+        budget = self._read("budget")
+        row = budget.iloc[0]
+        measured = row["measured_ratio_at_pruning"]
+        when = (
+            f"; measured when it chose: {measured:.3f} on {row['measured_at_pruning_on']}"
+            if pd.notna(measured)
+            else ""
+        )
+        text = (
+            f"**Budget {row['budget']}**: the chosen channels were predicted to keep "
+            f"{row['predicted_ratio']:.3f} of the cost{when}. Measured here on {label}: latency "
+            f"ratio {row['latency_ratio_here']:.3f}, FLOPs ratio {row['flops_ratio']:.3f}."
+        )
+        parts = [b.markdown(text)]
+        if (self.stage.folder / "figures" / "latency_flops.png").is_file():
+            parts.append(
+                self._figure(
+                    "latency_flops",
+                    f"Latency ratio against FLOPs ratio of each model, measured on {label}; the "
+                    f"line is the budget's target, the markers its prediction and the ratio "
+                    f"measured when it chose the channels (conditions above).",
+                    width="60%",
+                )
+            )
+        return b.group(*parts)
 
     def _gpu_results(self, table: pd.DataFrame):
         """Measured GPU results from another machine, labelled with device, date and file."""
@@ -382,7 +463,14 @@ class Report:
         return [b.group(b.section("3. Plan"), b.markdown(self.notes.plan))]
 
 
+_EXPORTED_NOTE = (
+    " (and the shrunk model exported to ONNX and run in onnxruntime; every ratio is to the"
+    " original in eager torch)"
+)
+
 _BENCH_FORMATS = {
+    "latency_ratio": ".3f",
+    "flops_ratio": ".3f",
     "latency_ms_median": ".2f",
     "latency_ms_p10": ".2f",
     "latency_ms_p90": ".2f",

@@ -85,6 +85,10 @@ table.report-table { border-top: 1.5px solid #000; }
 /* no line breaks inside numbers or short phrases: table cells wrap only at the spaces that the
    table builder left breakable (keep_together); numbers in captions never break */
 .nobreak { white-space: nowrap; }
+table.report-table.report-compact th, table.report-table.report-compact td {
+  font-size: 0.8em; padding: 0.15em 0.25em;
+}
+table.report-table.report-compact td:first-child { min-width: 5.5em; }
 table.report-table td:first-child { min-width: 7em; }
 table.report-table th { vertical-align: bottom; }
 @page { size: A4; margin: 18mm 16mm; }

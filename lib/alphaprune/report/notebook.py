@@ -12,6 +12,11 @@ runner calls papermill the same way). The first code cell after the parameters c
 * validates them with the runner's schema (:func:`~alphaprune.report.params.report_params_from_dict`):
   an unknown key, a wrong type or a missing experiment stops the notebook at once, naming the key;
 * takes the tiny settings of ``params/interactive.yaml`` when no week was given (JupyterLab);
+* relative paths in the params are relative to the params file; papermill does not tell which
+  file it read, so when the parameters are not one of the project's params files, a relative
+  path is an error naming its key (the runner passes such a file's paths made absolute);
+* trusts the model factories the params name, so that the stage loads their checkpoints
+  (:mod:`alphaprune.engine.factories`);
 * resolves the output folder once — ``out_dir``, else the params' ``output_dir``, else
   ``reports/<name>`` — relative to the project folder (never the kernel's current folder), and
   enters it, so that every file a stage writes lands inside it and re-running is harmless;
@@ -28,12 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from alphaprune.engine.config import ConfigError, read_yaml
+from alphaprune.engine.factories import trust_factory
 from alphaprune.errors import ReportParamsError, StageOrderError
 from alphaprune.paths import project_dir
 from alphaprune.report import figures as rf
 from alphaprune.report.run_configs import BASELINE, run_checkpoint
 from alphaprune.report.schema import ReportParams
-from alphaprune.report.stages import PRUNE, REPORT, STAGES, stage_inputs, stage_notebook
+from alphaprune.report.stages import (
+    PRUNE,
+    REPORT,
+    STAGES,
+    relative_paths,
+    stage_inputs,
+    stage_notebook,
+)
 from alphaprune.report.validation import report_params_from_dict
 
 __all__ = [
@@ -163,6 +176,7 @@ def _find_file(root: Path, data: Mapping[str, Any]) -> tuple[Path, dict[str, Any
 
 
 def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
+    """The validated params and how to name their file in commands."""
     root = project_dir()
     given = _given(namespace)
     if given.get("experiments") is None:  # no week given: the tiny interactive settings
@@ -182,6 +196,8 @@ def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
         # runner reads it, relative paths relative to its folder (else params/), named in commands
         data = match[1] if match else given
         found = match[0] if match else None
+        if found is None:
+            _refuse_relative_paths(given, bool(namespace.get("out_dir")))
         shown = found.relative_to(root).as_posix() if found else "PARAMS.yaml"
         source = found if found else root / "params" / "<parameters>"
         label = shown if found else "the notebook's parameters (papermill -f / -p)"
@@ -189,6 +205,25 @@ def _load_params(namespace: Mapping[str, Any]) -> tuple[ReportParams, str]:
         return report_params_from_dict(data, source=source), shown
     except ReportParamsError as exc:  # papermill does not tell which file -f named
         raise ReportParamsError(str(exc).replace(str(source), label)) from None
+
+
+def _refuse_relative_paths(data: Mapping[str, Any], out_dir_given: bool) -> None:
+    """Relative paths mean "relative to the params file", which the notebook cannot know here."""
+    keys = relative_paths(dict(data), out_dir_given)
+    if keys:
+        raise ReportParamsError(
+            f"the notebook's parameters (papermill -f / -p) give relative paths ({', '.join(keys)}) "
+            "but papermill does not tell the notebook which file they came from: make them "
+            "absolute (and pass -p out_dir), keep the params file under the project's params/, "
+            "or run python -m alphaprune report PARAMS.yaml (paths relative to the file)"
+        )
+
+
+def _trust_factories(params: ReportParams) -> None:
+    """The factories the week's runs name are the user's: their checkpoints may be loaded."""
+    names = [BASELINE] + [e.name for e in params.experiments]
+    for name in names:
+        trust_factory((params.run_config(name).get("model") or {}).get("factory"))
 
 
 def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
@@ -203,6 +238,7 @@ def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
     params, shown = _load_params(namespace)
+    _trust_factories(params)
     out_dir = namespace.get("out_dir")
     if out_dir:
         folder = Path(str(out_dir)).expanduser()

@@ -11,9 +11,10 @@ into the report folder (``reports/week09/``) exactly as a user would from the pr
 there; the executed ``05_report`` notebook is exported to ``report.html`` and ``report.pdf``.
 
 A stage is skipped when its content hash (the notebook's cells, its parameters, the hashes of
-the stages before it and the library's source) equals the one recorded in ``.stages.json`` and its executed notebook and
-output files are still there; once a stage runs, every later stage runs too. ``force=True`` reruns
-all (and retrains: see :func:`run_report`). When a notebook fails, the runner stops, keeps the
+the stages before it and the library's source) equals the one recorded in ``.stages.json`` and its
+executed notebook, output files and the files it vouches for (``01_prune``: every run of the week
+in ``runs/``, which ``runs gc`` could have deleted) are still there; once a stage runs, every later
+stage runs too. ``force=True`` reruns all (and retrains: see :func:`run_report`). When a notebook fails, the runner stops, keeps the
 failed executed notebook (the error is in it), prints the failing cell's error and raises
 :class:`StageFailed`; earlier results are kept.
 
@@ -30,7 +31,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,16 +43,24 @@ from typing import Any
 import nbformat
 
 from alphaprune.atomic import atomic_write_text
+from alphaprune.engine.factories import BUILTIN_FACTORIES
 from alphaprune.engine.locks import folder_lock
 from alphaprune.engine.provenance import library_digest  # a stage reruns when the library changes
-from alphaprune.errors import NotebookMissing, ReportError, StageFailed
+from alphaprune.errors import (
+    NotebookMissing,
+    ReportError,
+    ReportFolderError,
+    ReportParamsError,
+    StageFailed,
+)
 from alphaprune.paths import project_dir
 from alphaprune.report import export
-from alphaprune.report.run_configs import RUNS_DIR
+from alphaprune.report.run_configs import BASELINE, RUNS_DIR
 from alphaprune.report.runs import RETRAIN_ENV
 from alphaprune.report.schema import ReportParams
-from alphaprune.report.stages import STAGES, papermill_parameters, stage_notebook
+from alphaprune.report.stages import PRUNE, STAGES, papermill_parameters, stage_notebook
 from alphaprune.report.validation import load_report_params
+from alphaprune.study.store import default_root
 
 __all__ = [
     "Stage",
@@ -74,11 +83,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 @dataclass
 class Stage:
-    """One notebook to execute with its papermill parameters."""
+    """One notebook to execute with its papermill parameters; ``requires``: files (relative to
+    the report folder) it vouches for, which must still exist for it to be skipped."""
 
     name: str
     notebook: Path
     parameters: dict[str, Any] = field(default_factory=dict)
+    requires: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -153,6 +164,11 @@ def _up_to_date(record: dict[str, Any] | None, digest: str, out_dir: Path, execu
     if not record or record.get("hash") != digest or not executed.is_file():
         return False
     return all((out_dir / name).is_file() for name in record.get("outputs", []))
+
+
+def _gone(stage: Stage, out_dir: Path) -> str | None:
+    """The first file ``stage`` vouches for that is no longer there (links followed)."""
+    return next((name for name in stage.requires if not (out_dir / name).is_file()), None)
 
 
 def _say(progress: bool, line: str) -> None:
@@ -278,7 +294,11 @@ def run_stages(
         digest = stage_hash(stage, hashes)
         hashes.append(digest)
         label = f"[{index}/{len(stages)}] {stage.name}"
-        if not dirty and _up_to_date(state.get(stage.name), digest, out_dir, executed):
+        unchanged = not dirty and _up_to_date(state.get(stage.name), digest, out_dir, executed)
+        gone = _gone(stage, out_dir) if unchanged else None
+        if gone:  # e.g. its runs deleted from the store: never "unchanged" over dangling links
+            _say(progress, f"{label}: {gone} is gone (deleted from the run store?); running again")
+        elif unchanged:
             record = state[stage.name]
             records.append(
                 StageRecord(stage.name, digest, False, 0.0, executed, record.get("outputs", []))
@@ -318,10 +338,11 @@ def run_report(
     Writes the executed notebooks, ``figures/``, ``tables/``, ``report.html`` and (with Chromium)
     ``report.pdf`` into ``out_dir`` (default: the params' ``output_dir``, e.g. ``reports/week09``).
     Unchanged stages are skipped, and unchanged training runs in ``runs/`` are reused;
-    ``force=True`` starts from scratch: it retrains every model and reruns every stage. Everything
-    is checked first (params, notebooks, a writable folder, no other process building it); then
-    ``runs/`` is moved aside to ``.runs.previous-<time>`` (deleted once the report is built, kept
-    when it fails), never deleted first.
+    ``force=True`` starts from scratch: it retrains every model (the run store keeps each
+    previous run until its retraining is done) and reruns every stage. Everything is checked
+    first (params, notebooks, a usable and writable folder, factories the notebooks can import,
+    no other process building it). ``--force`` moves and deletes nothing in the folder: the
+    links in ``runs/`` are replaced as the runs finish.
 
     Raises:
         ReportParamsError: the params file is missing or invalid (names the file and key).
@@ -334,31 +355,31 @@ def run_report(
     notebooks = params.notebooks()
     # every stage gets the params file as it is, plus the output folder (see alphaprune.report.notebook)
     parameters = papermill_parameters(params.source, out_dir=folder)
-    stages = [Stage(name, stage_notebook(notebooks, name), parameters) for name in STAGES]
+    requires = {PRUNE: _run_files(params)}
+    stages = [
+        Stage(name, stage_notebook(notebooks, name), parameters, requires.get(name, []))
+        for name in STAGES
+    ]
     _check_notebooks(stages, params)
-    _check_writable(folder)
+    _check_folder(folder, params)
+    _check_kernel_imports(params)
+    _check_writable(folder)  # the first check that makes the folder
     if progress:
         print(f"{params.report_title}: {len(stages)} stages into {folder}")
     with folder_lock(folder, "report folder"):
-        aside = _set_aside(folder) if force else None
+        if force:
+            _forget_records(folder)
+        # the notebooks' kernels inherit it: run_all retrains the week's runs in the store
+        previous = os.environ.pop(RETRAIN_ENV, None)
+        if force:
+            os.environ[RETRAIN_ENV] = "1"
         try:
-            # the notebooks' kernels inherit it: run_all retrains the week's runs in the store
-            previous = os.environ.pop(RETRAIN_ENV, None)
-            if force:
-                os.environ[RETRAIN_ENV] = "1"
-            try:
-                records = run_stages(stages, folder, force=force, progress=progress)
-            finally:
-                os.environ.pop(RETRAIN_ENV, None)
-                if previous is not None:
-                    os.environ[RETRAIN_ENV] = previous
-            message = _export(records[-1].notebook, folder, params.report_title)
-        except BaseException:
-            if aside is not None:
-                print(f"the previous runs are kept in {aside}", file=sys.stderr)
-            raise
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+            records = run_stages(stages, folder, force=force, progress=progress)
+        finally:
+            os.environ.pop(RETRAIN_ENV, None)
+            if previous is not None:
+                os.environ[RETRAIN_ENV] = previous
+        message = _export(records[-1].notebook, folder, params.report_title)
     if progress:
         print(message)
     return folder
@@ -383,8 +404,31 @@ def _check_notebooks(stages: Sequence[Stage], params: ReportParams) -> None:
             raise NotebookMissing(f"{stage.notebook}: not a readable notebook: {reason}") from None
 
 
+def _run_files(params: ReportParams) -> list[str]:
+    """What ``01_prune`` vouches for: every run of the week, complete, through its link."""
+    files = ("done.json", "checkpoints/last.pt")
+    return [f"{RUNS_DIR}/{name}/{f}" for name in _run_names(params) for f in files]
+
+
+def _check_folder(folder: Path, params: ReportParams) -> None:
+    """ReportFolderError when the report folder is the project (or above it) or the run store
+    (or in or above it): a report writes and replaces files there, and must not there."""
+    folder = folder.resolve()
+    project = params.project().resolve()
+    store = default_root().expanduser().absolute().resolve()
+    if folder == project or project.is_relative_to(folder):
+        where = "the project folder" if folder == project else f"above the project {project}"
+        raise ReportFolderError(f"report folder {folder} is {where}; set name or output_dir")
+    if folder.is_relative_to(store) or store.is_relative_to(folder):
+        raise ReportFolderError(
+            f"report folder {folder} and the run store {store} overlap; set name or output_dir"
+        )
+
+
 def _check_writable(folder: Path) -> None:
-    """ReportError naming ``folder`` when it cannot be created or written."""
+    """ReportFolderError (exit 2) naming ``folder`` when it is a file or cannot be written."""
+    if folder.exists() and not folder.is_dir():
+        raise ReportFolderError(f"report folder {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=folder, prefix=".write-test.")
@@ -392,22 +436,39 @@ def _check_writable(folder: Path) -> None:
         os.unlink(name)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ReportError(f"report folder {folder} is not writable: {reason}") from None
+        raise ReportFolderError(f"report folder {folder} is not writable: {reason}") from None
 
 
-def _set_aside(folder: Path) -> Path | None:
-    """Move ``runs/`` aside (``--force``) after dropping the records that vouch for it."""
-    runs = folder / RUNS_DIR
-    if not runs.is_dir():
-        return None
-    _save_state(folder, {})  # first: a kill from here on reruns every stage
+_FIND_SPEC = "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)"
+
+
+def _check_kernel_imports(params: ReportParams) -> None:
+    """ReportParamsError when a model factory imports here but not where the notebooks' kernels
+    start (the project folder): e.g. a module found only in the current folder."""
+    specs = {(params.run_config(n).get("model") or {}).get("factory") for n in _run_names(params)}
+    for spec in sorted(s for s in specs if s and s not in BUILTIN_FACTORIES):
+        module = spec.split(":")[0].split(".")[0]
+        found = subprocess.run(
+            [sys.executable, "-c", _FIND_SPEC, module], cwd=project_dir(), capture_output=True
+        )
+        if found.returncode != 0:
+            raise ReportParamsError(
+                f"{params.source}: model.factory '{spec}': module '{module}' imports here (from "
+                f"{os.getcwd()}, on this process's sys.path) but not in the report's notebooks, "
+                f"which start in {project_dir()}; install it (pip install -e) or add its folder "
+                "to PYTHONPATH"
+            )
+
+
+def _run_names(params: ReportParams) -> list[str]:
+    return [BASELINE] + [e.name for e in params.experiments]
+
+
+def _forget_records(folder: Path) -> None:
+    """``--force``: drop the records that vouch for the stages and the export (first: a kill from
+    here on reruns every stage). Nothing else in the folder is moved or deleted."""
+    _save_state(folder, {})
     (folder / EXPORT_FILE).unlink(missing_ok=True)
-    aside = folder / f".{RUNS_DIR}.previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    try:
-        runs.rename(aside)
-    except OSError as exc:
-        raise ReportError(f"cannot move {runs} aside to {aside}: {exc.strerror}") from None
-    return aside
 
 
 def _export_key(notebook: Path, title: str) -> str:

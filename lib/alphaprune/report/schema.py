@@ -112,6 +112,9 @@ class GpuParams(_Strict):
     #: (e.g. ``shrink_speed_relu3_1.csv``), relative to the params file; shown in the addendum
     #: with the device and date it came from
     results_csv: str | None = None
+    #: also time the shrunk model exported to ONNX (verified) in onnxruntime — on the CPU, with
+    #: the ``deploy`` extra installed
+    exported: bool = True
 
 
 class Notes(_Strict):
@@ -148,6 +151,17 @@ class ReportParams(_Strict):
     study: dict[str, Any] | None = None
     #: set by the loader: the params file (for error messages and relative paths)
     _source: Path = PrivateAttr(default=Path("<dict>"))
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, value: str | None) -> str | None:
+        # the report folder is reports/<name>: a name must not lead anywhere else
+        if value is not None and (not _NAME.match(value) or ".." in value):
+            raise ValueError(
+                "the report's name must be one folder name (letters, digits, '_', '.', '-'; "
+                "not starting with '.' and without '..')"
+            )
+        return value
 
     @property
     def source(self) -> Path:

@@ -6,10 +6,11 @@ with the same parameters: the params file itself (:func:`papermill_parameters`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alphaprune.engine.config import ConfigError, read_yaml, resolve_config_paths, resolve_path
+from alphaprune.engine.config import PATH_KEYS, ConfigError, read_yaml, resolve_path
 from alphaprune.errors import ReportParamsError
 from alphaprune.paths import project_dir
 from alphaprune.report.run_configs import BASELINE, run_checkpoint
@@ -26,6 +27,7 @@ __all__ = [
     "stage_notebook",
     "stage_inputs",
     "papermill_parameters",
+    "relative_paths",
 ]
 
 PRUNE = "01_prune"
@@ -78,16 +80,51 @@ def stage_inputs(params: ReportParams) -> dict[str, list[str]]:
     return inputs
 
 
+def _path_slots(data: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """``(key as shown, mapping, key)`` of every file path a params mapping holds (the output
+    and notebook folders aside): ``gpu.results_csv`` and each run config's
+    ``data.source`` / ``model.vgg_weights`` (``data.source: bundled`` is not a path)."""
+    gpu = data.get("gpu")
+    if isinstance(gpu, dict) and isinstance(gpu.get("results_csv"), str) and gpu["results_csv"]:
+        yield "gpu.results_csv", gpu, "results_csv"
+    configs = [("defaults", data.get("defaults")), ("baseline", data.get("baseline"))]
+    experiments = data.get("experiments")
+    for i, experiment in enumerate(experiments if isinstance(experiments, list) else []):
+        if isinstance(experiment, dict):
+            configs.append((f"experiments[{i}].config", experiment.get("config")))
+    study = data.get("study")
+    if isinstance(study, dict):
+        configs += [
+            ("study.defaults", study.get("defaults")),
+            ("study.baseline", study.get("baseline")),
+        ]
+    for where, config in configs:
+        for section, key in PATH_KEYS:
+            block = config.get(section) if isinstance(config, dict) else None
+            value = block.get(key) if isinstance(block, dict) else None
+            if isinstance(value, str) and value and value != "bundled":
+                yield f"{where}.{section}.{key}", block, key
+
+
 def _absolute_paths(data: dict[str, Any], folder: Path) -> None:
     """Make the relative paths of a params mapping relative to ``folder``, in place."""
-    gpu = data.get("gpu")
-    if isinstance(gpu, dict) and isinstance(gpu.get("results_csv"), str):
-        gpu["results_csv"] = str(resolve_path(gpu["results_csv"], folder))
-    experiments = data.get("experiments") or []
-    configs = [data.get("defaults"), data.get("baseline")]
-    configs += [e.get("config") for e in experiments if isinstance(e, dict)]
-    for config in configs:
-        resolve_config_paths(config, folder)
+    for _, block, key in _path_slots(data):
+        block[key] = str(resolve_path(block[key], folder))
+
+
+def relative_paths(data: dict[str, Any], out_dir_given: bool) -> list[str]:
+    """The keys of a params mapping that hold relative paths (``output_dir`` too, unless the
+    output folder is given apart): they mean something only next to the params file."""
+    keys = [
+        shown
+        for shown, block, key in _path_slots(data)
+        if not Path(block[key]).expanduser().is_absolute()
+    ]
+    output_dir = data.get("output_dir")
+    relative = isinstance(output_dir, str) and not Path(output_dir).expanduser().is_absolute()
+    if not out_dir_given and relative:
+        keys.insert(0, "output_dir")
+    return keys
 
 
 def papermill_parameters(path: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:

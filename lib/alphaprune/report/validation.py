@@ -60,6 +60,21 @@ def _check_references(params: ReportParams) -> None:
         raise ReportParamsError(f"{params.source}: give 'week' (a number) or 'name'")
 
 
+def _check_results_csv(params: ReportParams) -> None:
+    """``gpu.results_csv`` lies in the params file's folder or the project folder: a report reads
+    no file elsewhere on the machine because a params file names it. (Parameters papermill
+    injected from an unknown file have no folder: there, a relative path is refused instead.)"""
+    if not params.gpu.results_csv or params.source.name.startswith("<"):
+        return
+    path = params.resolve(params.gpu.results_csv).resolve()  # links followed: where it really is
+    folders = [params.base_dir().resolve(), params.project().resolve()]
+    if not any(path.is_relative_to(folder) for folder in folders):
+        raise ReportParamsError(
+            f"{params.source}: gpu.results_csv: {params.gpu.results_csv} is {path}, outside the "
+            f"params file's folder and the project ({folders[-1]}); copy the CSV into the project"
+        )
+
+
 def _check_run_configs(params: ReportParams) -> None:
     """Validate every run's merged config with the engine."""
     names = [BASELINE] + [e.name for e in params.experiments]
@@ -87,6 +102,14 @@ def _check_study(params: ReportParams) -> None:
         raise ReportParamsError(str(exc)) from None
 
 
+def _check_notes(params: ReportParams) -> None:
+    """The notes' references to computed values (:mod:`alphaprune.report.prose`) name known
+    runs and values, with a number format only on numbers."""
+    from alphaprune.report.prose import check_notes
+
+    check_notes(params)
+
+
 def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportParams:
     """Validate a params mapping; errors name ``source`` and the offending key."""
     if not isinstance(data, dict):
@@ -97,7 +120,9 @@ def report_params_from_dict(data: Any, source: str | Path = "<dict>") -> ReportP
         raise ReportParamsError(format_validation_error(exc, source)) from None
     params._source = Path(source)
     _check_references(params)
+    _check_results_csv(params)
     _check_run_configs(params)
+    _check_notes(params)
     _check_study(params)
     return params
 

@@ -163,6 +163,7 @@ def run_command(args: argparse.Namespace) -> int:
             executor=client.get_executor() if client else None,
             jobs=args.jobs,
             progress=not args.no_progress,
+            owner=out,  # its runs are held in the store while it runs
         )
     finally:
         if client is not None:

@@ -36,13 +36,15 @@ def _eval_key(cfg: ExperimentConfig, split) -> str:
     return f"v{EVAL_VERSION}-grid-{cfg.data.crop}-{digest}"
 
 
-def final_model(run: StoredRun) -> nn.Module:
-    """The run's final model: shrunk when it is gated at α = 0, else as saved."""
+def final_model(run: StoredRun, factory: str | None = None) -> nn.Module:
+    """The run's final model: shrunk when it is gated at α = 0, else as saved. ``factory``: the
+    study's own model factory (the user's params; a checkpoint never picks the code that builds
+    it)."""
     from alphaprune.core.gates import gates
     from alphaprune.core.shrink import shrink
     from alphaprune.engine.checkpoint import load_model
 
-    model = load_model(run.checkpoint, verbose=False)
+    model = load_model(run.checkpoint, verbose=False, factory=factory)
     if gates(model) and getattr(model, "checkpoint_alpha", None) == 0.0:
         return shrink(model.eval())
     return model.eval()
@@ -61,7 +63,8 @@ def evaluate_run(run: StoredRun, evaluation: ExperimentConfig) -> dict[str, Any]
     cached = run.read_eval(key)
     if cached is not None:
         return cached
-    model = final_model(run)
+    # built by the study's own factory (the user's params), not one the checkpoint names
+    model = final_model(run, evaluation.model.factory)
     crop = evaluation.data.crop
     scores = {}
     for part in ("test", "val"):

@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,16 @@ from alphaprune.study.evaluation import cpu_latency, evaluate_run, final_model
 from alphaprune.study.spec import StudySpec
 from alphaprune.study.store import RunStore, StoredRun
 
-__all__ = ["Job", "RunKey", "StudyResult", "execute", "plan", "run_study"]  # StudyResult: analysis
+__all__ = [
+    "Job",
+    "RunKey",
+    "StudyResult",
+    "estimate",
+    "execute",
+    "job_fingerprint",
+    "plan",
+    "run_study",
+]  # StudyResult: analysis
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,41 @@ def execute(job: Job) -> dict[str, Any]:
         "job_cpu_seconds": time.process_time() - cpu_began,
         **scores,
     }
+
+
+def job_fingerprint(store: RunStore, job: Job) -> str:
+    """The store's fingerprint of ``job``'s run (its start run need not be complete)."""
+    cfg = ExperimentConfig.model_validate(job.config)
+    start = job.start or {}
+    source = None
+    if start:  # only the start run's fingerprint enters the hash
+        source = StoredRun(start["run"], store.path(start["run"]), "prune", cfg, reused=True)
+    return store.fingerprint(
+        cfg,
+        job.kind,
+        source=source,
+        source_alpha=start.get("alpha"),
+        shrink_source=bool(start.get("shrink")),
+    )
+
+
+@dataclass
+class _Runner:
+    """Runs lists of jobs: in ``executor`` (None: here), holding them first for ``owner`` (the
+    study's output folder) so that ``runs gc`` never deletes a run the study is making."""
+
+    store: RunStore
+    executor: cf.Executor | None
+    progress: bool
+    log: Callable[[str], None]
+    owner: str | Path | None = None
+
+    def __call__(self, jobs: list[Job], quiet: bool = False) -> list[dict[str, Any]]:
+        if self.owner is not None and jobs:
+            fingerprints = [job_fingerprint(self.store, job) for job in jobs]
+            self.store.hold(self.owner, fingerprints, role="study")
+        log = (lambda message: None) if quiet else self.log
+        return _run_jobs(jobs, self.executor, self.progress, log)
 
 
 def _run_jobs(
@@ -192,10 +237,9 @@ def choose_lr(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # -- running ------------------------------------------------------------------------------------
 
 
-def _baselines(
-    spec: StudySpec, store: RunStore, executor: cf.Executor | None, progress: bool, log
-) -> list[dict[str, Any]]:
+def _baselines(spec: StudySpec, runner: _Runner) -> list[dict[str, Any]]:
     """Train (or reuse) and score every baseline (in the executor when there is one)."""
+    store = runner.store
     evaluation = spec.eval_config().to_dict()
     jobs = [
         Job(
@@ -209,8 +253,8 @@ def _baselines(
         )
         for k in range(spec.baselines)
     ]
-    log(f"{len(jobs)} baseline(s): trained once, reused after")
-    rows = _run_jobs(jobs, executor, progress, log=lambda m: None)
+    runner.log(f"{len(jobs)} baseline(s): trained once, reused after")
+    rows = runner(jobs, quiet=True)
     for row in rows:
         run = store.get(row["fingerprint"])
         row["curve"] = run.metrics[["epoch", "val_loss", "val_psnr"]].to_dict("list")
@@ -224,16 +268,16 @@ def _executor(jobs: int, executor: cf.Executor | None) -> tuple[cf.Executor | No
     return own, own
 
 
-def _all_seeds(spec, store, executor, progress, log, baselines, seeds) -> list[dict[str, Any]]:
-    root = str(store.root)
-    first = choose_lr(_run_jobs(plan(spec, seeds, root, baselines, 1), executor, progress, log))
+def _all_seeds(spec: StudySpec, runner: _Runner, baselines, seeds) -> list[dict[str, Any]]:
+    root = str(runner.store.root)
+    first = choose_lr(runner(plan(spec, seeds, root, baselines, 1)))
     chosen = {
         (r["arm"], r["point"], r["baseline"], r["seed"]): r["fingerprint"]
         for r in first
         if r["selected"]
     }
     second_jobs = plan(spec, seeds, root, baselines, 2, chosen)
-    second = choose_lr(_run_jobs(second_jobs, executor, progress, log)) if second_jobs else []
+    second = choose_lr(runner(second_jobs)) if second_jobs else []
     return first + second
 
 
@@ -244,6 +288,7 @@ def run_study(
     jobs: int = 1,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    owner: str | Path | None = None,
 ) -> StudyResult:
     """Run (or reuse) every run of ``spec`` and return its tables.
 
@@ -251,16 +296,20 @@ def run_study(
     ``Client.get_executor()``), else in ``jobs`` local processes (``jobs=1``: in this process).
     Every run uses ``spec.threads`` torch threads wherever it runs. If the widest paired interval
     at the primary budget is wider than ``target_halfwidth_db``, seeds are added up to the
-    estimated need, at most ``max_seeds``.
+    estimated need, at most ``max_seeds``. ``owner``: the folder the study is written to
+    (:func:`alphaprune.study.output.write_study`): its runs are held in the store before each
+    trains, so ``runs gc`` never deletes them while the study runs.
     """
     store = store or RunStore(log=log)
     store.root.mkdir(parents=True, exist_ok=True)
     _warn_oversubscribed(spec, jobs if executor is None else 1, log)
     executor, own = _executor(jobs, executor)
+    runner = _Runner(store, executor, progress, log, owner)
     try:
-        bases = _baselines(spec, store, executor, progress, log)
+        bases = _baselines(spec, runner)
+        log(estimate(spec, bases))
         fps = [b["fingerprint"] for b in bases]
-        rows = _all_seeds(spec, store, executor, progress, log, fps, range(spec.seeds))
+        rows = _all_seeds(spec, runner, fps, range(spec.seeds))
         n = spec.seeds
         while n < spec.max_seeds:
             want = _seeds_wanted(spec, rows, bases)
@@ -271,13 +320,37 @@ def run_study(
                 f"the interval is wider than ±{spec.target_halfwidth_db} dB with {n} seeds; "
                 f"adding seeds {n}..{more - 1}"
             )
-            rows += _all_seeds(spec, store, executor, progress, log, fps, range(n, more))
+            rows += _all_seeds(spec, runner, fps, range(n, more))
             n = more
     finally:
         if own is not None:
             own.shutdown()
     latencies = _latencies(spec, store, rows, bases)
     return assemble(spec, rows, bases, latencies)
+
+
+def estimate(spec: StudySpec, bases: Sequence[dict[str, Any]]) -> str:
+    """How many runs the study starts now and at most, and about how long each takes here (from
+    the baselines' measured training time per optimiser step)."""
+    per_step = [
+        row["train_seconds"] / row["steps"]
+        for row in bases
+        if row.get("steps") and math.isfinite(row.get("train_seconds", math.nan))
+    ]
+    per_run = float(np.mean(per_step)) * spec.budget.steps if per_step else math.nan
+    per_seed = spec.runs_per_seed()
+    now, most = per_seed * spec.seeds, per_seed * spec.max_seeds
+    when = (
+        f", about {per_run:.0f} s each on this machine (from the baselines): "
+        f"{now * per_run / 3600:.2g} h now, at most {most * per_run / 3600:.2g} h"
+        if math.isfinite(per_run) and per_run > 0
+        else ""
+    )
+    return (
+        f"study '{spec.name}': {len(spec.methods)} arms × {len(spec.points)} budget(s) × "
+        f"{spec.baselines} baseline(s) × {spec.seeds} seeds = {now} runs (at most {most} with "
+        f"max_seeds {spec.max_seeds}){when}"
+    )
 
 
 def _warn_oversubscribed(spec: StudySpec, workers: int, log) -> None:
@@ -299,9 +372,9 @@ def _seeds_wanted(spec: StudySpec, rows, bases) -> int:
 def _latencies(spec: StudySpec, store: RunStore, rows, bases) -> dict[tuple[str, str], dict]:
     """CPU latency of the original and of one final model per (arm, point): baseline 0, the
     first seed, the chosen learning rate; measured here at ``spec.threads`` threads."""
-    settings = spec.latency
+    settings, factory = spec.latency, spec.eval_config().model.factory
     measure = lambda run: cpu_latency(  # noqa: E731
-        final_model(run), settings.size, settings.batch, spec.threads, settings.repeats
+        final_model(run, factory), settings.size, settings.batch, spec.threads, settings.repeats
     )
     out = {("original", "all"): measure(store.get(bases[0]["fingerprint"]))}
     first_seed = min(r["seed"] for r in rows) if rows else 0

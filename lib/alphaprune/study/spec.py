@@ -70,8 +70,8 @@ __all__ = [
     "study_of_report",
 ]
 
-#: Most seeds (per baseline) a study may ask for.
-MAX_SEEDS = 1000
+#: Most seeds (per baseline) a study may ask for without ``allow_many_seeds: true``.
+MAX_SEEDS = 100
 #: Config keys an arm may not set: they would break the equal budget or the pairing.
 _BUDGET_KEYS = ("epochs", "steps_per_epoch", "threads", "seed")
 _DATA_KEYS = ("batch_size", "source", "val_images", "test_images", "split")
@@ -190,8 +190,11 @@ class StudySpec(_Strict):
     name: str = Field("study", pattern=r"^[A-Za-z0-9_.\-]+$")
     reference: str
     methods: dict[str, Arm] = Field(min_length=2)
-    seeds: StrictInt = Field(5, ge=2, le=MAX_SEEDS)
-    max_seeds: StrictInt = Field(10, ge=2, le=MAX_SEEDS)
+    seeds: StrictInt = Field(5, ge=2)
+    max_seeds: StrictInt = Field(10, ge=2)
+    #: more than :data:`MAX_SEEDS` seeds per baseline only when set (every seed is a run per
+    #: arm, budget and baseline)
+    allow_many_seeds: bool = False
     baselines: StrictInt = Field(1, ge=1, le=50)
     target_halfwidth_db: FiniteFloat = Field(0.3, gt=0)
     confidence: FiniteFloat = Field(0.95, gt=0.5, lt=1)
@@ -227,6 +230,12 @@ class StudySpec(_Strict):
             raise ValueError("budget.steps must be a multiple of budget.steps_per_epoch")
         if self.max_seeds < self.seeds:
             raise ValueError(f"max_seeds ({self.max_seeds}) < seeds ({self.seeds})")
+        if self.max_seeds > MAX_SEEDS and not self.allow_many_seeds:
+            runs = self.max_seeds * self.runs_per_seed()
+            raise ValueError(
+                f"max_seeds {self.max_seeds} would allow up to {runs:,} runs; more than "
+                f"{MAX_SEEDS} seeds per baseline needs allow_many_seeds: true"
+            )
         if self.primary_budget is not None and point_label(self.primary_budget) not in self.points:
             raise ValueError(f"primary_budget {self.primary_budget} is not one of the budgets")
         for name, arm in self.methods.items():
@@ -310,7 +319,8 @@ class StudySpec(_Strict):
         if spec.prunes:
             self._apply_point(data, self.points[point])
         else:
-            data["pruning"] = {**data.get("pruning", {}), "keep": 1.0, "budget": None}
+            control = {"keep": 1.0, "budget": None, "fine_tune_only": True}
+            data["pruning"] = {**data.get("pruning", {}), **control}
         if spec.kind == "restart":
             epochs -= self.restart_epochs(arm)
         if spec.kind == "scratch":
@@ -354,6 +364,16 @@ class StudySpec(_Strict):
 
     def lrs(self, arm: str) -> list[float | None]:
         return list(self.methods[arm].lr_grid or [None])
+
+    def arm_runs(self, arm: str) -> int:
+        """Runs of ``arm`` per (baseline, seed): one per budget point and learning rate (the
+        unpruned control: one for every point)."""
+        points = 1 if self.methods[arm].kind == "unpruned" else len(self.points)
+        return points * len(self.lrs(arm))
+
+    def runs_per_seed(self) -> int:
+        """Runs the study adds per seed: every arm's runs on every baseline."""
+        return self.baselines * sum(self.arm_runs(arm) for arm in self.methods)
 
     def check(self) -> None:
         """Every arm's config is valid, every pruning arm ends at α = 0 within its epochs, every

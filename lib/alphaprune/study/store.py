@@ -15,9 +15,15 @@ fingerprint of the run it starts from (and the α of that run's milestone) and
 Two processes never train the same run at once: :meth:`RunStore.run` holds an exclusive lock
 (``fcntl.flock`` on ``<root>/.locks/<fingerprint>.lock``) while it trains, and a process that
 waited for the lock finds the run done and reuses it. A killed run resumes from its last
-checkpoint. Reports and studies *refer* to the runs they used (:meth:`RunStore.add_reference`,
-one file per referring folder in ``<root>/.refs/``); :meth:`RunStore.gc` removes the runs that no
-live reference needs (directly or as the start of a referenced run).
+checkpoint; one that finished is reused only while its checkpoints are the files ``done.json``
+vouches for (size, time and SHA-256). Reports and studies *refer* to the runs they use
+(:mod:`alphaprune.study.refs`: a hold written before the first run trains, the final list when
+they are done); :meth:`RunStore.gc` removes only run folders it wrote (a ``run.json`` naming the
+folder's fingerprint, nothing else in it, never a symbolic link) that no reference needs,
+directly or as the start of a needed run.
+
+The store is ``$ALPHAPRUNE_RUNS`` (an absolute folder; empty counts as unset), else ``runs/`` of
+the checkout.
 
 Command line: ``python -m alphaprune runs list|gc [--root runs] [--dry-run]``.
 """
@@ -44,8 +50,9 @@ import pandas as pd
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.checkpoint import last_path, milestone_path
 from alphaprune.engine.config import ExperimentConfig
-from alphaprune.errors import ConfigError
+from alphaprune.errors import ConfigError, StoreError
 from alphaprune.paths import checkout
+from alphaprune.study.refs import References, final_change, hold_change
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -67,11 +74,42 @@ TRAINING_CODE_VERSION = "2"
 _FREE_KEYS = ("name", "output_dir", "device")
 Kind = Literal["baseline", "prune"]
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
+#: The lock that orders references and gc: a hold written after gc began waits for it.
+_REFS_LOCK = "refs"
+
+
+#: The variable that moves the store.
+RUNS_ENV = "ALPHAPRUNE_RUNS"
+#: What alphaprune writes into a run folder (besides its hidden temp files ``.<name>.*.tmp``):
+#: files, and folders with the suffixes of their files. gc leaves a folder holding anything else.
+_RUN_FILES = {"run.json", "done.json", "metrics.csv", "start.pt", "budget.json", ".alphaprune.lock"}
+_RUN_FOLDERS = {"checkpoints": ".pt", "eval": ".json"}
 
 
 def default_root() -> Path:
-    """``$ALPHAPRUNE_RUNS`` if set, else :data:`DEFAULT_ROOT`."""
-    return Path(os.environ.get("ALPHAPRUNE_RUNS", DEFAULT_ROOT))
+    """``$ALPHAPRUNE_RUNS`` if set (an empty value counts as unset), else :data:`DEFAULT_ROOT`.
+
+    A relative value is a :class:`StoreError`: the report notebooks work inside the report
+    folder, so the same value would name another store there than in the shell that set it.
+    """
+    raw = os.environ.get(RUNS_ENV, "")
+    if not raw.strip():
+        return DEFAULT_ROOT
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise StoreError(
+            f"{RUNS_ENV}={raw!r} is a relative path: set it to an absolute folder (the report "
+            "notebooks run inside the report folder, where a relative store would land)"
+        )
+    return path
+
+
+def _check_root(root: Path) -> Path:
+    """``root`` (absolute), or a :class:`StoreError` when it exists and is not a folder."""
+    root = root.expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"run store {root} is a file, not a folder (check {RUNS_ENV} / --root)")
+    return root
 
 
 def _drop_defaults(value: Any, default: Any) -> Any:
@@ -170,8 +208,9 @@ class RunStore:
     """Runs keyed by fingerprint under ``root`` (default :func:`default_root`)."""
 
     def __init__(self, root: str | Path | None = None, log=print) -> None:
-        self.root = Path(root) if root is not None else default_root()
+        self.root = _check_root(Path(root) if root is not None else default_root())
         self.log = log
+        self.refs = References(self.root, log)
 
     # -- fingerprints -------------------------------------------------------------------------
 
@@ -228,17 +267,30 @@ class RunStore:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def get(self, fingerprint: str) -> StoredRun | None:
-        """The complete run with ``fingerprint``, or None."""
-        run_dir = self.path(fingerprint)
+        """The complete run with ``fingerprint``, or None; a :class:`StoreError` when its folder
+        is a symbolic link or a checkpoint is not the file its ``done.json`` vouches for."""
+        run_dir = self._own_folder(fingerprint)
         try:
             done = json.loads((run_dir / "done.json").read_text(encoding="utf-8"))
             info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, NotADirectoryError, ValueError):
             return None
         if done.get("fingerprint") != fingerprint or not last_path(run_dir).exists():
             return None
+        _verify_files(run_dir, done.get("files") or {})
         cfg = ExperimentConfig.model_validate(info["config"])
         return StoredRun(fingerprint, run_dir, info["kind"], cfg, reused=True)
+
+    def _own_folder(self, fingerprint: str) -> Path:
+        """The run folder of ``fingerprint``; never a symbolic link (nothing is read or written
+        through one: it may point at another run or outside the store)."""
+        run_dir = self.path(fingerprint)
+        if run_dir.is_symlink():
+            raise StoreError(
+                f"{run_dir} is a symbolic link, not a run folder of the store: alphaprune "
+                "never reads or writes runs through links there; remove the link"
+            )
+        return run_dir
 
     def run(
         self,
@@ -281,6 +333,7 @@ class RunStore:
         from alphaprune.engine.train import Diverged, prune, train_baseline
 
         fp, name = request.fingerprint, request.name
+        self._own_folder(fp)
         if force and self.path(fp).exists():
             # set aside, deleted only once the new run is done; an interrupted retrain resumes
             # on the next call (without force) and the previous result waits until then
@@ -288,9 +341,11 @@ class RunStore:
         run_cfg = request.cfg.model_copy(update={"output_dir": str(self.root), "name": fp})
         run_dir = self.path(fp)
         run_dir.mkdir(parents=True, exist_ok=True)
-        original, start = self._start_point(request, run_dir)
-        info = {"fingerprint": fp, "name": name, "kind": request.kind, "start": start}
+        info = {"fingerprint": fp, "name": name, "kind": request.kind, "start": None}
         info |= {"config": run_cfg.to_dict(), "created": time.time()}
+        # first: the folder is the store's (gc knows it) before anything else is written in it
+        atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
+        original, info["start"] = self._start_point(request, run_dir)
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
         resuming = last_path(run_dir).exists()
         self.log(f"{'resuming' if resuming else 'training'} run {name} ({fp}) in {run_dir}")
@@ -313,6 +368,7 @@ class RunStore:
         # CPU seconds of this process (all its threads) while it trained: a resumed run counts
         # only the part trained since the resume
         done |= {"cpu_seconds": time.process_time() - cpu_began, "threads": _threads_used(run_cfg)}
+        done["files"] = _file_records(run_dir)  # what the record vouches for, byte for byte
         atomic_write_text(run_dir / "done.json", json.dumps(done))
         for previous in self.root.glob(f".{fp}.previous-*"):
             shutil.rmtree(previous, ignore_errors=True)
@@ -341,7 +397,12 @@ class RunStore:
             start["shrink"] = True
             shrunk = run_dir / "start.pt"
             if not shrunk.exists():  # written atomically by save_checkpoint
-                shrink_checkpoint(original, shrunk, image_size=request.cfg.data.crop)
+                shrink_checkpoint(
+                    original,
+                    shrunk,
+                    image_size=request.cfg.data.crop,
+                    factory=request.cfg.model.factory,  # the run's own, not one it names
+                )
             original = shrunk
         return original, start
 
@@ -367,62 +428,53 @@ class RunStore:
         self, owner: str | Path, fingerprints: Sequence[str], role: str = "runs"
     ) -> Path:
         """Record that folder ``owner`` (a report, a study) uses ``fingerprints`` for ``role``
-        (e.g. a week's ``runs`` and its ``study``: each role's list is kept separately).
+        (e.g. a week's ``runs`` and its ``study``: each role's list is kept separately), and
+        release ``role``'s in-progress hold (:meth:`hold`).
 
-        Writes ``<owner>/runs.json`` (every role, and ``runs``: their union) and the store's
-        reference file (both atomic); a later call for the same owner and role replaces that
-        role's list.
+        Writes ``<owner>/runs.json`` (the folder's id, every role, and ``runs``: their union) and
+        the store's reference file ``.refs/<id>.json`` (both atomic); a later call for the same
+        owner and role replaces that role's list. Returns the store's file.
         """
-        owner = Path(owner).resolve()
-        key = hashlib.sha256(str(owner).encode()).hexdigest()[:16]
-        ref = self.root / ".refs" / f"{key}.json"
-        try:
-            roles = json.loads(ref.read_text(encoding="utf-8")).get("roles", {})
-        except (FileNotFoundError, ValueError):
-            roles = {}
-        roles[role] = sorted(set(fingerprints))
-        union = sorted({fp for fps in roles.values() for fp in fps})
-        record = {
-            "owner": str(owner),
-            "store": str(self.root.resolve()),
-            "runs": union,
-            "roles": roles,
-            "updated": time.time(),
-        }
-        owner.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(owner / "runs.json", json.dumps(record, indent=1))
-        atomic_write_text(ref, json.dumps(record, indent=1))
-        return ref
+        with self.lock(_REFS_LOCK):  # never while gc decides what is needed
+            return self.refs.update(owner, final_change(role, fingerprints))
 
-    def references(self) -> dict[str, list[str]]:
-        """Live references: owner folder → fingerprints (owners that no longer exist are left out)."""
-        refs: dict[str, list[str]] = {}
-        for path in sorted((self.root / ".refs").glob("*.json")):
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                continue
-            if Path(record["owner"]).is_dir():
-                refs[record["owner"]] = list(record["runs"])
-        return refs
+    def hold(self, owner: str | Path, fingerprints: Sequence[str], role: str = "runs") -> Path:
+        """Add ``fingerprints`` to ``owner``'s in-progress hold for ``role``: gc keeps them until
+        :meth:`add_reference` for that role replaces the hold with the final list (a crash
+        leaves the hold, so nothing the work needed is lost)."""
+        with self.lock(_REFS_LOCK):  # after it returns, gc sees the hold
+            return self.refs.update(owner, hold_change(role, fingerprints))
+
+    def references(self, strict: bool = False) -> dict[str, list[str]]:
+        """Owner folder → fingerprints, for every reference that is not stale (an owner whose
+        folder is gone is kept: it may have moved); ``strict``: a malformed file is an error."""
+        return {
+            str(ref.owner): ref.runs for ref in self.refs.read(strict) if ref.state() != "stale"
+        }
 
     def _run_dirs(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        # only run folders (named by a fingerprint): gc never touches anything else in the root
-        return sorted(p for p in self.root.iterdir() if p.is_dir() and _FINGERPRINT.match(p.name))
+        # only run folders (named by a fingerprint), never a link: gc touches nothing else
+        return sorted(
+            p
+            for p in self.root.iterdir()
+            if _FINGERPRINT.match(p.name) and p.is_dir() and not p.is_symlink()
+        )
 
     def _start_of(self, fingerprint: str) -> str | None:
         try:
             info = json.loads((self.path(fingerprint) / "run.json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):
             return None
-        start = info.get("start") or {}
-        return start.get("run")
+        start = (info.get("start") or {}) if isinstance(info, dict) else {}
+        return start.get("run") if isinstance(start, dict) else None
 
-    def needed(self) -> set[str]:
-        """Fingerprints referenced by a live owner, and the runs they start from (transitively)."""
-        todo = [fp for fps in self.references().values() for fp in fps]
+    def needed(self, references: Mapping[str, Sequence[str]] | None = None) -> set[str]:
+        """Fingerprints referenced (by default: :meth:`references`), and the runs they start
+        from (transitively)."""
+        refs = self.references() if references is None else references
+        todo = [fp for fps in refs.values() for fp in fps]
         needed: set[str] = set()
         while todo:
             fp = todo.pop()
@@ -437,17 +489,20 @@ class RunStore:
     def list(self) -> pd.DataFrame:
         """One row per run folder: fingerprint, name, kind, done, size (MB), modified, used_by."""
         used: dict[str, list[str]] = {}
-        for owner, fps in self.references().items():
+        references = self.references()
+        for owner, fps in references.items():
+            shown = owner if Path(owner).is_dir() else f"{owner} (gone)"
             for fp in fps:
-                used.setdefault(fp, []).append(owner)
-        needed = self.needed()
+                used.setdefault(fp, []).append(shown)
+        needed = self.needed(references)
         rows = []
         for run_dir in self._run_dirs():
             fp = run_dir.name
             try:
                 info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-            except (FileNotFoundError, ValueError):
+            except (OSError, ValueError):
                 info = {}
+            info = info if isinstance(info, dict) else {}
             size = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
             rows.append(
                 {
@@ -464,30 +519,132 @@ class RunStore:
         columns = ["fingerprint", "name", "kind", "done", "size_mb", "modified", "used_by"]
         return pd.DataFrame(rows, columns=columns)
 
-    def gc(self, dry_run: bool = False) -> list[str]:
-        """Remove runs no live reference needs (skipping runs being trained); returns them."""
-        needed = self.needed()
-        removed = []
-        for run_dir in self._run_dirs():
-            fp = run_dir.name
-            if fp in needed:
-                continue
-            with self.lock(fp, blocking=False) as free:
-                if not free:
-                    continue  # being trained right now
-                if not dry_run:
-                    shutil.rmtree(run_dir)
-                    (self.root / ".locks" / f"{fp}.lock").unlink(missing_ok=True)
-                removed.append(fp)
-        if not dry_run:  # drop reference files of owners that are gone
-            for path in (self.root / ".refs").glob("*.json"):
-                try:
-                    owner = json.loads(path.read_text(encoding="utf-8"))["owner"]
-                except (ValueError, KeyError):
-                    continue
-                if not Path(owner).is_dir():
-                    path.unlink(missing_ok=True)
+    def gc(self, dry_run: bool = False, forget_missing: bool = False) -> list[str]:
+        """Remove the runs no reference needs; returns their fingerprints.
+
+        Only folders the store wrote go (see the module docstring); a run being trained, a run
+        folder holding other files and a link are left, and said so. A reference whose folder is
+        gone keeps its runs (its report may have moved; one moved inside the project's
+        ``reports/`` is found by its id) unless ``forget_missing``. A malformed reference file
+        stops gc with a :class:`StoreError` naming it.
+        """
+        if not self.root.is_dir():
+            return []
+        with self.lock(_REFS_LOCK):  # no hold is written while gc decides and removes
+            return self._gc(dry_run, forget_missing)
+
+    def _gc(self, dry_run: bool, forget_missing: bool) -> list[str]:
+        records = self.refs.follow_moves(self.refs.read(strict=True), dry_run)
+        states = {ref.path: ref.state() for ref in records}
+        missing = [ref for ref in records if states[ref.path] == "missing"]
+        keep = [ref for ref in records if states[ref.path] == "live"]
+        if not forget_missing:
+            keep += missing
+        needed = self.needed({str(ref.path): ref.runs for ref in keep})
+        removed = [fp for fp in self._removable(needed) if self._remove(fp, dry_run)]
+        for ref in records:  # drop the records of owners that are stale (or forgotten)
+            if ref not in keep and not dry_run:
+                ref.path.unlink(missing_ok=True)
+        if missing and not forget_missing:
+            held = len({fp for ref in missing for fp in ref.runs})
+            self.log(
+                f"kept {held} run(s) of {len(missing)} folder(s) that are gone (moved or "
+                f"deleted): {', '.join(str(ref.owner) for ref in missing)}; if deleted, free "
+                "them with: runs gc --forget-missing"
+            )
         return removed
+
+    def _removable(self, needed: set[str]) -> list[str]:
+        """Fingerprints of run folders gc may remove: not needed, written by the store."""
+        out = []
+        for path in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if not _FINGERPRINT.match(path.name) or path.name in needed:
+                continue
+            why = _not_a_store_run(path)
+            if why:
+                self.log(f"left {path} alone: {why}")
+            else:
+                out.append(path.name)
+        return out
+
+    def _remove(self, fp: str, dry_run: bool) -> bool:
+        """Remove run ``fp`` unless it is being trained; whether it went (or would go)."""
+        with self.lock(fp, blocking=False) as free:
+            if not free:
+                return False  # being trained right now
+            if not dry_run:
+                shutil.rmtree(self.path(fp))
+                (self.root / ".locks" / f"{fp}.lock").unlink(missing_ok=True)
+            return True
+
+
+def _not_a_store_run(path: Path) -> str | None:
+    """None when ``path`` is a run folder the store wrote and holds nothing else; else why not."""
+    if path.is_symlink():
+        return "a symbolic link, not a run folder"
+    if not path.is_dir():
+        return "not a folder"
+    try:
+        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "no run.json of the store in it"
+    if not isinstance(info, dict) or info.get("fingerprint") != path.name:
+        return "its run.json does not name this folder"
+    strange = [p.name for p in path.iterdir() if not _written_by_store(p)]
+    if strange:
+        return f"it holds files the store did not write ({', '.join(sorted(strange)[:3])})"
+    return None
+
+
+def _temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _written_by_store(path: Path) -> bool:
+    """Whether ``path`` (an entry of a run folder) is one the store or its run wrote."""
+    if path.is_symlink():
+        return False
+    if path.is_file():
+        return path.name in _RUN_FILES or _temp(path.name)
+    suffix = _RUN_FOLDERS.get(path.name)
+    if suffix is None or not path.is_dir():
+        return False
+    return all(
+        not p.is_symlink() and p.is_file() and (p.name.endswith(suffix) or _temp(p.name))
+        for p in path.iterdir()
+    )
+
+
+def _file_records(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Size, modification time and SHA-256 of the checkpoints a finished run vouches for."""
+    files = sorted((run_dir / "checkpoints").glob("*.pt")) + sorted(run_dir.glob("start.pt"))
+    records = {}
+    for path in files:
+        stat = path.stat()
+        records[path.relative_to(run_dir).as_posix()] = {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "sha256": _file_sha256(path),
+        }
+    return records
+
+
+def _verify_files(run_dir: Path, records: Mapping[str, Any]) -> None:
+    """A :class:`StoreError` when a recorded checkpoint that exists is not the recorded file (a
+    copied-over or swapped checkpoint); the SHA-256 decides when size or time differ."""
+    for name, record in records.items():
+        path = run_dir / name
+        if not path.is_file() or not isinstance(record, dict):
+            continue
+        stat = path.stat()
+        if (stat.st_size, stat.st_mtime_ns) == (record.get("size"), record.get("mtime_ns")):
+            continue
+        if stat.st_size == record.get("size") and _file_sha256(path) == record.get("sha256"):
+            continue  # touched or copied with the same content
+        raise StoreError(
+            f"{path} is not the checkpoint its run's done.json vouches for (it was replaced or "
+            f"changed after the run finished); delete {run_dir} to train the run again"
+        )
 
 
 def _threads_used(cfg: ExperimentConfig) -> int:
@@ -508,8 +665,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``runs list|gc``: show the store's runs (size, users) or remove unreferenced ones."""
     parser = argparse.ArgumentParser(prog="python -m alphaprune runs", description=main.__doc__)
     parser.add_argument("action", choices=["list", "gc"])
-    parser.add_argument("--root", help=f"store folder (default {default_root()})")
+    parser.add_argument("--root", help=f"store folder (default ${RUNS_ENV}, else {DEFAULT_ROOT})")
     parser.add_argument("--dry-run", action="store_true", help="gc: only say what would go")
+    parser.add_argument(
+        "--forget-missing",
+        action="store_true",
+        help="gc: also free the runs of reports and studies whose folder is gone",
+    )
     args = parser.parse_args(argv)
     store = RunStore(args.root)
     if args.action == "list":
@@ -520,7 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
             print(f"{len(table)} runs, {table['size_mb'].sum():.1f} MB in {store.root}")
         return 0
-    removed = store.gc(dry_run=args.dry_run)
+    removed = store.gc(dry_run=args.dry_run, forget_missing=args.forget_missing)
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(removed)} unreferenced run(s) from {store.root}: {' '.join(removed)}")
     return 0
