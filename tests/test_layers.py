@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import alphaprune as ap
 from alphaprune import (
     AlphaGate,
     attach_gates,
@@ -352,7 +353,7 @@ def test_target_patterns_and_plain_sequential_default() -> None:
     assert sorted(attach_gates(small_chain(), keep=0.5)) == ["0", "2"]  # default target "all"
 
 
-def test_depthwise_and_grouped_convolutions_prune_whole_blocks_exactly() -> None:
+def test_depthwise_convolutions_prune_whole_blocks_and_grouped_ones_by_position() -> None:
     torch.manual_seed(0)
     model = named_chain(
         stem=nn.Conv2d(3, 8, 3, padding=1),
@@ -364,14 +365,16 @@ def test_depthwise_and_grouped_convolutions_prune_whole_blocks_exactly() -> None
         head=nn.Conv2d(8, 3, 1),
     ).eval()
     plan = attach_gates(model, keep=0.5, alpha=0.0)
-    # stem's channels run through the depthwise conv and the grouped ConvTranspose2d: one group
-    # whose units are the grouped layer's blocks of two channels
-    assert list(plan) == ["stem"]
-    assert plan["stem"].units == 4 and plan["stem"].kept == 2
+    # stem's channels run through the depthwise conv (a channel with its output) into the
+    # grouped ConvTranspose2d (4 blocks of 2): channel j of every block is one unit, so stem has
+    # 2 units of 4 channels; the grouped layer's outputs are pruned by position the same way
+    assert sorted(plan) == ["grouped", "stem"]
+    assert plan["stem"].units == 2 and plan["stem"].kept == 1
+    assert plan["stem"].mask.view(4, 2).tolist() == [plan["stem"].mask[:2].tolist()] * 4
     x = torch.randn(2, 3, 8, 8)
     small = shrink(model)
     torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
-    assert small.grouped.groups == 2 and small.grouped.weight.shape == (4, 2, 4, 4)
+    assert small.grouped.groups == 4 and small.grouped.weight.shape == (4, 1, 4, 4)
     assert small.depthwise.groups == 4 and small.stem.out_channels == 4
 
 
@@ -451,3 +454,143 @@ def test_boolean_keep_is_refused():
     model = ap.build_autoencoder("relu1_1")
     with pytest.raises(ValueError, match="keep must be a number"):
         ap.attach_gates(model, keep=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teaching it a layer (issue 18): one registration, no library edit
+# ---------------------------------------------------------------------------------------------
+
+
+class _SwishFn(torch.autograd.Function):
+    """A custom autograd function: torch.fx cannot look into it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * torch.sigmoid(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(x)
+        return grad * (s + x * s * (1 - s))
+
+
+class CustomSwish(nn.Module):
+    def forward(self, x):
+        return _SwishFn.apply(x)
+
+
+class EinsumLinear(nn.Module):
+    """Computes what ``nn.Linear`` does, with an einsum (not understood when traced through)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / in_features**0.5)
+        self.bias = nn.Parameter(torch.randn(out_features) * 0.1)
+
+    def forward(self, x):
+        return torch.einsum("...i,oi->...o", x, self.weight) + self.bias
+
+
+class InOutConv(nn.Module):
+    """A 3×3 conv that stores its weight as ``(in, out, kH, kW)``: a layout of its own."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, (3, 3)
+        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, 3, 3) * 0.2)
+        self.bias = nn.Parameter(torch.randn(out_channels) * 0.1)
+
+    def forward(self, x):
+        return nn.functional.conv2d(x, self.weight.transpose(0, 1), self.bias, padding=1)
+
+
+class InOutConvRule(ap.MixingRule):
+    """Rule for :class:`InOutConv`: input channels on weight axis 0, outputs on axis 1."""
+
+    in_axis, out_axis = 0, 1
+
+
+class Taught(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = InOutConv(3, 12)
+        self.act = CustomSwish()
+        self.conv2 = nn.Conv2d(12, 10, 3, padding=1)
+        self.fc1 = EinsumLinear(10, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        x = self.act(self.conv2(self.act(self.conv1(x))))
+        return self.fc2(self.act(self.fc1(x.mean((2, 3)))))
+
+
+def test_a_layer_it_does_not_know_is_left_whole_then_taught_with_one_registration() -> None:
+    """Without rules nothing prunes (an einsum, a weight read through a transpose); with
+    ``ap.register_layer`` for each type (an elementwise custom autograd function, a Linear
+    look-alike, a conv with its own weight layout) every group prunes and shrink is exact — no
+    library edit."""
+    x = torch.randn(2, 3, 8, 8)
+    torch.manual_seed(0)
+    model = Taught().eval()
+    with pytest.raises(ap.PruningError, match="no prunable channel group"):
+        attach_gates(model, keep=0.5, example_inputs=x)
+    table = ap.explain(model, example_inputs=x, show=False)
+    assert "einsum" in table and "conv1" not in table, table  # conv1 is not even a layer
+    ap.register_layer(CustomSwish, ap.ElementwiseRule())
+    ap.register_layer(EinsumLinear, ap.LinearRule())
+    ap.register_layer(InOutConv, InOutConvRule())
+    before = model(x)
+    plan = attach_gates(model, keep=0.5, example_inputs=x)
+    assert sorted(plan) == ["conv1", "conv2", "fc1"], str(plan)
+    assert type(model.fc1).__name__ == "GatedEinsumLinear" and isinstance(model.fc1, AlphaGate)
+    torch.testing.assert_close(model(x), before)  # α = 1 changes nothing
+    set_alpha(model, 0.0)
+    small = shrink(model, example_inputs=x)
+    torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
+    assert small.conv1.weight.shape == (3, 6, 3, 3) and small.conv1.out_channels == 6
+    assert small.fc1.weight.shape == (8, 5) and small.fc1.in_features == 5
+    assert type(small.fc1) is EinsumLinear
+
+
+def test_register_layer_refuses_what_is_not_a_layer_or_a_rule() -> None:
+    with pytest.raises(TypeError, match="not an nn.Module class"):
+        ap.register_layer(int, ap.ElementwiseRule())
+    with pytest.raises(TypeError, match="not a LayerRule"):
+        ap.register_layer(CustomSwish, object())
+
+
+class Conv1dChain(nn.Sequential):
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv1d(2, 12, 5, padding=2),
+            nn.BatchNorm1d(12),
+            nn.ReLU(),
+            nn.Conv1d(12, 8, 3, padding=1),
+            nn.BatchNorm1d(8),
+            nn.ReLU(),
+            nn.Conv1d(8, 2, 1),
+        )
+
+
+def test_conv1d_and_batchnorm1d_prune_exactly_and_gate_on_the_input_axis() -> None:
+    """Conv1d support lives in the rules and the gated layers only: the graph reads channels on
+    the axis the rule names (axis -2 of a Conv1d input)."""
+    torch.manual_seed(0)
+    model = Conv1dChain().eval()
+    with torch.no_grad():
+        for bn in (model[1], model[4]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 2, 40)
+    plan = attach_gates(model, keep=0.5)  # the input is guessed from the first Conv1d
+    assert sorted(plan) == ["0", "3"]
+    gate = model[3]
+    assert type(gate).__name__ == "GatedConv1d"
+    assert gate._gate_view == [1, -1, 1]
+    set_alpha(model, 0.0)
+    small = shrink(model, example_inputs=x)
+    torch.testing.assert_close(small(x), model(x), rtol=1e-5, atol=1e-6)
+    assert small[0].out_channels == 6 and small[1].num_features == 6 and small[3].in_channels == 6

@@ -14,6 +14,7 @@ from torch import nn
 
 from alphaprune import AlphaGate, attach_gates, build_autoencoder, count, set_alpha, shrink
 from alphaprune.core.gates import prunable_layers
+from alphaprune.core.layer_rules import rule_for
 from alphaprune.core.shrink import input_axis, output_axis
 
 REL_TOL = 1e-5
@@ -392,3 +393,39 @@ def test_count_restores_each_modules_mode_and_follows_dtype() -> None:
     assert model.training and model[0].training and not model[1].training
     assert int(model[1].num_batches_tracked) == 0, "count must not update BatchNorm statistics"
     assert count(model.double(), input_size=(1, 3, 8, 8))["params"] == n_params(model)
+
+
+def _grouped_model() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16),  # depthwise: whole blocks
+        nn.ReLU(),
+        nn.Conv2d(16, 24, 3, padding=1, groups=4),  # 4 blocks of 4 → 6: by position
+        nn.ReLU(),
+        nn.ConvTranspose2d(24, 12, 3, padding=1, groups=3),  # 3 blocks of 8 → 4: by position
+        nn.ReLU(),
+        nn.Conv2d(12, 3, 1),
+    )
+
+
+def test_shrunk_grouped_layers_load_into_a_fresh_model() -> None:
+    """A checkpoint of a shrunk model with depthwise (whole blocks) and grouped (by position)
+    convolutions gets its shapes back from the rules (``resize_to``), as a run's loader does."""
+    torch.manual_seed(0)
+    model = _grouped_model().eval()
+    x = torch.randn(2, 3, 8, 8)
+    attach_gates(model, keep=0.5, example_inputs=x)
+    set_alpha(model, 0.0)
+    small = shrink(model, example_inputs=x)
+    assert small[4].groups == 4 and small[4].weight.shape == (12, 2, 3, 3)
+    assert small[6].groups == 3 and small[6].weight.shape == (12, 2, 3, 3)
+    state = small.state_dict()
+    fresh = _grouped_model().eval()
+    for name, module in fresh.named_modules():
+        rule = rule_for(module)
+        if rule is not None:
+            rule.resize_to(module, state, f"{name}." if name else "")
+    fresh.load_state_dict(state)
+    torch.testing.assert_close(fresh(x), model(x), rtol=1e-5, atol=1e-6)
+    assert [m.groups for m in fresh if hasattr(m, "groups")] == [1, 8, 4, 3, 1]

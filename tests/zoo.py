@@ -38,11 +38,11 @@ def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
 
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)):
+            if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
                 if getattr(m, "running_mean", None) is not None:
                     m.running_mean.copy_(rand(m.running_mean, -0.5, 0.5))
                     m.running_var.copy_(rand(m.running_var, 0.5, 2.0))
-                if m.weight is not None:
+                if getattr(m, "weight", None) is not None:
                     m.weight.copy_(rand(m.weight, 0.5, 1.5) * torch.sign(rand(m.weight, -1, 3)))
                     m.bias.copy_(rand(m.bias, -0.5, 0.5))
             elif isinstance(m, nn.PReLU):
@@ -481,6 +481,304 @@ class Mixed(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
+# -- issue 18: the structures of downloaded models ------------------------------------------------
+
+
+class BatchNormAct(nn.BatchNorm2d):
+    """timm's ``BatchNormAct2d``: a BatchNorm subclass whose forward calls ``F.batch_norm`` and
+    its activation itself (traced through, not a leaf)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__(c)
+        self.act = nn.SiLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.batch_norm(
+            x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+        )
+        return self.act(x)
+
+
+class GroupNormOne(nn.GroupNorm):
+    """timm's ``GroupNorm1``: ``F.group_norm`` with one group (all channels one block)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__(1, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class GroupNormFunctional(nn.GroupNorm):
+    """A GroupNorm subclass calling ``F.group_norm`` with its own (several) groups."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class FunctionalNorms(nn.Module):
+    """BatchNormAct, GroupNorm1 and a functional GroupNorm(4) between convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn1 = BatchNormAct(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.gn2 = GroupNormFunctional(4, 16)
+        self.conv3 = nn.Conv2d(16, 12, 3, padding=1)
+        self.gn3 = GroupNormOne(12)
+        self.out = nn.Conv2d(12, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.bn1(self.conv1(x))
+        x = F.relu(self.gn2(self.conv2(x)))
+        x = F.relu(self.gn3(self.conv3(x)))
+        return self.out(x)
+
+
+class LayerScale(nn.Module):
+    """``gamma * x`` with ``gamma`` of shape ``(C, 1, 1)`` (torchvision ConvNeXt)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.rand(c, 1, 1) + 0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gamma * x
+
+
+class ChannelsLastBlock(nn.Module):
+    """ConvNeXt-style: depthwise conv, ``permute(0, 2, 3, 1)``, Linear → GELU → Linear on the
+    last axis, ``permute`` back, LayerScale (``x * gamma.reshape(1, -1, 1, 1)``), drop path,
+    residual. ``norm`` puts a LayerNorm on the channels (which mixes them: the stream stays)."""
+
+    def __init__(self, c: int, hidden: int, norm: bool) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c) if norm else nn.Identity()
+        self.fc1 = nn.Linear(c, hidden)
+        self.fc2 = nn.Linear(hidden, c)
+        self.gamma = nn.Parameter(torch.rand(c) + 0.5)
+        self.drop_path = DropPath(0.1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y)))).permute(0, 3, 1, 2)
+        y = y.mul(self.gamma.reshape(1, -1, 1, 1))
+        return x + self.drop_path(y)
+
+
+class DropPath(nn.Module):
+    """timm's ``DropPath``: identity in eval; a per-sample random scale in training."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        keep = x.new_empty(shape).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class ConvNeXtish(nn.Module):
+    """Stem conv + LayerScale, two channels-last blocks, head conv. With ``norm`` the blocks
+    have their LayerNorm, which keeps the residual stream whole (the hidden widths prune)."""
+
+    def __init__(self, norm: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.scale = LayerScale(16)
+        self.block1 = ChannelsLastBlock(16, 32, norm=norm)
+        self.block2 = ChannelsLastBlock(16, 24, norm=norm)
+        self.head = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.scale(F.relu(self.stem(x)))
+        return self.head(self.block2(self.block1(x)))
+
+
+class SplitCat(nn.Module):
+    """Res2Net's ``split(width)`` (fixed sizes: only the last piece may shrink), CSP's
+    ``chunk(2)`` halves (pruned in pairs), GhostNet's ``cat([x1, cheap(x1)])[:, :oup]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.width = 4
+        self.stem = nn.Conv2d(3, 12, 3, padding=1)
+        self.convs = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1) for _ in range(2)])
+        self.mix = nn.Conv2d(12, 16, 1)
+        self.halves = nn.Conv2d(8, 8, 3, padding=1)
+        self.primary = nn.Conv2d(16, 8, 1)
+        self.cheap = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.out = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        spx = torch.split(F.relu(self.stem(x)), self.width, 1)
+        sp, spo = spx[0], []
+        for i, conv in enumerate(self.convs):
+            sp = F.relu(conv(sp if i == 0 else sp + spx[i]))
+            spo.append(sp)
+        x = F.relu(self.mix(torch.cat(spo + [spx[-1]], 1)))
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([F.relu(self.halves(a)), b], dim=1)
+        x1 = F.relu(self.primary(x))
+        x = torch.cat([x1, F.relu(self.cheap(x1))], dim=1)[:, :16]
+        return self.out(x)
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """torchvision's ShuffleNetV2 channel shuffle."""
+    b, c, h, w = x.size()
+    x = x.view(b, groups, c // groups, h, w)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(b, -1, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit: ``chunk(2)``, one branch convolved, ``cat``, channel shuffle."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        half = c // 2
+        self.branch = nn.Sequential(
+            nn.Conv2d(half, half, 1, bias=False),
+            nn.BatchNorm2d(half),
+            nn.ReLU(),
+            nn.Conv2d(half, half, 3, padding=1, groups=half, bias=False),
+            nn.BatchNorm2d(half),
+            nn.Conv2d(half, half, 1, bias=False),
+            nn.BatchNorm2d(half),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        x1, x2 = x.chunk(2, dim=1)
+        return channel_shuffle(torch.cat((x1, self.branch(x2)), dim=1), 2)
+
+
+class ShuffleNetish(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn_relu(3, 16)
+        self.unit1 = ShuffleUnit(16)
+        self.unit2 = ShuffleUnit(16)
+        self.head = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.unit2(self.unit1(self.stem(x))))
+
+
+class Tokens(nn.Module):
+    """ViT-style: patch conv, ``flatten(2).transpose(1, 2)``, a token MLP (Linear on 3-d
+    tensors), attention whose scores contract q and k (pinned), then back to a map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 4, stride=4)
+        self.fc1 = nn.Linear(16, 32)
+        self.fc2 = nn.Linear(32, 16)
+        self.qkv = nn.Linear(16, 48)
+        self.proj = nn.Linear(16, 16)
+        self.head = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.patch(x)
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)
+        t = t + self.fc2(F.gelu(self.fc1(t)))
+        q, k, v = self.qkv(t).reshape(b, h * w, 3, 2, c // 2).permute(2, 0, 3, 1, 4).unbind(0)
+        a = F.scaled_dot_product_attention(q, k, v)
+        t = t + self.proj(a.transpose(1, 2).reshape(b, h * w, c))
+        return self.head(t.transpose(1, 2).reshape(b, c, h, w))
+
+
+class ShapeBranches(nn.Module):
+    """Code ``torch.fx.symbolic_trace`` cannot trace: branches on shapes (smp's divisibility
+    check, diffusers' ``assert len(t.shape) == 1``, MobileViT's ``if new_h != h``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.out = nn.Conv2d(16, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        assert len(x.shape) == 4
+        h, w = x.shape[-2:]
+        if h % 8 or w % 8:
+            raise ValueError("size must be divisible by 8")
+        y = F.relu(self.conv1(x))
+        new_h = (h // 4) * 4
+        if new_h != h:
+            y = F.interpolate(y, size=(new_h, w))
+        for _ in range(x.shape[0] // x.shape[0]):
+            y = F.relu(self.conv2(y))
+        return self.out(y)
+
+
+class SubclassLinear(nn.Linear):
+    """timm's ``Linear``: a subclass whose forward calls ``F.linear`` on its own weight."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.linear(input, self.weight, self.bias)
+
+
+class SubclassHead(nn.Module):
+    """A conv head read by a ``Linear`` subclass: the head's channels are pruned through it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.head = nn.Conv2d(16, 24, 1)
+        self.hidden = SubclassLinear(24, 20)
+        self.classifier = SubclassLinear(20, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.head(F.relu(self.conv(x))))
+        x = F.relu(self.hidden(x.mean((2, 3))))
+        return self.classifier(x)
+
+
+class Signal1d(nn.Module):
+    """1-d signals: Conv1d, BatchNorm1d, a depthwise Conv1d, ConvTranspose1d, pooled Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(2, 16, 5, padding=2)
+        self.bn1 = nn.BatchNorm1d(16)
+        self.dw = nn.Conv1d(16, 16, 3, padding=1, groups=16)
+        self.conv2 = nn.Conv1d(16, 24, 3, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm1d(24)
+        self.up = nn.ConvTranspose1d(24, 12, 4, stride=2, padding=1)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(F.relu(self.dw(x)))))
+        x = F.relu(self.up(x))
+        return self.fc(F.adaptive_avg_pool1d(x, 1).flatten(1))
+
+
+class ChannelAssert(nn.Module):
+    """diffusers' ``assert x.shape[1] == self.channels``: the checked channels stay, the rest
+    prune."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels = 16
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 12, 3, padding=1)
+        self.out = nn.Conv2d(12, 3, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.relu(self.conv1(x))
+        assert y.shape[1] == self.channels
+        return self.out(F.relu(self.conv2(y)))
+
+
 ZOO: dict[str, ZooEntry] = {
     "residual_identity": ZooEntry(ResidualIdentity, (2, 3, 16, 16), ("stem.0", "block1.conv1")),
     "residual_shortcut": ZooEntry(
@@ -507,6 +805,20 @@ ZOO: dict[str, ZooEntry] = {
     "reused_module": ZooEntry(ReusedModule, (2, 3, 16, 16), ("stem", "mid")),
     "self_concat": ZooEntry(SelfConcat, (2, 3, 16, 16), ("conv1", "conv2")),
     "mixed": ZooEntry(Mixed, (2, 3, 16, 16), ("stem.0", "branch.0", "se.fc1")),
+    "functional_norms": ZooEntry(FunctionalNorms, (2, 3, 16, 16), ("conv1", "conv2")),
+    "convnext_like": ZooEntry(ConvNeXtish, (2, 3, 16, 16), ("stem", "block1.fc1", "block2.fc1")),
+    "convnext_like_layernorm": ZooEntry(
+        lambda: ConvNeXtish(norm=True), (2, 3, 16, 16), ("block1.fc1", "block2.fc1")
+    ),
+    "split_cat": ZooEntry(SplitCat, (2, 3, 16, 16), ("stem", "convs.1", "mix", "primary")),
+    "shufflenet_like": ZooEntry(
+        ShuffleNetish, (2, 3, 16, 16), ("stem.0", "unit1.branch.0", "unit2.branch.0")
+    ),
+    "tokens": ZooEntry(Tokens, (2, 3, 16, 16), ("fc1",)),
+    "shape_branches": ZooEntry(ShapeBranches, (2, 3, 16, 16), ("conv1", "conv2")),
+    "subclass_head": ZooEntry(SubclassHead, (2, 3, 16, 16), ("conv", "head", "hidden")),
+    "signal_1d": ZooEntry(Signal1d, (2, 2, 32), ("conv1", "conv2", "up")),
+    "channel_assert": ZooEntry(ChannelAssert, (2, 3, 16, 16), ("conv2",)),
 }
 
 
@@ -517,6 +829,74 @@ def build(name: str, seed: int = 0) -> nn.Module:
 
 
 # -- random graphs (for hypothesis) -------------------------------------------------------------------
+
+
+class ScaleOp(nn.Module):
+    """LayerScale: a per-channel parameter ``(C, 1, 1)`` times the tensor."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.rand(c, 1, 1) + 0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
+class ChunkOp(nn.Module):
+    """CSP/ShuffleNet: ``chunk(2)``, convolve one half, concatenate."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c // 2, c // 2, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.cat([F.relu(self.conv(a)), b], dim=1)
+
+
+class SplitOp(nn.Module):
+    """Res2Net: ``split(k)`` with ``k`` fixed in the code, the first piece convolved."""
+
+    def __init__(self, c: int, k: int) -> None:
+        super().__init__()
+        self.k = k
+        self.conv = nn.Conv2d(k, k, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pieces = torch.split(x, self.k, 1)
+        return torch.cat([F.relu(self.conv(pieces[0])), *pieces[1:]], dim=1)
+
+
+class ShuffleOp(nn.Module):
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        return channel_shuffle(x, self.groups)
+
+
+class ChannelsLastOp(nn.Module):
+    """``permute(0, 2, 3, 1)`` → Linear → GELU → Linear → ``permute(0, 3, 1, 2)``."""
+
+    def __init__(self, c: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(c, hidden), nn.Linear(hidden, c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x.permute(0, 2, 3, 1)
+        return self.fc2(F.gelu(self.fc1(y))).permute(0, 3, 1, 2)
+
+
+class TailOp(nn.Module):
+    """``x[:, k:]``: a slice with a fixed start (the first ``k`` channels stay in place)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, self.k :]
 
 
 class RandomNet(nn.Module):
@@ -531,7 +911,15 @@ class RandomNet(nn.Module):
     - ``("deconv", src, width, groups, act)``: (grouped) 3×3 ConvTranspose2d;
     - ``("se", src)``: squeeze-and-excitation (two Linears, sigmoid, channel scaling);
     - ``("add", a, b)``: ``t[a] + t[b]`` (same width);
-    - ``("cat", a, b)``: ``torch.cat([t[a], t[b]], 1)``.
+    - ``("cat", a, b)``: ``torch.cat([t[a], t[b]], 1)``;
+    - ``("scale", src)``: LayerScale ``t * gamma``;
+    - ``("chunk", src)``: ``chunk(2)``, one half convolved, ``cat`` (even width);
+    - ``("split", src, k)``: ``split(k)``, the first piece convolved, ``cat``;
+    - ``("shuffle", src, g)``: ShuffleNet's channel shuffle in ``g`` groups;
+    - ``("chlast", src, hidden)``: channels-last Linear → GELU → Linear;
+    - ``("droppath", a, b)``: ``t[a] + t[b] * s`` with ``s`` one number per sample (from the
+      model's input, like a drop-path mask);
+    - ``("tail", src, k)``: ``t[:, k:]``.
 
     The last tensor goes into a 3-channel conv head, or (``linear_head``) global pooling and a
     Linear.
@@ -554,49 +942,42 @@ class RandomNet(nn.Module):
         widths = [stem]
         self.ops = nn.ModuleList()
         for op in self.spec:
-            kind = op[0]
-            if kind == "conv":
-                _, src, width, kernel, norm, act = op
-                layers = [nn.Conv2d(widths[src], width, kernel, padding=kernel // 2)]
-                layers += self._norm(norm, width) + self._act(act)
-                widths.append(width)
-            elif kind == "dw":
-                _, src, norm, act = op
-                w = widths[src]
-                layers = [nn.Conv2d(w, w, 3, padding=1, groups=w)]
-                layers += self._norm(norm, w) + self._act(act)
-                widths.append(w)
-            elif kind == "group":
-                _, src, width, groups, act = op
-                layers = [nn.Conv2d(widths[src], width, 3, padding=1, groups=groups)]
-                layers += self._act(act)
-                widths.append(width)
-            elif kind == "deconv":
-                _, src, width, groups, act = op
-                layers = [nn.ConvTranspose2d(widths[src], width, 3, padding=1, groups=groups)]
-                layers += self._act(act)
-                widths.append(width)
-            elif kind == "se":
-                _, src = op
-                layers = [SqueezeExcite(widths[src], r=2)]
-                widths.append(widths[src])
-            elif kind == "add":
-                _, a, b = op
-                assert widths[a] == widths[b]
-                layers = []
-                widths.append(widths[a])
-            elif kind == "cat":
-                _, a, b = op
-                layers = []
-                widths.append(widths[a] + widths[b])
-            else:
-                raise ValueError(kind)
+            layers, width = self._build(op, widths)
             self.ops.append(nn.Sequential(*layers))
+            widths.append(width)
         self.widths = widths
         if linear_head:
             self.head = nn.Linear(widths[-1], 5)
         else:
             self.head = nn.Conv2d(widths[-1], 3, 3, padding=1)
+
+    def _build(self, op: tuple, widths: list[int]) -> tuple[list[nn.Module], int]:
+        """The modules of one op and the width of the tensor it appends."""
+        kind, w = op[0], widths[op[1]]
+        if kind == "conv":
+            _, _, width, kernel, norm, act = op
+            conv = nn.Conv2d(w, width, kernel, padding=kernel // 2)
+            return [conv, *self._norm(norm, width), *self._act(act)], width
+        if kind == "dw":
+            conv = nn.Conv2d(w, w, 3, padding=1, groups=w)
+            return [conv, *self._norm(op[2], w), *self._act(op[3])], w
+        if kind in ("group", "deconv"):
+            _, _, width, groups, act = op
+            cls = nn.Conv2d if kind == "group" else nn.ConvTranspose2d
+            return [cls(w, width, 3, padding=1, groups=groups), *self._act(act)], width
+        simple = {
+            "se": lambda: ([SqueezeExcite(w, r=2)], w),
+            "add": lambda: ([], w),
+            "droppath": lambda: ([], w),
+            "cat": lambda: ([], w + widths[op[2]]),
+            "scale": lambda: ([ScaleOp(w)], w),
+            "chunk": lambda: ([ChunkOp(w)], w),
+            "split": lambda: ([SplitOp(w, op[2])], w),
+            "shuffle": lambda: ([ShuffleOp(op[2])], w),
+            "chlast": lambda: ([ChannelsLastOp(w, op[2])], w),
+            "tail": lambda: ([TailOp(op[2])], w - op[2]),
+        }
+        return simple[kind]()
 
     @staticmethod
     def _norm(norm: str | None, width: int) -> list[nn.Module]:
@@ -614,10 +995,13 @@ class RandomNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         tensors = [F.relu(self.stem(x))]
+        per_sample = 1 + 0.1 * x.mean((1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
         for op, module in zip(self.spec, self.ops, strict=True):
             kind = op[0]
             if kind == "add":
                 tensors.append(tensors[op[1]] + tensors[op[2]])
+            elif kind == "droppath":
+                tensors.append(tensors[op[1]] + tensors[op[2]] * per_sample)
             elif kind == "cat":
                 tensors.append(torch.cat([tensors[op[1]], tensors[op[2]]], dim=1))
             else:

@@ -28,16 +28,36 @@ from alphaprune.core.gates import (
     set_alpha,
 )
 from alphaprune.core.graph import UnsupportedModelError, analyze
+from alphaprune.core.layer_rules import (
+    ChannelwiseRule,
+    ConvRule,
+    ConvTransposeRule,
+    ElementwiseRule,
+    LayerRule,
+    LinearRule,
+    MixingRule,
+    register_layer,
+)
 from alphaprune.core.schedules import Schedule, make_schedule, schedule_from_dict
 from alphaprune.core.shrink import count, shrink
 from alphaprune.engine.export import export
 from alphaprune.engine.models import AutoEncoder, build_autoencoder, build_unet, load_vgg_weights
+from alphaprune.errors import PruningError
 from alphaprune.version import __version__
 
 __all__ = [
     "AlphaGate",
     "AutoEncoder",
+    "ChannelwiseRule",
+    "ConvRule",
+    "ConvTransposeRule",
+    "ElementwiseRule",
+    "LayerRule",
+    "LinearRule",
+    "MixingRule",
+    "register_layer",
     "GatingPlan",
+    "PruningError",
     "UnsupportedModelError",
     "analyze",
     "explain",

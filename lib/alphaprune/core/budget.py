@@ -182,7 +182,7 @@ def _costs(graph: ChannelGraph, kind: str) -> tuple[list[_LayerCost], float]:
         flops = _layer_flops(graph)
         for name, layer in graph.layers.items():
             if name in flops:
-                bilinear = layer.rule.groups(layer.module) == 1
+                bilinear = layer.is_consumer  # groups == 1, or grouped pruned by position
                 n_in, n_out = len(layer.in_vars), len(layer.out_vars)
                 costs.append(_LayerCost(layer, flops[name], bilinear, n_in, n_out))
         return costs, 0.0
@@ -192,7 +192,7 @@ def _costs(graph: ChannelGraph, kind: str) -> tuple[list[_LayerCost], float]:
         if isinstance(layer.rule, MixingRule):
             weight = float(module.weight.numel())
             bias = float(module.bias.numel()) if module.bias is not None else 0.0
-            if layer.rule.groups(module) == 1:
+            if layer.is_consumer:  # weights scale with kept inputs × kept outputs
                 costs.append(_LayerCost(layer, weight, True, n_in, n_out))
                 costs.append(_LayerCost(layer, bias, False, n_in, n_out))
             else:
@@ -293,10 +293,12 @@ def keep_one_per_owner(
     graph: ChannelGraph, group: ChannelGroup, mask: torch.Tensor, scores: torch.Tensor
 ) -> None:
     """A group can span several producers (a depthwise conv after a concat joins them): each
-    keeps at least its most important unit, so no layer loses every channel (in place)."""
+    keeps at least its most important unit, so no layer loses every channel; so does each set
+    the graph needs non-empty (the last piece of a split by a fixed size). In place."""
     position = {u: i for i, u in enumerate(group.units)}
-    for name in group.owners:
-        mine = [position[u] for u in set(graph.units(graph.layers[name].out_vars)) if u in position]
+    sets = [set(graph.units(graph.layers[name].out_vars)) for name in group.owners]
+    for units in sets + graph.nonempty:
+        mine = [position[u] for u in units if u in position]
         if mine and not mask[mine].any():
             mask[max(mine, key=lambda i: float(scores[i]))] = True
 
@@ -519,14 +521,15 @@ def _removal_steps(
     groups: list[ChannelGroup], scores: Mapping[str, torch.Tensor], min_keep: float, round_to: int
 ) -> list[tuple[float, ChannelGroup, int, list[int]]]:
     """(relative importance, group, position in the group, unit positions): within a group least
-    important first, ``round_to`` units at a time, never below ``min_keep`` of the group."""
+    important first, ``round_to`` units at a time, never below ``min_keep`` of the group, never
+    a pinned unit (``group.free``)."""
     steps = []
     for group in groups:
         score = scores[group.name].double()
         mean = float(score.mean()) or 1.0
-        order = torch.argsort(score, stable=True).tolist()
-        n = len(order)
-        floor = max(1, math.ceil(float(min_keep) * n))
+        order = [i for i in torch.argsort(score, stable=True).tolist() if group.free[i]]
+        n = len(group.units)
+        floor = n - len(order) + max(1, math.ceil(float(min_keep) * len(order)))  # pinned stay
         # kept counts the group may end at: multiples of round_to, at least the floor
         stops = [k for k in range(n - 1, 0, -1) if k % round_to == 0 and k >= floor]
         previous = n

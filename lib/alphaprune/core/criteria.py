@@ -34,9 +34,10 @@ def _scores_by_unit(
     position = {u: i for i, u in enumerate(group.units)}
     scores = torch.zeros(len(group.units), dtype=torch.float64)
     for layer, values in layers:
-        for u, v in zip(graph.units(layer.out_vars), values.double().cpu().tolist(), strict=True):
-            if u in position:
-                scores[position[u]] += v
+        where = [position.get(u, -1) for u in graph.units(layer.out_vars)]
+        index = torch.tensor(where, dtype=torch.int64)
+        mine = index >= 0
+        scores.index_add_(0, index[mine], values.detach().double().cpu().flatten()[mine])
     return scores
 
 

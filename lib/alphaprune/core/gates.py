@@ -23,12 +23,12 @@ from torch import Tensor, nn
 from alphaprune.core.budget import BudgetReport, keep_one_per_owner, plan_budget
 from alphaprune.core.criteria import Criterion, unit_importance
 from alphaprune.core.gated_layers import (
-    _GATED,
     ALPHA_KEY,
     MASK_KEY,
     AlphaGate,
     check_alpha,
     gate_layer,
+    gateable,
     ungate_layer,
 )
 from alphaprune.core.graph import ChannelGraph, ChannelGroup, UnsupportedModelError, analyze
@@ -95,7 +95,8 @@ class GroupPlan:
     """One channel group in a :class:`GatingPlan`: what it is and what was decided.
 
     ``mask`` is over the output channels of the group's first producing layer (True = kept),
-    for the groups that were gated.
+    for the groups that were gated. ``pinned`` units of a prunable group stay, for ``pin_reason``
+    (the channels before a slice with fixed bounds, …).
     """
 
     name: str
@@ -107,6 +108,8 @@ class GroupPlan:
     in_target: bool
     skip: str | None
     mask: Tensor | None = None
+    pinned: int = 0
+    pin_reason: str | None = None
 
     @property
     def gated(self) -> bool:
@@ -173,6 +176,8 @@ class GatingPlan(Mapping):
 
 
 def _status(group: GroupPlan) -> str:
+    if group.gated and group.pinned:
+        return f"pruned; {group.pinned} of {group.units} units stay: {group.pin_reason}"
     if group.gated:
         return "pruned"
     if group.skip:
@@ -228,9 +233,17 @@ def check_keep(keep: object, what: str = "keep") -> float:
     return value
 
 
-def _keep_units(scores: Tensor, keep: float) -> Tensor:
+def _keep_units(scores: Tensor, keep: float, free: list[bool] | None = None) -> Tensor:
+    """The ``keep`` fraction of units with the highest scores; units not ``free`` (pinned inside
+    a prunable group) are always kept, and ``keep`` applies to the others."""
+    fixed = torch.tensor([not f for f in free]) if free is not None else None
     n_keep = max(1, int(round(keep * scores.numel())))
-    order = torch.argsort(scores.float(), descending=True, stable=True)
+    ranked = scores.double().clone()
+    if fixed is not None and fixed.any():  # ``keep`` of the free units, and every pinned one
+        ranked[fixed] = float("inf")
+        n_fixed = int(fixed.sum())
+        n_keep = n_fixed + max(1, int(round(keep * (scores.numel() - n_fixed))))
+    order = torch.argsort(ranked, descending=True, stable=True)
     mask = torch.zeros(scores.numel(), dtype=torch.bool)
     mask[order[:n_keep]] = True
     return mask
@@ -255,6 +268,11 @@ def _units_from_channel_mask(graph: ChannelGraph, group: ChannelGroup, mask) -> 
                 f"mask for '{group.name}' splits a unit of coupled channels (grouped conv / "
                 "GroupNorm block): keep or drop a whole block"
             )
+    dropped = [u for u, kept in verdict.items() if not kept and u in group.pinned]
+    if dropped:
+        raise PruningError(
+            f"mask for '{group.name}' drops channels that must stay: {group.pinned[dropped[0]]}"
+        )
     return torch.tensor([verdict.get(u, True) for u in group.units])
 
 
@@ -273,7 +291,7 @@ def _plan_masks(
             fraction = check_keep(keep[key], f"keep['{key}']")
         else:
             fraction = keep
-        out[group.name] = _keep_units(scores[group.name], fraction)
+        out[group.name] = _keep_units(scores[group.name], fraction, group.free)
     return out
 
 
@@ -342,7 +360,7 @@ def attach_gates(
     if budget is not None and (masks is not None or isinstance(keep, Mapping)):
         raise PruningError("give either budget or per-layer keep/masks, not both")
     options = _latency_options(model, budget, device, latency)
-    graph = analyze(model, example_inputs)
+    graph = analyze(model, example_inputs, values=False)
     chosen = _choose_groups(graph, model, target, keep, masks, strict)
     scores = {g.name: unit_importance(graph, g, criterion) for g in chosen}
     report = None
@@ -446,6 +464,8 @@ def _group_row(group: ChannelGroup, kept: int, in_target: bool) -> GroupPlan:
         kept=kept,
         in_target=in_target,
         skip=group.skip,
+        pinned=0 if group.skip else len(group.pinned),
+        pin_reason=next(iter(group.pinned.values()), None),
     )
 
 
@@ -486,7 +506,7 @@ def explain(
 ):
     """Print (and return as a DataFrame) every channel group of ``model``: its layers, channels,
     how many are kept (from the gates, if any) and why a group cannot be pruned."""
-    graph = graph or analyze(model, example_inputs)
+    graph = graph or analyze(model, example_inputs, values=False)
     pruned = gated_units(graph)
     rows = [
         _group_row(g, sum(1 for u in g.units if u not in pruned), _safe_in_target(g, target, model))
@@ -502,7 +522,7 @@ def explain(
 def prunable_layers(model: nn.Module, target: str | Sequence[str] = "all", example_inputs=None):
     """Names and output-channel counts of the groups ``attach_gates`` can gate in ``target``."""
     _check_target(target)
-    graph = analyze(model, example_inputs)
+    graph = analyze(model, example_inputs, values=False)
     return {g.name: g.channels for g in graph.groups if g.prunable and _in_target(g, target, model)}
 
 
@@ -550,7 +570,7 @@ def restore_gates(model: nn.Module, state_dict: Mapping[str, Tensor]) -> dict[st
     state = migrate_state_dict(model, state_dict)
     modules = dict(model.named_modules())
     masks = {k[: -len("." + MASK_KEY)]: v for k, v in state.items() if k.endswith("." + MASK_KEY)}
-    missing = sorted(n for n in masks if n not in modules or type(modules[n]) not in _GATED)
+    missing = sorted(n for n in masks if n not in modules or not gateable(modules[n]))
     if missing:
         raise PruningError(
             f"state dict has {len(masks)} gates but {missing} match no gateable layer of this "

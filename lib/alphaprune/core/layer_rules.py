@@ -1,12 +1,25 @@
-"""One rule per layer type: which weight axis holds which channels, and how to cut or scale them.
+"""One rule per layer type: which axis holds which channels, and how to cut or scale them.
 
 This is the only place that knows that ``Conv2d.weight`` is ``(out, in/groups, kH, kW)`` while
 ``ConvTranspose2d.weight`` is ``(in, out/groups, kH, kW)`` and ``Linear.weight`` is
-``(out, in)``. Gating, shrinking, checkpoint loading, the channel graph and the weight analysis
-all ask a rule (:func:`rule_for`) instead of spelling an axis themselves: the axes swapped by
+``(out, in)``, that a ``Conv1d`` reads channels on axis -2 of its input and a ``Linear`` on
+axis -1. Gating, shrinking, checkpoint loading, the channel graph and the weight analysis all
+ask a rule (:func:`rule_for`) instead of spelling an axis themselves: the axes swapped by
 mistake keep every shape valid for square layers and silently change the output.
 
-The style follows Torch-Pruning's ``pruner/function.py``: one class per layer type owns its axes.
+Four kinds of rule, one class each:
+
+- :class:`MixingRule` — a layer whose outputs mix its input channels through one weight (conv,
+  linear): where gates live (its input channels) and what produces channels (its outputs).
+- :class:`ChannelwiseRule` — one parameter or statistic per channel, no mixing (BatchNorm,
+  InstanceNorm, PReLU); :class:`GroupNormRule` ties blocks of channels.
+- :class:`ElementwiseRule` — no channel parameters, channels pass through (activations,
+  pooling, resizing, padding); ``mixing_dims`` says along which axes it mixes values, so a
+  channel axis there is left whole (a pooling over the last two axes of a channels-last tensor).
+
+Register a rule for your own layer type once with :func:`register_rule` (exact types: a
+subclass may compute something else in its forward). The style follows Torch-Pruning's
+``pruner/function.py``: one class per layer type owns its axes.
 """
 
 from __future__ import annotations
@@ -24,6 +37,11 @@ __all__ = [
     "LinearRule",
     "ChannelwiseRule",
     "GroupNormRule",
+    "ElementwiseRule",
+    "SoftmaxRule",
+    "LayerNormRule",
+    "ParamRule",
+    "register_layer",
     "register_rule",
     "rule_for",
     "input_axis",
@@ -42,14 +60,18 @@ def broadcast_along(vector: Tensor, axis: int, ndim: int) -> Tensor:
 def _slice(module: nn.Module, name: str, keep: Tensor, axis: int) -> None:
     """Keep the entries ``keep`` (bool) of ``module.<name>`` along ``axis`` (parameter or buffer)."""
     tensor = getattr(module, name, None)
-    if tensor is None:
+    if tensor is None or bool(keep.all()):
         return
     index = torch.nonzero(keep.to(tensor.device)).flatten()
-    sliced = tensor.detach().index_select(axis, index).clone()
+    sliced = tensor.detach().index_select(axis, index)
     if isinstance(tensor, nn.Parameter):
         setattr(module, name, nn.Parameter(sliced, requires_grad=tensor.requires_grad))
     else:
         setattr(module, name, sliced)
+
+
+def _same_rows(rows: Tensor) -> bool:
+    return bool((rows == rows[:1]).all())
 
 
 def _empty_like_param(module: nn.Module, name: str, shape: tuple[int, ...]) -> None:
@@ -81,15 +103,45 @@ class MixingRule(LayerRule):
     """Layers whose outputs mix input channels through one weight: the consumers that gates scale.
 
     ``groups > 1`` (grouped or depthwise) is supported: channel block ``k`` of the input feeds
-    only block ``k`` of the output, so a block is pruned as one unit together with its outputs.
+    only block ``k`` of the output. A depthwise layer (one channel per block on a side) prunes
+    whole blocks, inputs with their outputs; a grouped layer with wider blocks (ResNeXt, RegNet)
+    prunes *positions*: channel ``j`` of every block goes together, on each side separately, so
+    the blocks stay equal and their number stays (as Torch-Pruning does).
+    Subclass it for your own layer: set the weight axes, and override :meth:`channel_axis`,
+    :meth:`in_channels`, :meth:`out_channels` (and :meth:`_set_sizes`) where your attribute
+    names differ from a convolution's.
     """
 
     #: Weight axis of input channels and of output channels.
     in_axis: int = 1
     out_axis: int = 0
 
+    def channel_axis(self, module: nn.Module, ndim: int) -> int:
+        """Axis of the input (and output) tensor that holds channels, for an ``ndim``-d input:
+        the axis before the spatial ones (``len(kernel_size)`` of them)."""
+        return ndim - 1 - len(getattr(module, "kernel_size", (0, 0)))
+
+    def example_input(self, module: nn.Module) -> tuple[int, ...]:
+        """Shape of an input this layer accepts (used to guess a model's example input)."""
+        spatial = len(getattr(module, "kernel_size", (0, 0)))
+        return (1, self.in_channels(module)) + (64,) * spatial
+
     def groups(self, module: nn.Module) -> int:
         return int(getattr(module, "groups", 1))
+
+    def by_position(self, module: nn.Module) -> bool:
+        """Grouped with more than one channel per block on both sides: pruned by position."""
+        groups = self.groups(module)
+        if groups == 1:
+            return False
+        return min(self.in_channels(module), self.out_channels(module)) // groups > 1
+
+    def _per_axis(self, module: nn.Module, vector: Tensor, axis: int) -> Tensor:
+        """A per-channel vector as the weight's ``axis`` holds it: one block's positions when the
+        axis lists a block's channels only (a grouped conv's input axis)."""
+        if module.weight.shape[axis] == vector.numel():
+            return vector
+        return vector.view(self.groups(module), -1)[0]
 
     def in_channels(self, module: nn.Module) -> int:
         return int(module.in_channels)
@@ -105,20 +157,21 @@ class MixingRule(LayerRule):
 
     def output_l1(self, module: nn.Module) -> Tensor:
         """L1 norm of each output channel's weights (the ``l1`` importance criterion)."""
-        weight = module.weight.detach().abs()
         groups = self.groups(module)
         if groups > 1 and self.out_axis != 0:
+            weight = module.weight.detach().abs()
             # (in, out/g, ...): output channel j of block k lives at rows of block k, column j % b.
             b = weight.shape[self.out_axis]
             a = weight.shape[0] // groups
             per = weight.reshape(groups, a, b, -1).sum(dim=(1, 3))  # (groups, b)
             return per.reshape(-1)
-        dims = [d for d in range(weight.dim()) if d != self.out_axis]
-        return weight.sum(dim=dims)
+        dims = [d for d in range(module.weight.dim()) if d != self.out_axis]
+        return torch.linalg.vector_norm(module.weight.detach(), ord=1, dim=dims)
 
     def fold_inputs(self, module: nn.Module, scale: Tensor) -> None:
         """Multiply the weights of input channel ``i`` by ``scale[i]`` (exact for any scale)."""
         weight = module.weight
+        scale = self._per_axis(module, scale, self.in_axis)
         factor = broadcast_along(
             scale.to(device=weight.device, dtype=weight.dtype), self.in_axis, weight.dim()
         )
@@ -127,11 +180,13 @@ class MixingRule(LayerRule):
 
     def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
         groups = self.groups(module)
-        if groups == 1:
-            _slice(module, "weight", keep_in, self.in_axis)
-            _slice(module, "weight", keep_out, self.out_axis)
+        if groups == 1 or self.by_position(module):
+            for keep, axis in ((keep_out, self.out_axis), (keep_in, self.in_axis)):
+                if groups > 1 and not _same_rows(keep.view(groups, -1)):
+                    raise ValueError("grouped layer: every block must keep the same positions")
+                _slice(module, "weight", self._per_axis(module, keep, axis), axis)
             _slice(module, "bias", keep_out, 0)
-            self._set_sizes(module, int(keep_in.sum()), int(keep_out.sum()), 1)
+            self._set_sizes(module, int(keep_in.sum()), int(keep_out.sum()), groups)
             return
         # Grouped: whole blocks go; the graph couples block k of inputs and outputs, so keep_in
         # and keep_out agree block by block.
@@ -159,8 +214,10 @@ class MixingRule(LayerRule):
         groups = self.groups(module)
         a = self.in_channels(module) // groups
         b = self.out_channels(module) // groups
-        if groups == 1:
+        if groups == 1 or self.by_position(module):
             n_in, n_out = weight.shape[self.in_axis], weight.shape[self.out_axis]
+            n_in *= groups if self.in_axis != 0 else 1  # the axis lists one block's inputs
+            n_out *= groups if self.out_axis != 0 else 1
         else:
             kept = weight.shape[0] // (b if self.out_axis == 0 else a)
             n_in, n_out, groups = kept * a, kept * b, kept
@@ -170,24 +227,31 @@ class MixingRule(LayerRule):
 
 
 class ConvRule(MixingRule):
-    """``Conv2d``: weight ``(out, in/groups, kH, kW)``."""
+    """``Conv1d``/``Conv2d``/``Conv3d``: weight ``(out, in/groups, *kernel)``."""
 
-    types = (nn.Conv2d,)
+    types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
     in_axis, out_axis = 1, 0
 
 
 class ConvTransposeRule(MixingRule):
-    """``ConvTranspose2d``: weight ``(in, out/groups, kH, kW)`` — the axes are swapped."""
+    """``ConvTranspose1d/2d/3d``: weight ``(in, out/groups, *kernel)`` — the axes are swapped."""
 
-    types = (nn.ConvTranspose2d,)
+    types = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
     in_axis, out_axis = 0, 1
 
 
 class LinearRule(MixingRule):
-    """``Linear``: weight ``(out, in)``; channels are the last (feature) axis of its input."""
+    """``Linear``: weight ``(out, in)``; channels are the last (feature) axis of its input, which
+    may have any number of leading axes (tokens, channels-last images)."""
 
     types = (nn.Linear,)
     in_axis, out_axis = 1, 0
+
+    def channel_axis(self, module: nn.Module, ndim: int) -> int:
+        return ndim - 1
+
+    def example_input(self, module: nn.Module) -> tuple[int, ...]:
+        return (1, self.in_channels(module))
 
     def in_channels(self, module: nn.Module) -> int:
         return int(module.in_features)
@@ -199,12 +263,30 @@ class LinearRule(MixingRule):
         module.in_features, module.out_features = n_in, n_out
 
 
+_INSTANCE_NORMS = {nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d: 3}
+
+
 class ChannelwiseRule(LayerRule):
     """Layers with one parameter/statistic per channel and no mixing: BatchNorm, InstanceNorm
     (affine or tracking), PReLU with one slope per channel."""
 
-    types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.PReLU)
+    types = (
+        nn.BatchNorm1d,
+        nn.BatchNorm2d,
+        nn.BatchNorm3d,
+        nn.InstanceNorm1d,
+        nn.InstanceNorm2d,
+        nn.InstanceNorm3d,
+        nn.PReLU,
+    )
     tensors = ("weight", "bias", "running_mean", "running_var")
+
+    def channel_axis(self, module: nn.Module, ndim: int) -> int:
+        """Channels are axis 1, or axis 0 of an unbatched input to an InstanceNorm/PReLU."""
+        spatial = next((k for t, k in _INSTANCE_NORMS.items() if isinstance(module, t)), None)
+        if spatial is not None:
+            return ndim - 1 - spatial
+        return 0 if ndim == 1 else 1
 
     def channels(self, module: nn.Module) -> int | None:
         """Channel count the layer is tied to, or None for a per-tensor layer (PReLU(1))."""
@@ -240,6 +322,9 @@ class GroupNormRule(LayerRule):
 
     types = (nn.GroupNorm,)
 
+    def channel_axis(self, module: nn.Module, ndim: int) -> int:
+        return 1
+
     def channels(self, module: nn.Module) -> int:
         """Channel count the layer is tied to."""
         return int(module.num_channels)
@@ -265,6 +350,68 @@ class GroupNormRule(LayerRule):
         module.num_groups = module.num_channels // size
 
 
+class ElementwiseRule(LayerRule):
+    """Layers without channel parameters whose channels pass straight through (activations,
+    dropout, pooling, resizing, padding). ``spatial_dims`` trailing axes are mixed (a 2-d
+    pooling mixes the last two); a channel axis among them is left whole."""
+
+    #: Why a channel axis among :meth:`mixing_dims` is left whole (shown in the plan).
+    why = "it mixes values along a channel axis or resizes it"
+
+    def __init__(self, spatial_dims: int = 0) -> None:
+        self.spatial_dims = spatial_dims
+
+    def mixing_dims(self, module: nn.Module, ndim: int) -> set[int]:
+        """Axes of an ``ndim``-d input along which the layer combines values."""
+        return set(range(ndim - self.spatial_dims, ndim))
+
+    def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
+        return None
+
+    def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+        return None
+
+
+class SoftmaxRule(ElementwiseRule):
+    """``Softmax``/``LogSoftmax``/``Softmin``: mixes values along ``module.dim``."""
+
+    why = "a softmax over the channels"
+
+    def mixing_dims(self, module: nn.Module, ndim: int) -> set[int]:
+        dim = module.dim
+        return set(range(ndim)) if dim is None else {dim % ndim}
+
+
+class LayerNormRule(ElementwiseRule):
+    """``LayerNorm``: statistics over its trailing ``normalized_shape`` axes mix those channels
+    (pruning one changes every other's output), so a channel axis there is left whole."""
+
+    why = "LayerNorm statistics over the channels: removing one would change the others"
+
+    def mixing_dims(self, module: nn.Module, ndim: int) -> set[int]:
+        return set(range(ndim - len(module.normalized_shape), ndim))
+
+
+class ParamRule(LayerRule):
+    """A per-channel parameter or buffer a model's forward reads itself (LayerScale ``gamma``,
+    the statistics a ``BatchNorm`` subclass passes to ``F.batch_norm``): ``attr`` of the module,
+    cut along ``axis``. Not registered for a type: the graph creates one per such tensor."""
+
+    def __init__(self, attr: str, axis: int) -> None:
+        self.attr, self.axis = attr, axis
+
+    def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
+        _slice(module, self.attr, keep_out, self.axis)
+        tensor = getattr(module, self.attr)
+        if self.attr == "weight" and isinstance(module, nn.modules.batchnorm._NormBase):
+            module.num_features = int(tensor.shape[0])
+
+    def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+        tensor = state.get(prefix + self.attr)
+        if tensor is not None:
+            _empty_like_param(module, self.attr, tuple(tensor.shape))
+
+
 #: The rule of each layer type, by exact type: a user's subclass may compute something else in
 #: its own ``forward`` (weight standardisation, …), so it is unknown (left whole) until registered.
 _RULES: dict[type, LayerRule] = {}
@@ -282,6 +429,81 @@ def register_rule(layer_type: type, rule: LayerRule) -> None:
 for _rule in (ConvRule(), ConvTransposeRule(), LinearRule(), ChannelwiseRule(), GroupNormRule()):
     for _type in _rule.types:
         register_rule(_type, _rule)
+
+_ELEMENTWISE: dict[int, tuple[type, ...]] = {
+    0: (
+        nn.ReLU,
+        nn.ReLU6,
+        nn.LeakyReLU,
+        nn.SiLU,
+        nn.GELU,
+        nn.Mish,
+        nn.Sigmoid,
+        nn.Tanh,
+        nn.Hardswish,
+        nn.Hardsigmoid,
+        nn.Hardtanh,
+        nn.ELU,
+        nn.SELU,
+        nn.CELU,
+        nn.Softplus,
+        nn.Identity,
+        nn.Dropout,
+        nn.Dropout1d,
+        nn.Dropout2d,
+        nn.Dropout3d,
+        nn.AlphaDropout,
+    ),
+    1: (nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d),
+    2: (
+        nn.MaxPool2d,
+        nn.AvgPool2d,
+        nn.AdaptiveAvgPool2d,
+        nn.AdaptiveMaxPool2d,
+        nn.Upsample,
+        nn.UpsamplingNearest2d,
+        nn.UpsamplingBilinear2d,
+        nn.ZeroPad2d,
+        nn.ConstantPad2d,
+        nn.ReflectionPad2d,
+        nn.ReplicationPad2d,
+    ),
+    3: (nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool3d),
+}
+for _dims, _types in _ELEMENTWISE.items():
+    for _type in _types:
+        register_rule(_type, ElementwiseRule(_dims))
+for _type in (nn.Softmax, nn.LogSoftmax, nn.Softmin):
+    register_rule(_type, SoftmaxRule())
+register_rule(nn.LayerNorm, LayerNormRule())
+
+
+def register_layer(layer_type: type, rule: LayerRule) -> None:
+    """Teach alphaprune a layer type: its channels follow ``rule`` (one registration, no edit).
+
+    A layer with a rule is traced as one unit (its forward is not looked into); the rule says
+    how channels go through it and how to cut them. Pick the kind that describes the layer:
+
+    - ``ElementwiseRule(spatial_dims=k)``: channels pass straight through (an activation, a
+      resize over the last ``k`` axes); nothing to cut;
+    - ``ChannelwiseRule()`` (or a subclass): one value per channel (a norm) — it reads
+      ``num_features`` and cuts ``weight``, ``bias``, ``running_mean``, ``running_var``;
+    - ``LinearRule()``/``ConvRule()``/``ConvTransposeRule()``: a layer that computes like
+      ``nn.Linear``/``nn.ConvNd``/``nn.ConvTransposeNd`` from the same attributes
+      (``in_features`` …, ``weight``, ``bias``) — it is gated and cut like them;
+    - a ``MixingRule`` subclass for a weight layout of your own (set ``in_axis``/``out_axis``,
+      override ``channel_axis``/``in_channels``/``out_channels``/``_set_sizes``).
+
+    A mixing layer is gated by running its own forward with ``weight`` scaled by the gate. The
+    registration is for exactly ``layer_type`` (not its subclasses). ``shrink`` still checks the
+    result against the gated model, so a wrong rule is refused, never silently wrong.
+
+    Example::
+
+        ap.register_layer(MySwish, ap.ElementwiseRule())
+        ap.register_layer(EinsumLinear, ap.LinearRule())
+    """
+    register_rule(layer_type, rule)
 
 
 def rule_for(module: nn.Module | type) -> LayerRule | None:

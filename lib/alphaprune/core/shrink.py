@@ -39,6 +39,17 @@ def dead_units(graph: ChannelGraph) -> set[int]:
     return {u for u, read in alive.items() if not read and u not in graph.pinned}
 
 
+def _tensors(out: object) -> list[Tensor]:
+    """The tensors of a model output, in order (tuples, lists, dicts, ``ModelOutput``s)."""
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for value in out.values() for t in _tensors(value)]
+    if isinstance(out, (list, tuple)):
+        return [t for value in out for t in _tensors(value)]
+    return []
+
+
 def _outputs(model: nn.Module, inputs: tuple[Tensor, ...]) -> list[Tensor]:
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -48,14 +59,12 @@ def _outputs(model: nn.Module, inputs: tuple[Tensor, ...]) -> list[Tensor]:
     finally:
         for module, training in modes:
             module.training = training
-    flat = out if isinstance(out, (list, tuple)) else [out]
-    return [t for t in flat if isinstance(t, Tensor)]
+    return _tensors(out)
 
 
 def _verify(reference: object, small: nn.Module, inputs: tuple[Tensor, ...]) -> None:
     """``small`` must give ``reference`` (the gated model's output, eval mode) on ``inputs``."""
-    expected = reference if isinstance(reference, (list, tuple)) else [reference]
-    expected = [t for t in expected if isinstance(t, Tensor)]
+    expected = _tensors(reference)
     try:
         result = _outputs(small, inputs)
     except Exception as exc:
@@ -63,6 +72,10 @@ def _verify(reference: object, small: nn.Module, inputs: tuple[Tensor, ...]) -> 
             f"the shrunk model fails on the example input ({type(exc).__name__}: {exc}); "
             "its forward probably uses a fixed channel count (e.g. view(-1, 512))"
         ) from None
+    if len(result) != len(expected):
+        raise UnsupportedModelError(
+            f"the shrunk model returns {len(result)} tensors, the gated model {len(expected)}"
+        )
     for ref, got in zip(expected, result, strict=True):
         if ref.shape != got.shape:
             raise UnsupportedModelError(
@@ -84,30 +97,35 @@ def _verify(reference: object, small: nn.Module, inputs: tuple[Tensor, ...]) -> 
             )
 
 
-def shrink(
-    model: nn.Module,
-    example_inputs: Tensor | Sequence[Tensor] | None = None,
-    verify: bool = True,
-) -> nn.Module:
-    """Return a smaller copy of a gated ``model`` that computes the same function, without gates.
+def _structure_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters and buffers are still ``model``'s own (shrink
+    replaces the ones it cuts; :func:`_own_tensors` copies the rest)."""
+    memo: dict[int, object] = {}
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        memo[id(tensor)] = tensor
+    return copy.deepcopy(model, memo)
 
-    Every gate is multiplied into its layer's weights; every unit of channels that all its
-    readers scale by exactly 0 is removed from its producers (weights, bias), norms and
-    consumers. Exact at any α (at 0 < α < 1 it folds but removes nothing); a model without
-    gates comes back as a plain copy. ``model`` is not modified. With ``verify`` the result is compared with ``model`` on the example input.
 
-    Raises:
-        UnsupportedModelError: for a model that cannot be traced, or whose shrunk copy would not
-            compute the same function.
-    """
-    new = copy.deepcopy(model)
-    if not gates(model):
-        return new  # nothing gated: the same function already
-    graph = analyze(new, example_inputs)
-    dead = dead_units(graph)
-    masks = graph.keep_masks(dead)
-    for gate in gates(new).values():
-        ungate_layer(gate)
+def _own_tensors(new: nn.Module, old: nn.Module) -> None:
+    """Give ``new`` its own copy of every tensor it still shares with ``old`` (ties kept)."""
+    shared = {id(t) for t in list(old.parameters()) + list(old.buffers())}
+    copies: dict[int, Tensor] = {}
+    for module in new.modules():
+        for store in (module._parameters, module._buffers):
+            for name, tensor in store.items():
+                if tensor is None or id(tensor) not in shared:
+                    continue
+                if id(tensor) not in copies:
+                    data = tensor.detach().clone()
+                    copies[id(tensor)] = (
+                        nn.Parameter(data, requires_grad=tensor.requires_grad)
+                        if isinstance(tensor, nn.Parameter)
+                        else data
+                    )
+                store[name] = copies[id(tensor)]
+
+
+def _cut(graph: ChannelGraph, masks: dict[str, tuple[Tensor, Tensor]]) -> None:
     for name, layer in graph.layers.items():
         keep_in, keep_out = masks[name]
         if keep_out.numel() and not keep_out.any():
@@ -118,6 +136,35 @@ def shrink(
             layer.rule.cut(layer.module, keep_in, keep_out)
         except ValueError as exc:
             raise UnsupportedModelError(f"cannot cut channels of '{name}': {exc}") from None
+
+
+def shrink(
+    model: nn.Module,
+    example_inputs: Tensor | Sequence[Tensor] | None = None,
+    verify: bool = True,
+) -> nn.Module:
+    """Return a smaller copy of a gated ``model`` that computes the same function, without gates.
+
+    Every gate is multiplied into its layer's weights; every unit of channels that all its
+    readers scale by exactly 0 is removed from its producers (weights, bias), norms and
+    consumers. Exact at any α (at 0 < α < 1 it folds but removes nothing); a model without
+    gates comes back as a plain copy. ``model`` is not modified. With ``verify`` the result is
+    compared with ``model`` on the example input.
+
+    Raises:
+        UnsupportedModelError: for a model that cannot be traced, or whose shrunk copy would not
+            compute the same function.
+    """
+    if not gates(model):
+        return copy.deepcopy(model)  # nothing gated: the same function already
+    new = _structure_copy(model)
+    graph = analyze(new, example_inputs)
+    dead = dead_units(graph)
+    masks = graph.keep_masks(dead)
+    for name, gate in gates(new).items():
+        ungate_layer(gate, keep=masks[name][0] if name in masks else None)
+    _cut(graph, masks)
+    _own_tensors(new, model)
     if verify:
         _verify(graph.example_output, new, graph.example_inputs)
     return new
