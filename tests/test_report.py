@@ -504,7 +504,9 @@ def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
     assert Path("runs/baseline").is_symlink() and Path("runs.json").exists()
     check = original_check(first)
     assert list(check["run"]) == ["enc", "dec"] and check["above_original"].dtype == bool
-    assert (check["vs_original_ci_low"] <= check["vs_original"]).all()
+    # 2 validation images: too few for an interval over images, so none (above_original then
+    # means above on every image: tests/test_evaluation.py)
+    assert check["vs_original_ci_low"].isna().all() and check["vs_original_ci_high"].isna().all()
     assert checkpoint_info(first["dec"].checkpoint)["alpha"] == 0.0
     table = summary_table(first)
     assert list(table["final_alpha"].fillna(-1)) == [-1, 0.0, 0.0]
