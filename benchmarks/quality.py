@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from alphaprune.bench import write_csv
-from alphaprune.engine.checkpoint import load_model
+from alphaprune.engine.checkpoint import load_checkpoint
 from alphaprune.engine.config import ExperimentConfig, config_from_dict
 from alphaprune.engine.evaluate import evaluate
 from alphaprune.engine.train import make_datasets, prune, train_baseline
@@ -87,9 +87,9 @@ def _table(runs: dict[str, Path], val, batch_size: int) -> pd.DataFrame:
     """Validation scores of every run, and each PSNR's difference to the original's."""
     rows = []
     for label, path in runs.items():
-        model = load_model(path, verbose=False)
-        scores = evaluate(model, val, batch_size=batch_size)
-        rows.append({"model": label, "alpha": model.checkpoint_alpha, **scores})
+        loaded = load_checkpoint(path, verbose=False)
+        scores = evaluate(loaded.model, val, batch_size=batch_size)
+        rows.append({"model": label, "alpha": loaded.alpha, **scores})
     table = pd.DataFrame(rows).rename(
         columns={"loss": "val_mse", "psnr": "val_psnr_db", "ssim": "val_ssim"}
     )

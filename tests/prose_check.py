@@ -28,7 +28,7 @@ from alphaprune.report.schema import ReportParams
 RUN_COLUMNS = {
     "label": "run",
     "schedule": "α schedule",
-    "lr": "lr",
+    "lr": "base lr",
     "weight_decay": "weight decay",
     "epochs": "epochs",
     "keep": "keep",

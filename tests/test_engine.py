@@ -21,6 +21,7 @@ from alphaprune.engine.checkpoint import (
     CheckpointError,
     checkpoint_info,
     last_path,
+    load_checkpoint,
     load_model,
     milestone_path,
     read_checkpoint,
@@ -113,23 +114,35 @@ def test_runs_write_metrics_and_checkpoints(pruned_run):
     assert metrics["epoch"].tolist() == [0, 1, 2, 3]
     assert metrics["alpha"].tolist() == [1.0, 0.5, 0.0, 0.0]
     assert metrics["lr"].tolist() == [0.001, 0.001, 0.01, 0.01]
+    assert metrics["lr_last"].tolist() == [0.001, 0.001, 0.01, 0.01]  # no decay: constant
     assert (metrics["val_psnr"] > 0).all() and metrics["val_ssim"].between(-1, 1).all()
     for alpha in (1.0, 0.5, 0.0):
         assert checkpoint_info(milestone_path(run.run_dir, alpha))["alpha"] == alpha
     assert checkpoint_info(milestone_path(run.run_dir, 0.5))["epoch"] == 2
 
 
+def test_metrics_show_the_learning_rate_a_cosine_decay_used(tmp_path):
+    cfg = config_from_dict(
+        tiny_config(tmp_path, steps=3, epochs=3, **{"optimizer.lr_decay": "cosine"})
+    )
+    metrics = train_baseline(cfg, progress=False).metrics
+    lr, last = metrics["lr"].tolist(), metrics["lr_last"].tolist()
+    assert lr[0] < 0.001 and lr == sorted(lr, reverse=True) and len(set(lr)) == 3
+    assert all(b < a for a, b in zip(lr, last, strict=True))  # each epoch ends below its mean
+
+
 def test_checkpoint_alpha_matches_metrics_and_is_enforced(pruned_run):
     _, run = pruned_run
     metrics = pd.read_csv(run.run_dir / "metrics.csv")
-    model = load_model(run.checkpoint, verbose=False)
-    assert model.checkpoint_alpha == metrics["alpha"].iloc[-1] == ap.get_alpha(model) == 0.0
+    loaded = load_checkpoint(run.checkpoint, verbose=False)
+    assert loaded.alpha == metrics["alpha"].iloc[-1] == ap.get_alpha(loaded.model) == 0.0
     half = load_model(milestone_path(run.run_dir, 0.5), verbose=False)
     assert ap.get_alpha(half) == 0.5
     with pytest.raises(CheckpointError, match="saved at α=0; asked for α=0.1"):
         load_model(run.checkpoint, alpha=0.1)
-    forced = load_model(run.checkpoint, alpha=0.1, override_alpha=True, verbose=False)
-    assert ap.get_alpha(forced) == 0.1 and forced.checkpoint_alpha == 0.0
+    forced = load_checkpoint(run.checkpoint, alpha=0.1, override_alpha=True, verbose=False)
+    assert ap.get_alpha(forced.model) == 0.1 and forced.alpha == 0.0
+    assert forced.alpha_overridden and forced.evaluated_alpha == 0.1
 
 
 def test_shrunk_checkpoint_evaluates_like_gated(pruned_run, tmp_path):
@@ -137,8 +150,9 @@ def test_shrunk_checkpoint_evaluates_like_gated(pruned_run, tmp_path):
     summary = shrink_checkpoint(run.checkpoint, tmp_path / "small.pt", image_size=16)
     assert summary["max_abs_diff"] < 1e-5 and summary["params_after"] < summary["params_before"]
     gated = load_model(run.checkpoint, verbose=False)
-    small = load_model(tmp_path / "small.pt", verbose=False)
-    assert small.checkpoint_alpha == 0.0 and not ap.gates(small)
+    loaded_small = load_checkpoint(tmp_path / "small.pt", verbose=False)
+    small = loaded_small.model
+    assert loaded_small.alpha == 0.0 and loaded_small.kind == "shrunk" and not ap.gates(small)
     val = make_datasets(run.config)[1]
     a, b = evaluate(gated, val), evaluate(small, val)
     for key in ("loss", "psnr", "ssim"):

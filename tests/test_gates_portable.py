@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import alphaprune as ap
-from alphaprune.engine.checkpoint import checkpoint_info, load_model
+from alphaprune.engine.checkpoint import checkpoint_info, load_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LEGACY = FIXTURES / "legacy_prune_v0.1.0.torchsave"  # written by alphaprune 0.1.0 (gate modules)
@@ -30,8 +30,9 @@ def test_checkpoint_written_before_the_graph_core_loads_with_the_same_output() -
         "encoder.2",
         "decoder.2",
     }  # old gate modules
-    model = load_model(LEGACY, verbose=False)
-    assert model.checkpoint_alpha == ap.get_alpha(model) == 0.25
+    loaded = load_checkpoint(LEGACY, verbose=False)
+    model = loaded.model
+    assert loaded.alpha == ap.get_alpha(model) == 0.25
     assert sorted(ap.gates(model)) == ["decoder.0", "decoder.3"]  # their consumers hold them
     with torch.no_grad():
         torch.testing.assert_close(model(expected["input"]), expected["output"])

@@ -157,6 +157,39 @@ def test_a_missed_measurement_is_corrected(tmp_path, flops_clock, monkeypatch) -
     assert report.predicted > report.measured  # what the model predicted for the chosen one
 
 
+def _biased_clock(monkeypatch, bias: float, spread: float) -> None:
+    """Measured ratio = ``bias`` × the FLOPs ratio, each measurement ± ``spread``."""
+
+    def measured(graph, dead, options):
+        size = (1, 3, 32, 32)
+        ratio = bias * ap.count(pruned_copy(graph, dead), size)["flops"]
+        ratio /= ap.count(graph.model, size)["flops"]
+        return {
+            "ratio": ratio,
+            "original_ms": 10.0,
+            "pruned_ms": 10 * ratio,
+            "rounds": 5,
+            "spread": spread,
+        }
+
+    monkeypatch.setattr(budget_module, "measure_ratio", measured)
+
+
+def test_a_wide_spread_does_not_stop_the_search(tmp_path, flops_clock, monkeypatch) -> None:
+    """A loaded machine (± 0.07) measured 0.43 for 0.5 twice and kept it as 'within the
+    noise': a biased first candidate is corrected unless the measurement is precise."""
+    _biased_clock(monkeypatch, bias=0.86, spread=0.07)
+    report = latency_plan(ap.build_autoencoder("relu2_1"), tmp_path, size=(1, 3, 32, 32)).budget
+    assert report.attempts[0]["measured"] < 0.44 and len(report.attempts) >= 2
+    assert abs(report.measured - 0.5) < abs(report.attempts[0]["measured"] - 0.5)
+
+
+def test_a_precise_measurement_within_its_spread_stops(tmp_path, flops_clock, monkeypatch) -> None:
+    _biased_clock(monkeypatch, bias=0.94, spread=0.035)
+    report = latency_plan(ap.build_autoencoder("relu2_1"), tmp_path, size=(1, 3, 32, 32)).budget
+    assert len(report.attempts) == 1 and 0.02 < 0.5 - report.measured <= 0.035
+
+
 def test_round_to_and_min_keep_still_apply(tmp_path, flops_clock) -> None:
     model = ap.build_autoencoder("relu2_1")
     plan = ap.attach_gates(

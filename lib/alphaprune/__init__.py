@@ -9,6 +9,12 @@ Quick start::
     small = ap.shrink(model)          # same function, fewer channels
     ap.export(model, torch.zeros(1, 3, 128, 128), "small.onnx")   # shrunk, exported, verified
 
+A trained run's model, at the α its checkpoint stored (``ap.load_model(path)`` is just the
+module)::
+
+    loaded = ap.load_checkpoint("runs/decay/checkpoints/last.pt")
+    loaded.model, loaded.alpha, loaded.epoch, loaded.kind
+
 A latency budget instead of a keep fraction (docs/deploy.md)::
 
     plan = ap.attach_gates(model, budget={"latency": 0.5}, device="cpu",
@@ -40,6 +46,7 @@ from alphaprune.core.layer_rules import (
 )
 from alphaprune.core.schedules import Schedule, make_schedule, schedule_from_dict
 from alphaprune.core.shrink import count, shrink
+from alphaprune.engine.checkpoint import LoadedModel, load_checkpoint, load_model
 from alphaprune.engine.export import export
 from alphaprune.engine.models import AutoEncoder, build_autoencoder, build_unet, load_vgg_weights
 from alphaprune.errors import PruningError
@@ -69,6 +76,9 @@ __all__ = [
     "count",
     "gates",
     "get_alpha",
+    "LoadedModel",
+    "load_checkpoint",
+    "load_model",
     "load_vgg_weights",
     "make_schedule",
     "register_criterion",

@@ -30,6 +30,19 @@ from alphaprune.errors import (
 __all__ = ["main", "EXIT_USAGE", "EXIT_DIVERGED"]
 
 EXIT_USAGE = UserError.exit_code
+
+#: the extra that brings each optional top-level package (pyproject.toml)
+_EXTRA_OF = {
+    **dict.fromkeys(
+        ["pandas", "matplotlib", "PIL", "skimage", "sklearn", "scipy", "tqdm", "psutil"], "train"
+    ),
+    "pytorch_msssim": "train",
+    **dict.fromkeys(["papermill", "nbconvert", "nbformat", "ipykernel", "ipywidgets"], "report"),
+    "pynvml": "bench",
+    **dict.fromkeys(["onnx", "onnxruntime", "onnxscript"], "deploy"),
+    "torch_pruning": "compare",
+    **dict.fromkeys(["dask", "distributed"], "dask"),
+}
 EXIT_DIVERGED = Diverged.exit_code
 
 
@@ -121,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun every stage and retrain every run, even if unchanged",
     )
+    p = sub.add_parser(
+        "compare",
+        help="two weeks' runs side by side (reports/week09 reports/week10, or week09 week10)",
+    )
+    p.add_argument("weeks", nargs=2, metavar="WEEK", help="report folder, or its name in reports/")
+    p.add_argument("--out", help="also write the table to this CSV file")
     _study_parser(sub)
     # delegated to its module's own parser (alphaprune.study.store.main)
     sub.add_parser("runs", add_help=False, help="the shared run store: runs list | runs gc")
@@ -163,6 +182,8 @@ def _run(args: argparse.Namespace) -> int:
         folder = run_report(args.params, force=args.force)
         print(f"report written to {folder}")
         return 0
+    if args.command == "compare":
+        return _compare(args)
 
     from alphaprune.engine.config import load_config
     from alphaprune.engine.factories import trust_factory
@@ -181,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
         result = prune(cfg, original=args.original, progress=progress)
         print(f"pruning done: {result.checkpoint}")
     elif args.command == "evaluate":
-        from alphaprune.engine.checkpoint import last_path, load_model
+        from alphaprune.engine.checkpoint import last_path, load_checkpoint
         from alphaprune.engine.evaluate import evaluate
         from alphaprune.engine.train import make_datasets, require_finished
 
@@ -189,13 +210,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.alpha is not None and not math.isfinite(args.alpha):
             raise UserError(f"--alpha must be a finite number, got {args.alpha}")
         require_finished(path, "evaluate")  # a diverged run's last.pt is not its result
-        model = load_model(path, alpha=args.alpha, override_alpha=args.override_alpha)
+        loaded = load_checkpoint(path, alpha=args.alpha, override_alpha=args.override_alpha)
         held_out = make_datasets(cfg, held_out=args.split)[1]
-        scores = evaluate(model, held_out, batch_size=cfg.data.batch_size, interval=True)
+        scores = evaluate(loaded.model, held_out, batch_size=cfg.data.batch_size, interval=True)
         # too few images for an interval over images: no interval (null), and the note says why
         scores = {k: None if _ci_key(k) and math.isnan(v) else v for k, v in scores.items()}
-        alpha = args.alpha if model.alpha_overridden else model.checkpoint_alpha
-        print(_json({"checkpoint": str(path), "alpha": alpha, **scores}))
+        print(_json({"checkpoint": str(path), "alpha": loaded.evaluated_alpha, **scores}))
     elif args.command == "shrink":
         from alphaprune.engine.checkpoint import last_path, shrink_checkpoint
         from alphaprune.engine.train import require_finished
@@ -210,9 +230,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """``compare``: two weeks' Table 1 side by side, printed (and written to ``--out``)."""
+    import pandas as pd
+
+    from alphaprune.atomic import atomic_write_text
+    from alphaprune.report.index import compare_weeks
+
+    table = compare_weeks(*args.weeks)
+    shown = ["run"] + [
+        c for c in table.columns if c.split(":")[-1] in ("label", "val_psnr") or c.startswith("Δ")
+    ]
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(table[shown].to_string(index=False, na_rep="—", float_format=lambda v: f"{v:.2f}"))
+    if args.out:
+        atomic_write_text(Path(args.out), table.to_csv(index=False))
+        print(f"written to {args.out}")
+    return 0
+
+
 def _export(cfg, args: argparse.Namespace) -> None:
     """``export``: the run's checkpoint, shrunk at α = 0, exported and verified; its record."""
-    from alphaprune.engine.checkpoint import last_path, load_model
+    from alphaprune.engine.checkpoint import last_path, load_checkpoint
     from alphaprune.engine.export import FORMATS, export
     from alphaprune.engine.models import example_input
     from alphaprune.engine.train import require_finished
@@ -221,7 +260,7 @@ def _export(cfg, args: argparse.Namespace) -> None:
         raise UserError(f"--tolerance must be a number > 0, got {args.tolerance}")
     path = Path(args.checkpoint) if args.checkpoint else last_path(cfg.run_dir)
     require_finished(path, "export")
-    model = load_model(path, verbose=False)
+    model = load_checkpoint(path, verbose=False)
     out = Path(args.out) if args.out else cfg.run_dir / f"shrunk{FORMATS[args.format]}"
     result = export(
         model,
@@ -278,6 +317,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlphapruneError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # an optional dependency of this command is missing
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        command = argv[0] if argv else "alphaprune"
+        print(
+            f"error: '{command}' needs the package '{exc.name}', which the core install leaves "
+            f"out: pip install 'alphaprune[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except OSError as exc:  # a file or folder the user named: blocked, not writable, disk full
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -149,30 +149,55 @@ class GatingPlan(Mapping):
     def __len__(self) -> int:
         return len(self._gated())
 
-    def table(self):
-        """The groups as a ``pandas.DataFrame`` (one row each)."""
-        import pandas as pd
+    def rows(self) -> list[dict[str, object]]:
+        """One dict per group: group, layers, channels, units, kept, status."""
+        return [
+            {
+                "group": g.name,
+                "layers": ", ".join(g.layers),
+                "channels": g.channels,
+                "units": g.units,
+                "kept": g.kept,
+                "status": _status(g),
+            }
+            for g in self.groups
+        ]
 
-        return pd.DataFrame(
-            [
-                {
-                    "group": g.name,
-                    "layers": ", ".join(g.layers),
-                    "channels": g.channels,
-                    "units": g.units,
-                    "kept": g.kept,
-                    "status": _status(g),
-                }
-                for g in self.groups
-            ]
-        )
+    def table(self):
+        """The groups as a ``pandas.DataFrame`` (one row each; pandas comes with the ``report``
+        extra, the core install does not need it)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError(
+                "GatingPlan.table() returns a pandas DataFrame: pip install 'alphaprune[report]' "
+                "(print(plan) or plan.rows() need nothing more)"
+            ) from exc
+        return pd.DataFrame(self.rows())
 
     def __str__(self) -> str:
-        text = self.table().to_string(index=False)
+        text = _text_table(self.rows())
         return text + (f"\n{self.budget}" if self.budget is not None else "")
 
     def _repr_html_(self) -> str:
         return self.table().to_html(index=False)
+
+
+def _text_table(rows: list[dict[str, object]]) -> str:
+    """Rows as plain-text columns: numbers right-aligned, text left-aligned."""
+    if not rows:
+        return "(no channel groups)"
+    columns = list(rows[0])
+    numeric = [all(isinstance(row[c], int) for row in rows) for c in columns]
+    cells = [columns] + [[str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(
+            (v.rjust(w) if num else v.ljust(w))
+            for v, w, num in zip(line, widths, numeric, strict=True)
+        ).rstrip()
+        for line in cells
+    )
 
 
 def _status(group: GroupPlan) -> str:

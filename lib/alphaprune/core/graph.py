@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from alphaprune.core.layer_rules import MixingRule, rule_for
+from alphaprune.core.modes import eval_mode
 from alphaprune.core.trace import trace
 from alphaprune.core.walker import LayerChannels, UnionFind, Walker
 from alphaprune.errors import UnsupportedModelError
@@ -277,14 +278,8 @@ def analyze(
     moved = tuple(
         t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device) for t in inputs
     )
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            fx_graph, output = trace(model, moved, values)
-    finally:
-        for module, training in modes:
-            module.training = training
+    with eval_mode(model), torch.no_grad():
+        fx_graph, output = trace(model, moved, values)
     walker = Walker(model)
     for node in fx_graph.nodes:
         walker.visit(node)

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from alphaprune.atomic import atomic_write_text
 from alphaprune.core.graph import ChannelGraph, LayerChannels
 from alphaprune.core.layer_rules import LinearRule, MixingRule
+from alphaprune.core.modes import eval_mode
 from alphaprune.core.runtimes import (
     RUNTIMES,
     Preparer,
@@ -306,14 +307,8 @@ def _latency_inputs(graph: ChannelGraph, options: LatencyOptions) -> tuple[Tenso
 
 
 def _run_eval(model: nn.Module, inputs: Sequence[Tensor]) -> None:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for module, training in modes:
-            module.training = training
+    with eval_mode(model), torch.no_grad():
+        model(*inputs)
 
 
 def _layers(graph: ChannelGraph, prunable: set[int], inputs: Sequence[Tensor]) -> list[_Layer]:

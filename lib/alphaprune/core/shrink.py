@@ -21,6 +21,7 @@ from alphaprune.core.gated_layers import AlphaGate, ungate_layer
 from alphaprune.core.gates import gates
 from alphaprune.core.graph import ChannelGraph, UnsupportedModelError, analyze
 from alphaprune.core.layer_rules import input_axis, output_axis
+from alphaprune.core.modes import eval_mode
 
 __all__ = ["shrink", "count", "dead_units", "input_axis", "output_axis"]
 
@@ -51,14 +52,8 @@ def _tensors(out: object) -> list[Tensor]:
 
 
 def _outputs(model: nn.Module, inputs: tuple[Tensor, ...]) -> list[Tensor]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(*[t.clone() for t in inputs])
-    finally:
-        for module, training in modes:
-            module.training = training
+    with eval_mode(model), torch.no_grad():
+        out = model(*[t.clone() for t in inputs])
     return _tensors(out)
 
 
@@ -184,14 +179,6 @@ def count(model: nn.Module, input_size: Sequence[int] = (1, 3, 128, 128)) -> dic
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.get_default_dtype()
     x = torch.zeros(*input_size, device=device, dtype=dtype)
-    # Restore each module's own mode: ``model.train(flag)`` would also flip, e.g., BatchNorms
-    # that a training loop deliberately keeps in eval mode.
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        for module, training in modes:
-            module.training = training
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
     return {"params": int(params), "flops": int(counter.get_total_flops())}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ __all__ = [
     "save_checkpoint",
     "read_checkpoint",
     "checkpoint_info",
+    "LoadedModel",
+    "load_checkpoint",
     "load_model",
     "milestone_path",
     "last_path",
@@ -193,7 +196,133 @@ def _model_of(
         raise CheckpointError(f"{path}: model state does not fit its config: {exc}") from None
 
 
-# long: one public entry point whose docstring documents every argument
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model rebuilt from a checkpoint, with what the checkpoint says about it.
+
+    ``alpha`` is the α stored in the checkpoint (None for an ungated original; for a shrunk model,
+    the α of the gated model it was shrunk from); ``evaluated_alpha`` the α the model computes at
+    now (another one only with ``alpha_overridden``). ``config`` is the run's config as saved.
+    """
+
+    model: nn.Module
+    path: Path
+    kind: str  # baseline / prune / shrunk
+    epoch: int  # finished epochs
+    alpha: float | None
+    evaluated_alpha: float | None
+    alpha_overridden: bool
+    config: Mapping[str, Any]
+
+    def describe(self) -> str:
+        """One line: file, kind, epoch and α (``loaded …`` is what :func:`load_checkpoint`
+        prints)."""
+        shown = "no gates" if self.alpha is None else f"α={self.alpha:g}"
+        extra = ""
+        if self.alpha_overridden:
+            extra = f", evaluated at α={self.evaluated_alpha:g} (override)"
+        return f"{self.path} ({self.kind}, epoch {self.epoch}, {shown}{extra})"
+
+
+def _at_alpha(
+    path: str | Path,
+    model: nn.Module,
+    stored: float | None,
+    alpha: float | None,
+    override_alpha: bool,
+) -> bool:
+    """Check the gates hold the stored α and set ``alpha`` when asked (and allowed); whether it
+    was overridden."""
+    gated = bool(gates(model))
+    if gated:
+        held = get_alpha(model, per_gate=True)
+        if stored is None or not all(abs(value - stored) <= 1e-12 for value in held.values()):
+            raise CheckpointError(f"{path}: gates hold α={held} but the checkpoint says {stored}")
+    if alpha is None or (stored is not None and float(alpha) == float(stored)):
+        return False
+    if not gated:
+        what = "an ungated model" if stored is None else f"a shrunk model fixed at α={stored:g}"
+        raise CheckpointError(f"{path} holds {what}; it cannot be evaluated at α={alpha:g}")
+    if not override_alpha:
+        raise CheckpointError(
+            f"{path} was saved at α={stored:g}; asked for α={alpha:g}. Pass "
+            "override_alpha=True (CLI: --override-alpha) to use another α on purpose"
+        )
+    set_alpha(model, alpha)
+    return True
+
+
+def loaded_from(
+    path: str | Path,
+    data: Mapping[str, Any],
+    alpha: float | None = None,
+    override_alpha: bool = False,
+    device: str | torch.device = "cpu",
+    *,
+    factory: str | Callable[..., nn.Module] | None = None,
+    model: nn.Module | None = None,
+) -> LoadedModel:
+    """:func:`load_checkpoint` on ``data``, the dict :func:`read_checkpoint` already read from
+    ``path`` (one read can build several models); nothing is printed."""
+    built = _model_of(path, data, factory, model)
+    stored = data["alpha"]
+    overridden = _at_alpha(path, built, stored, alpha, override_alpha)
+    built.to(device).eval()
+    return LoadedModel(
+        model=built,
+        path=Path(path),
+        kind=str(data["kind"]),
+        epoch=int(data["epoch"]),
+        alpha=stored,
+        evaluated_alpha=float(alpha) if overridden else stored,
+        alpha_overridden=overridden,
+        config=data["config"],
+    )
+
+
+def load_checkpoint(
+    path: str | Path,
+    alpha: float | None = None,
+    override_alpha: bool = False,
+    device: str | torch.device = "cpu",
+    verbose: bool = True,
+    *,
+    factory: str | Callable[..., nn.Module] | None = None,
+    model: nn.Module | None = None,
+) -> LoadedModel:
+    """Rebuild the model saved in ``path`` at the α it was saved with, in eval mode, as a
+    :class:`LoadedModel` (the model with the checkpoint's path, kind, epoch, α and config).
+
+    Asking for another ``alpha`` is an error unless ``override_alpha=True`` (then the gates are
+    set to it: ``evaluated_alpha`` is that α, ``alpha`` still the stored one, and
+    ``alpha_overridden`` is True). A shrunk or ungated model has no other α.
+
+    Loading never imports or calls anything the checkpoint names. The model is built by
+    ``factory`` (``"package.module:function"`` or a callable, called with the checkpoint's saved
+    ``kwargs``), or loaded into ``model`` (an ``nn.Module`` of the same architecture); without
+    either, by the built-in VGG autoencoder, or by the factory the checkpoint names only when it
+    is trusted: one of alphaprune's builders, the factory of the params this process runs with,
+    or a package listed in ``$ALPHAPRUNE_FACTORIES`` (see ``docs/safety.md``). With ``verbose``
+    one line says what was loaded.
+    """
+    loaded = loaded_from(
+        path, read_checkpoint(path), alpha, override_alpha, device, factory=factory, model=model
+    )
+    if verbose:
+        print(f"loaded {loaded.describe()}")
+    return loaded
+
+
+# The attributes load_model hung on the module before LoadedModel held them; still set for one
+# release so that code reading ``model.checkpoint_alpha`` keeps working (deprecated).
+_LEGACY_ATTRIBUTES = {
+    "checkpoint_alpha": "alpha",
+    "checkpoint_epoch": "epoch",
+    "checkpoint_path": "path",
+    "alpha_overridden": "alpha_overridden",
+}
+
+
 def load_model(
     path: str | Path,
     alpha: float | None = None,
@@ -204,51 +333,21 @@ def load_model(
     factory: str | Callable[..., nn.Module] | None = None,
     model: nn.Module | None = None,
 ) -> nn.Module:
-    """Rebuild the model saved in ``path`` at the α it was saved with, in eval mode.
+    """The model saved in ``path``, at its stored α, in eval mode: ``load_checkpoint(...).model``
+    (same arguments, see :func:`load_checkpoint`). Use :func:`load_checkpoint` when you need the
+    checkpoint's α, epoch, path or config.
 
-    The returned module has ``checkpoint_alpha`` (the stored α: None for an ungated original; for
-    a shrunk model, the α of the gated model it was shrunk from),
-    ``checkpoint_epoch`` and ``checkpoint_path``. Asking for another ``alpha`` is an error unless
-    ``override_alpha=True`` (then the gates are set to it and ``checkpoint_alpha`` still tells the
-    stored value, ``alpha_overridden`` is True).
-
-    Loading never imports or calls anything the checkpoint names. The model is built by
-    ``factory`` (``"package.module:function"`` or a callable, called with the checkpoint's saved
-    ``kwargs``), or loaded into ``model`` (an ``nn.Module`` of the same architecture); without
-    either, by the built-in VGG autoencoder, or by the factory the checkpoint names only when it
-    is trusted: one of alphaprune's builders, the factory of the params this process runs with,
-    or a package listed in ``$ALPHAPRUNE_FACTORIES`` (see ``docs/safety.md``).
+    Deprecated, removed in the next release: the module still carries ``checkpoint_alpha``,
+    ``checkpoint_epoch``, ``checkpoint_path`` and ``alpha_overridden``; read them from
+    :class:`LoadedModel` (``alpha``, ``epoch``, ``path``, ``alpha_overridden``) instead.
     """
-    data = read_checkpoint(path)
-    model = _model_of(path, data, factory, model)
-    stored = data["alpha"]
-    gated = bool(gates(model))
-    if gated:
-        held = get_alpha(model, per_gate=True)
-        if stored is None or not all(abs(value - stored) <= 1e-12 for value in held.values()):
-            raise CheckpointError(f"{path}: gates hold α={held} but the checkpoint says {stored}")
-    overridden = False
-    if alpha is not None and (stored is None or float(alpha) != float(stored)):
-        if not gated:
-            what = "an ungated model" if stored is None else f"a shrunk model fixed at α={stored:g}"
-            raise CheckpointError(f"{path} holds {what}; it cannot be evaluated at α={alpha:g}")
-        if not override_alpha:
-            raise CheckpointError(
-                f"{path} was saved at α={stored:g}; asked for α={alpha:g}. Pass "
-                "override_alpha=True (CLI: --override-alpha) to use another α on purpose"
-            )
-        set_alpha(model, alpha)
-        overridden = True
-    model.to(device).eval()
-    model.checkpoint_alpha = stored
-    model.checkpoint_epoch = data["epoch"]
-    model.checkpoint_path = str(path)
-    model.alpha_overridden = overridden
-    if verbose:
-        shown = "no gates" if stored is None else f"α={stored:g}"
-        extra = f", evaluated at α={alpha:g} (override)" if overridden else ""
-        print(f"loaded {path} ({data['kind']}, epoch {data['epoch']}, {shown}{extra})")
-    return model
+    loaded = load_checkpoint(
+        path, alpha, override_alpha, device, verbose, factory=factory, model=model
+    )
+    for name, field_name in _LEGACY_ATTRIBUTES.items():
+        value = getattr(loaded, field_name)
+        setattr(loaded.model, name, str(value) if isinstance(value, Path) else value)
+    return loaded.model
 
 
 def shrink_checkpoint(
@@ -266,7 +365,7 @@ def shrink_checkpoint(
     from alphaprune.core.shrink import count, shrink
 
     data = read_checkpoint(path)
-    model = load_model(path, verbose=False, factory=factory)
+    model = loaded_from(path, data, factory=factory).model
     if not gates(model):
         raise CheckpointError(f"{path}: model has no α gates; nothing to shrink")
     example = example_input(data["config"].get("model", {}), image_size)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from alphaprune.core.modes import eval_mode
 from alphaprune.engine.metrics import psnr, ssim
 
 __all__ = [
@@ -45,17 +46,14 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def _outputs(model: nn.Module, data: Dataset | Tensor, device, batch_size: int):
-    """``(batch, output)`` pairs of ``model`` over ``data`` in order, in eval mode (restored)."""
+    """``(batch, output)`` pairs of ``model`` over ``data`` in order, in eval mode (each module's
+    own training flag restored afterwards)."""
     device = torch.device(device) if device is not None else _device_of(model)
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for batch in loader:
             batch = batch.to(device)
             yield batch, model(batch)
-    finally:
-        model.train(was_training)
 
 
 def evaluate_items(
@@ -293,10 +291,6 @@ def reconstruct(model: nn.Module, images: Tensor) -> Tensor:
     """Reconstructions of ``images`` (``(N, 3, H, W)`` or ``(3, H, W)``) clamped to [0, 1], on CPU."""
     single = images.dim() == 3
     batch = images.unsqueeze(0) if single else images
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         output = model(batch.to(_device_of(model))).clamp(0, 1).cpu()
-    finally:
-        model.train(was_training)
     return output[0] if single else output

@@ -33,6 +33,7 @@ from alphaprune.atomic import atomic_target, atomic_write_text
 from alphaprune.core.gates import gates, get_alpha
 from alphaprune.core.runtimes import OrtModule, onnx_bytes, ort_session, require_onnx
 from alphaprune.core.shrink import count, shrink
+from alphaprune.engine.checkpoint import LoadedModel
 from alphaprune.errors import ModelExportError, PruningError, UserError
 
 __all__ = ["FORMATS", "ExportResult", "deployable", "export", "load_exported", "record_path"]
@@ -86,13 +87,17 @@ def _as_tuple(example_inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:
 
 
 def deployable(
-    model: nn.Module, example_inputs: Tensor | Sequence[Tensor], allow_alpha: bool = False
+    model: nn.Module | LoadedModel,
+    example_inputs: Tensor | Sequence[Tensor],
+    allow_alpha: bool = False,
 ) -> tuple[nn.Module, float | None]:
     """The model to deploy and its α: a gated model shrunk (at α = 0; at another α only with
-    ``allow_alpha``, folded), an ungated one copied as it is; in eval mode on the CPU."""
+    ``allow_alpha``, folded), an ungated one copied as it is (its α: the one its checkpoint
+    stored, for a :class:`LoadedModel`, else None); in eval mode on the CPU."""
+    stored = model.alpha if isinstance(model, LoadedModel) else None
+    model = model.model if isinstance(model, LoadedModel) else model
     if not gates(model):
-        alpha = getattr(model, "checkpoint_alpha", None)
-        return copy.deepcopy(model).cpu().eval(), alpha
+        return copy.deepcopy(model).cpu().eval(), stored
     alpha = float(get_alpha(model))
     if alpha != 0.0 and not allow_alpha:
         raise PruningError(
@@ -246,7 +251,7 @@ def _counts(model: nn.Module, inputs: tuple[Tensor, ...]) -> dict[str, int | Non
 
 # long: the four steps of the module docstring, in order, with the record at the end
 def export(
-    model: nn.Module,
+    model: nn.Module | LoadedModel,
     example_inputs: Tensor | Sequence[Tensor],
     path: str | Path,
     format: str = "onnx",
@@ -263,7 +268,9 @@ def export(
     """Shrink ``model`` at α = 0, export it to ``path`` in ``format`` and verify the artefact.
 
     Args:
-        model: a gated model at α = 0 (shrunk first), or an ungated model (exported as it is).
+        model: a gated model at α = 0 (shrunk first), or an ungated model (exported as it is);
+            or a :class:`~alphaprune.engine.checkpoint.LoadedModel` (``ap.load_checkpoint``),
+            whose path and stored α the record names.
         example_inputs: inputs of the size the model is deployed at (batch included).
         path: the artefact; its record is written to ``<path>.json``.
         format: ``"onnx"`` (``torch.onnx.export(dynamo=True)``, checked in onnxruntime; needs
@@ -309,7 +316,7 @@ def export(
         "file": path.name,
         "bytes": size,
         "sha256": digest,
-        "source": source or getattr(model, "checkpoint_path", None),
+        "source": source or (str(model.path) if isinstance(model, LoadedModel) else None),
         "fingerprint": fingerprint,
         "alpha": alpha,
         "params": counts["params"],

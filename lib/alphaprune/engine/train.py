@@ -47,10 +47,9 @@ from alphaprune.core.schedules import Schedule, lr_factor
 from alphaprune.engine import distributed
 from alphaprune.engine.checkpoint import (
     CheckpointError,
-    checkpoint_info,
     last_path,
-    load_model,
     load_tensors,
+    loaded_from,
     milestone_path,
     model_from_state,
     read_checkpoint,
@@ -87,10 +86,13 @@ __all__ = [
 #: when ``pruning.budget`` chose the channels — target, predicted and measured ratio.
 BUDGET_FILE = "budget.json"
 
+#: ``lr`` is the learning rate the optimizer used, averaged over the epoch's steps (warm-up and
+#: decay included), ``lr_last`` the one of its last step; the schedule's base rate is the config's.
 METRIC_COLUMNS = [
     "epoch",
     "alpha",
     "lr",
+    "lr_last",
     "train_loss",
     "val_loss",
     "val_psnr",
@@ -135,6 +137,8 @@ class Phase:
     kind: RunKind  # saved in every checkpoint: a run resumes only from its own kind
     schedule: Schedule | None = None
     original: Path | None = None  # the model pruning started from, named in every checkpoint
+    # the original's checkpoint, read once when the run starts (None: read when first needed)
+    original_data: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.kind == "prune") != (self.schedule is not None):
@@ -146,6 +150,13 @@ class Phase:
     def prunes(self) -> bool:
         """Whether the run gates channels (and so has an α every epoch)."""
         return self.kind == "prune"
+
+    def original_model(self, factory: str | None = None) -> nn.Module:
+        """A fresh copy of the original's model (each call builds a new one from the same read)."""
+        data = self.original_data
+        if data is None:
+            data = read_checkpoint(self.original)
+        return loaded_from(self.original, data, factory=factory).model
 
     def alpha_and_lr(self, epoch: int, constant_lr: float) -> tuple[float | None, float]:
         """α (None: no gates) and base learning rate of ``epoch``."""
@@ -319,11 +330,11 @@ class FreshModel:
             atomic_write_text(run_dir / BUDGET_FILE, text)
 
 
-def _fresh_pruned(cfg: ExperimentConfig, original: Path, progress: bool = True) -> FreshModel:
+def _fresh_pruned(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
     """The model to prune: the original with gates attached, or a gated checkpoint as it is;
     with ``pruning.reinit`` its weights are drawn afresh first (seeded by the run's seed)."""
     # built by the config's own factory: the original's was checked to be the same
-    model = load_model(original, verbose=False, factory=cfg.model.factory)
+    model = phase.original_model(factory=cfg.model.factory)
     # whatever the run draws (the random criterion, re-initialised weights) follows its seed,
     # not the history of the process it runs in (in-process, a worker, after another run)
     torch.manual_seed(cfg.seed)
@@ -402,7 +413,7 @@ def _latency_budget(cfg: ExperimentConfig, progress: bool) -> dict[str, Any] | N
 def _fresh_model(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
     """A new run's model: the original with gates to prune, or a seeded fresh baseline."""
     if phase.prunes:
-        return _fresh_pruned(cfg, phase.original, progress)
+        return _fresh_pruned(cfg, phase, progress)
     return FreshModel(_fresh_baseline(cfg))
 
 
@@ -413,7 +424,7 @@ def _feature_encoder(cfg: ExperimentConfig, phase: Phase) -> nn.Module | None:
         return None
     if not phase.prunes or phase.original is None:
         return _fresh_baseline(cfg).encoder
-    return load_model(phase.original, verbose=False).encoder
+    return phase.original_model().encoder
 
 
 def _current_alpha(model: nn.Module) -> float | None:
@@ -587,13 +598,14 @@ def _run_epoch(state: RunState, setup: _Setup, epoch: int) -> dict[str, Any]:
         alpha = None
     if alpha is not None:  # before training *and* validation: neither may see a stale α
         set_alpha(state.model, alpha)
-    train_loss = _train_epoch(state, setup, epoch, lr)
+    train_loss, lrs = _train_epoch(state, setup, epoch, lr)
     batch_size = state.cfg.data.batch_size
     scores = evaluate(state.model, setup.val_ds, device=setup.ctx.device, batch_size=batch_size)
     return {
         "epoch": epoch,
         "alpha": alpha,
-        "lr": lr,
+        "lr": sum(lrs) / len(lrs) if lrs else lr,
+        "lr_last": lrs[-1] if lrs else lr,
         "train_loss": train_loss,
         "val_loss": scores["loss"],
         "val_psnr": scores["psnr"],
@@ -603,10 +615,13 @@ def _run_epoch(state: RunState, setup: _Setup, epoch: int) -> dict[str, Any]:
     }
 
 
-def _train_epoch(state: RunState, setup: _Setup, epoch: int, lr: float) -> float:
+def _train_epoch(
+    state: RunState, setup: _Setup, epoch: int, lr: float
+) -> tuple[float, list[float]]:
     """One pass over ``epoch``'s crops at base learning rate ``lr``; the mean training loss over
-    all ranks."""
+    all ranks and the learning rate of each step."""
     cfg, optimizer = state.cfg, state.optimizer
+    lrs: list[float] = []
     setup.train_ds.set_epoch(epoch)  # before the loader's iterator is made: it picks the crops
     state.model.train()
     total, seen = 0.0, 0
@@ -623,6 +638,7 @@ def _train_epoch(state: RunState, setup: _Setup, epoch: int, lr: float) -> float
         factor = lr_factor(cfg.optimizer.lr_decay, run_step, run_steps, cfg.optimizer.warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr * factor
+        lrs.append(lr * factor)
         batch = batch.to(setup.ctx.device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         loss = setup.loss_fn(setup.net(batch), batch)
@@ -630,7 +646,7 @@ def _train_epoch(state: RunState, setup: _Setup, epoch: int, lr: float) -> float
         optimizer.step()
         total += float(loss.detach()) * batch.shape[0]
         seen += batch.shape[0]
-    return distributed.all_reduce_mean(setup.ctx, total / max(seen, 1), weight=seen)
+    return distributed.all_reduce_mean(setup.ctx, total / max(seen, 1), weight=seen), lrs
 
 
 def _losses(row: Mapping[str, Any]) -> dict[str, float]:
@@ -704,10 +720,14 @@ def prune(
     resuming = last_path(cfg.run_dir).exists()  # a resume needs only its own last.pt
     if source is not None and not Path(source).is_file() and not resuming:
         raise CheckpointError(f"prune '{cfg.name}': the original {source}: checkpoint not found")
+    data = None  # the original, read once here for every use of it in this run start
     if source is not None and Path(source).is_file():
         require_finished(source, f"prune '{cfg.name}'")  # a diverged run's last.pt is no result
-        _check_architecture(cfg, Path(source))
-    phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None)
+        saved = read_checkpoint(source)
+        _check_architecture(cfg, Path(source), saved["config"])
+        # what rebuilding its model needs (its optimizer state is not kept for the whole run)
+        data = {key: saved[key] for key in ("kind", "epoch", "alpha", "model", "config")}
+    phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None, data)
     return _run(cfg, phase, progress)
 
 
@@ -724,11 +744,14 @@ def _describe_architecture(arch: Mapping[str, Any]) -> str:
     return f"model.layer {arch['layer']} (batch_norm {arch['batch_norm']})"
 
 
-def _check_architecture(cfg: ExperimentConfig, original: Path) -> None:
-    """Refuse an original whose architecture (``model.layer``/``batch_norm``, or ``factory`` and
-    its ``kwargs``) is not the config's: the run would train one model and describe it as
-    another, and its checkpoints could not be loaded."""
-    theirs = _architecture(checkpoint_info(original)["config"].get("model", {}))
+def _check_architecture(
+    cfg: ExperimentConfig, original: Path, original_config: Mapping[str, Any]
+) -> None:
+    """Refuse an original (whose saved config is ``original_config``) whose architecture
+    (``model.layer``/``batch_norm``, or ``factory`` and its ``kwargs``) is not the config's: the
+    run would train one model and describe it as another, and its checkpoints could not be
+    loaded."""
+    theirs = _architecture(original_config.get("model", {}))
     ours = _architecture(cfg.to_dict()["model"])
     if theirs != ours:
         raise CheckpointError(

@@ -37,7 +37,8 @@ _RUN_FORMATS = {
 _RUN_COLUMNS = {
     "label": "run",
     "schedule": "α schedule",
-    "lr": "lr",
+    "lr": "base lr",
+    "lr_decay": "lr decay",
     "weight_decay": "weight decay",
     "epochs": "epochs",
     "keep": "keep",

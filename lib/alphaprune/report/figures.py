@@ -494,12 +494,15 @@ def reconstruction_panels(
     return panels, pd.DataFrame(rows)
 
 
-def shrink_check(gated, small, image_size: int, tolerance: float) -> pd.DataFrame:
+def shrink_check(
+    gated, small, image_size: int, tolerance: float, alpha: float | None = None
+) -> pd.DataFrame:
     """Largest |gated − shrunk| output difference on 4 random images (seed 0), relative to the
     size of the gated model's outputs (``output_scale``, at least 1), and whether it is within
     ``tolerance``; one row. Float rounding grows with the outputs, so an absolute tolerance
     would blame the shrinking for a model whose outputs are huge; non-finite outputs are an
-    error naming the model, not the shrinking."""
+    error naming the model, not the shrinking. ``alpha`` (the gated checkpoint's stored α,
+    ``LoadedModel.alpha``) is recorded in the row."""
     import torch
 
     x = torch.rand(4, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
@@ -512,7 +515,6 @@ def shrink_check(gated, small, image_size: int, tolerance: float) -> pd.DataFram
         )
     scale = float(reference.abs().max())
     diff = float((reference - output).abs().max())
-    alpha = getattr(gated, "checkpoint_alpha", None)
     return pd.DataFrame(
         [
             {

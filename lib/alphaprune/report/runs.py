@@ -194,7 +194,9 @@ def summary_table(
                 "run": name,
                 "label": labels.get(name, name),
                 "schedule": _describe(schedule) if schedule else "—",
+                # the base rate: warm-up and decay scale it step by step (metrics.csv's lr)
                 "lr": schedule.get("lr", cfg.optimizer.lr) if schedule else cfg.optimizer.lr,
+                "lr_decay": cfg.optimizer.lr_decay,
                 "weight_decay": cfg.optimizer.weight_decay,
                 "epochs": cfg.epochs,
                 "target": cfg.pruning.target if name != BASELINE else "—",

@@ -36,18 +36,24 @@ def _eval_key(cfg: ExperimentConfig, split) -> str:
     return f"v{EVAL_VERSION}-grid-{cfg.data.crop}-{digest}"
 
 
+def _final(run: StoredRun, factory: str | None) -> tuple[nn.Module, float | None]:
+    """The run's final model and the α its checkpoint stored."""
+    from alphaprune.core.gates import gates
+    from alphaprune.core.shrink import shrink
+    from alphaprune.engine.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(run.checkpoint, verbose=False, factory=factory)
+    model = loaded.model
+    if gates(model) and loaded.alpha == 0.0:
+        model = shrink(model.eval())
+    return model.eval(), loaded.alpha
+
+
 def final_model(run: StoredRun, factory: str | None = None) -> nn.Module:
     """The run's final model: shrunk when it is gated at α = 0, else as saved. ``factory``: the
     study's own model factory (the user's params; a checkpoint never picks the code that builds
     it)."""
-    from alphaprune.core.gates import gates
-    from alphaprune.core.shrink import shrink
-    from alphaprune.engine.checkpoint import load_model
-
-    model = load_model(run.checkpoint, verbose=False, factory=factory)
-    if gates(model) and getattr(model, "checkpoint_alpha", None) == 0.0:
-        return shrink(model.eval())
-    return model.eval()
+    return _final(run, factory)[0]
 
 
 def evaluate_run(run: StoredRun, evaluation: ExperimentConfig) -> dict[str, Any]:
@@ -64,7 +70,7 @@ def evaluate_run(run: StoredRun, evaluation: ExperimentConfig) -> dict[str, Any]
     if cached is not None:
         return cached
     # built by the study's own factory (the user's params), not one the checkpoint names
-    model = final_model(run, evaluation.model.factory)
+    model, alpha = _final(run, evaluation.model.factory)
     crop = evaluation.data.crop
     scores = {}
     for part in ("test", "val"):
@@ -74,7 +80,7 @@ def evaluate_run(run: StoredRun, evaluation: ExperimentConfig) -> dict[str, Any]
     result = {
         "test": scores["test"],
         "val": scores["val"],
-        "alpha": getattr(model, "checkpoint_alpha", None),
+        "alpha": alpha,
         "params": size["params"],
         "flops": size["flops"],
     }
