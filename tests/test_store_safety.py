@@ -240,7 +240,9 @@ def test_gc_while_a_study_trains_keeps_its_runs(tmp_path, monkeypatch):
     from test_study import tiny_params
 
     import alphaprune.engine.train as train
-    from alphaprune.study.grid import run_study, study_from_params, write_study
+    from alphaprune.study.execution import run_study
+    from alphaprune.study.output import write_study
+    from alphaprune.study.spec import study_from_params
 
     store = RunStore(tmp_path / "store", log=lambda m: None)
     real = train.prune

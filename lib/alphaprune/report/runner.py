@@ -32,7 +32,6 @@ builds a report folder (:func:`alphaprune.engine.locks.folder_lock`).
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -51,6 +50,7 @@ import nbformat
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.factories import BUILTIN_FACTORIES
 from alphaprune.engine.locks import folder_lock
+from alphaprune.engine.provenance import library_digest  # a stage reruns when the library changes
 from alphaprune.errors import (
     NotebookMissing,
     ReportError,
@@ -58,7 +58,7 @@ from alphaprune.errors import (
     ReportParamsError,
     StageFailed,
 )
-from alphaprune.paths import PACKAGE_DIR, locate_project, project_dir
+from alphaprune.paths import locate_project, project_dir
 from alphaprune.report import console, export
 from alphaprune.report.index import write_index
 from alphaprune.report.run_configs import BASELINE, RUNS_DIR
@@ -66,7 +66,6 @@ from alphaprune.report.schema import ReportParams
 from alphaprune.report.stages import PRUNE, REPORT, STAGES, stage_notebook, stage_parameters
 from alphaprune.report.validation import read_report_params
 from alphaprune.study.store import default_root
-from alphaprune.version import __version__
 
 __all__ = [
     "Stage",
@@ -118,17 +117,6 @@ def _notebook_digest(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
     cells = [[cell.cell_type, cell.source] for cell in nb.cells]
     return hashlib.sha256(json.dumps(cells).encode("utf-8")).hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def library_digest() -> str:
-    """Hash of the ``alphaprune`` package's source: the notebooks' code lives there, so a change
-    to it reruns the stages (finished training runs are still reused, see :mod:`alphaprune.report.runs`)."""
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        name = path.relative_to(PACKAGE_DIR).as_posix()
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 #: Top-level params that only the report's text reads: a change reruns the report stage alone.

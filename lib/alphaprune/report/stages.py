@@ -52,7 +52,13 @@ _OUTPUTS: dict[str, tuple[str, ...]] = {
     RECONSTRUCT: ("tables/reconstruction.csv", "figures/reconstruction.png"),
     SHRINK: ("tables/shrink.csv", "tables/shrink_check.csv"),
     GPU: ("tables/benchmark.csv", "figures/benchmark.png"),
-    STUDY: ("tables/study.csv", "tables/study_summary.csv", "figures/study.png", "study.json"),
+    STUDY: (
+        "tables/study.csv",
+        "tables/study_summary.csv",
+        "figures/study.png",
+        "figures/study_curves.png",
+        "study.json",
+    ),
     REPORT: (),
 }
 
