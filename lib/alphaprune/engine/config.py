@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -154,6 +155,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: Validation context key: ``{IMPORT_FACTORY: False}`` validates a stored config (the run store's
+#: ``run.json``) without importing the factory it names — reading a file never runs code.
+IMPORT_FACTORY = "import_factory"
+
+
 class ModelConfig(_Section):
     """The built-in VGG autoencoder (``layer``, ``batch_norm``, ``vgg_weights``), or a user's
     model from ``factory: "package.module:function"`` called with ``kwargs`` (imported, never
@@ -169,10 +175,14 @@ class ModelConfig(_Section):
 
     @field_validator("factory")
     @classmethod
-    def _factory_form(cls, value: str | None) -> str | None:
-        from alphaprune.engine.factories import import_factory
+    def _factory_form(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from alphaprune.engine.factories import check_factory_name, import_factory
 
-        if value is not None:
+        if value is None:
+            return value
+        if (info.context or {}).get(IMPORT_FACTORY) is False:
+            check_factory_name(value)  # a stored config (the run store's run.json): form only
+        else:
             import_factory(value)  # imported now (never the standard library): a typo stops here
         return value
 

@@ -49,7 +49,7 @@ import pandas as pd
 
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.checkpoint import last_path, milestone_path
-from alphaprune.engine.config import ExperimentConfig
+from alphaprune.engine.config import IMPORT_FACTORY, ExperimentConfig
 from alphaprune.errors import ConfigError, StoreError
 from alphaprune.paths import checkout
 from alphaprune.study.refs import References, final_change, hold_change
@@ -278,7 +278,8 @@ class RunStore:
         if done.get("fingerprint") != fingerprint or not last_path(run_dir).exists():
             return None
         _verify_files(run_dir, done.get("files") or {})
-        cfg = ExperimentConfig.model_validate(info["config"])
+        # a stored file names a factory: checked for its form, never imported by reading it
+        cfg = ExperimentConfig.model_validate(info["config"], context={IMPORT_FACTORY: False})
         return StoredRun(fingerprint, run_dir, info["kind"], cfg, reused=True)
 
     def _own_folder(self, fingerprint: str) -> Path:
