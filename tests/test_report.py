@@ -359,6 +359,10 @@ def test_ci_report_writes_everything(ci_report: Path) -> None:
     assert pdf_pages(pdf) >= 2
     state = json.loads((ci_report / ".stages.json").read_text())["stages"]
     assert sorted(state) == sorted(STAGES)  # the state file is written with sorted keys
+    provenance = json.loads((ci_report / "provenance.json").read_text())
+    assert provenance["environment"]["library_sha256"] and provenance["environment"]["torch"]
+    assert provenance["runs"]["baseline"]["cpu_seconds"] > 0
+    assert (ci_report.parent / "index.html").is_file()  # every build refreshes the index
 
 
 @pytest.mark.slow  # builds the CI report (module fixture, ~1 min)

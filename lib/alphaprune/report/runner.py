@@ -50,7 +50,10 @@ import nbformat
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.factories import BUILTIN_FACTORIES
 from alphaprune.engine.locks import folder_lock
-from alphaprune.engine.provenance import library_digest  # a stage reruns when the library changes
+from alphaprune.engine.provenance import (  # a stage reruns when the library changes
+    environment,
+    library_digest,
+)
 from alphaprune.errors import (
     NotebookMissing,
     ReportError,
@@ -387,10 +390,38 @@ def run_report(
         if force:
             _forget_records(folder)
         records = run_stages(stages, folder, force=force, progress=progress, cwd=project)
+        _write_provenance(folder, params)
         message = _export(records[-1].notebook, folder, params.report_title)
     _say(progress, f"index of every week: {write_index(folder.parent)}")
     _say(progress, message)  # the last line names the report's files
     return folder
+
+
+#: In a report folder: what computed it (commit, library hash, versions, device, CPU, threads)
+#: and each run's fingerprint, wall and CPU seconds and threads, from its done.json.
+PROVENANCE_FILE = "provenance.json"
+
+
+def run_provenance(folder: Path) -> dict[str, dict[str, Any]]:
+    """Each run of the report (``runs/<name>`` links into the store): its store record."""
+    records: dict[str, dict[str, Any]] = {}
+    for link in sorted((folder / RUNS_DIR).glob("*")):
+        try:
+            done = json.loads((link.resolve() / "done.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not finished (or not a run folder): nothing to vouch for
+        keys = ("fingerprint", "epochs", "seconds", "cpu_seconds", "threads", "diverged_at")
+        records[link.name] = {key: done.get(key) for key in keys}
+    return records
+
+
+def _write_provenance(folder: Path, params: ReportParams) -> None:
+    record = {
+        "params": str(params.source),
+        "environment": environment(device=params.device),
+        "runs": run_provenance(folder),
+    }
+    atomic_write_text(folder / PROVENANCE_FILE, json.dumps(record, indent=1, default=str))
 
 
 def _check_notebooks(stages: Sequence[Stage], params: ReportParams) -> None:
