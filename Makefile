@@ -17,10 +17,11 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # An executed notebook to export with `make html` / `make pdf`.
 NB ?= reports/week09/06_report.ipynb
 # Notebook cleaning, as in .pre-commit-config.yaml: outputs, counts, papermill/widget metadata.
-NBSTRIP := $(VENV)/bin/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets"
+NB_EXTRA_KEYS := metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets
+NBSTRIP := $(VENV)/bin/nbstripout --extra-keys "$(NB_EXTRA_KEYS)"
 LINTED := lib tests benchmarks notebooks
 
-.PHONY: report test test-unit test-quick lint format venv kernel-config pdf-engine bench lab html pdf clean-reports study runs
+.PHONY: report test test-unit test-quick lint format venv kernel-config notebook-filter pdf-engine bench lab html pdf clean-reports study runs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +30,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,compare,dask,zoo]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@$(MAKE) --no-print-directory kernel-config
+	@$(MAKE) --no-print-directory notebook-filter
 	@touch $(STAMP)
+
+# git strips notebook outputs on `git add`/`git diff` (a notebook saved in JupyterLab with its
+# outputs leaves the tree clean); the same keys as `make format` (.gitattributes is committed)
+notebook-filter:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  $(VENV)/bin/nbstripout --install --attributes .gitattributes && \
+	  git config filter.nbstripout.extrakeys "$(NB_EXTRA_KEYS)"; fi
 
 venv: $(STAMP)
 
@@ -89,17 +98,22 @@ bench: $(STAMP)
 
 # JupyterLab on the notebooks (as root it needs --allow-root, added here automatically).
 lab: $(STAMP)
-	@$(VENV)/bin/jupyter-lab --version >/dev/null 2>&1 || $(PY) -m pip install --quiet -e '.[dev,compare,lab]'
 	$(VENV)/bin/jupyter lab --notebook-dir=. $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 # One executed notebook as HTML (nbconvert; code shown), e.g. make html NB=reports/week09/02_reconstruct.ipynb
+# An executed notebook's HTML / PDF goes next to it; one from notebooks/ (run in JupyterLab)
+# goes to reports/interactive/, never into the committed notebooks/ folder.
+EXPORT_DIR = $(if $(filter notebooks/,$(dir $(NB))),reports/interactive/,$(dir $(NB)))
+
 html: $(STAMP)
-	$(VENV)/bin/jupyter nbconvert --to html $(NB)
+	@mkdir -p $(EXPORT_DIR)
+	$(VENV)/bin/jupyter nbconvert --to html --output-dir $(EXPORT_DIR) $(NB)
 
 # One executed notebook as PDF, the project's route: the report HTML (no code, images embedded)
 # printed by headless Chromium. nbconvert's webpdf is not used: it needs Playwright's own browser.
 pdf: $(STAMP) pdf-engine
-	$(PY) -c 'import sys, pathlib; from alphaprune.report.export import export_report as e; nb = pathlib.Path(sys.argv[1]); print(e(nb, nb.parent, stem=nb.stem).message)' $(NB)
+	@mkdir -p $(EXPORT_DIR)
+	$(PY) -c 'import sys, pathlib; from alphaprune.report.export import export_report as e; nb = pathlib.Path(sys.argv[1]); print(e(nb, pathlib.Path(sys.argv[2]), stem=nb.stem).message)' $(NB) $(EXPORT_DIR)
 
 clean-reports:
 	rm -rf reports/week*/ reports/ci/

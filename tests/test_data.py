@@ -341,3 +341,91 @@ def test_other_dataset_arguments():
         RandomCropDataset(images, crop=4, samples_per_epoch=4).set_epoch(-1)
     with pytest.raises(DataError, match="image 'gray'.*uint8.*\\(H, W, 3\\)"):
         RandomCropDataset({"gray": np.zeros((8, 8), np.uint8)}, crop=4, samples_per_epoch=4)
+
+
+# ------------------------------------------------------------------------ train / val / test
+
+
+def test_the_bundled_set_splits_7_2_3_with_the_motorcycle_views_together():
+    from alphaprune.engine.config import DataConfig
+    from alphaprune.engine.data import DEFAULT_TEST_IMAGES
+
+    split = DataConfig().split_of(BUNDLED_IMAGES)
+    assert (len(split.train), len(split.val), len(split.test)) == (7, 2, 3)
+    assert set(split.test) == set(DEFAULT_TEST_IMAGES) and set(split.val) == set(DEFAULT_VAL_IMAGES)
+    assert {"motorcycle_left", "motorcycle_right"} <= set(split.train)
+    assert not (set(split.train) & set(split.val)) and not (set(split.train) & set(split.test))
+    # the held-out list v2 (weeks 9/10) adds coffee: still disjoint from the default test set
+    v2 = DataConfig(val_images=["astronaut", "chelsea", "coffee"]).split_of(BUNDLED_IMAGES)
+    assert (len(v2.train), len(v2.val), len(v2.test)) == (6, 3, 3)
+    # a validation image that is also a default test image stays validation
+    mine = DataConfig(val_images=["rocket"]).split_of(BUNDLED_IMAGES)
+    assert mine.val == ("rocket",) and set(mine.test) == {"china", "flower"}
+
+
+def test_a_split_never_separates_the_two_views_of_one_scene():
+    from alphaprune.engine.data import make_split
+
+    with pytest.raises(DataError, match="motorcycle.*same scene"):
+        make_split(BUNDLED_IMAGES, ["astronaut"], ["motorcycle_left"])
+    with pytest.raises(DataError, match="both the validation and the test"):
+        make_split(BUNDLED_IMAGES, ["astronaut", "coffee"], ["coffee"])
+    with pytest.raises(DataError, match="training split is empty"):
+        make_split(["a", "b"], ["a"], ["b"])
+
+
+def test_a_folder_declares_its_split_by_glob_or_by_seeded_fractions():
+    from alphaprune.engine.data import fraction_split, make_split
+
+    names = [
+        f"{group}/{i}.png" for group in ("cats", "dogs", "owls", "bats", "eels") for i in range(4)
+    ]
+    by_glob = make_split(names, ["owls/*"], ["bats/*", "eels/0.png"])
+    assert by_glob.val == tuple(f"owls/{i}.png" for i in range(4))
+    assert len(by_glob.test) == 5 and len(by_glob.train) == 11
+    with pytest.raises(DataError, match=r"\['fish/\*'\] not found"):
+        make_split(names, ["fish/*"])
+    split = fraction_split(names, val=0.2, test=0.2, seed=3, by="folder")
+    assert split == fraction_split(names, val=0.2, test=0.2, seed=3, by="folder")  # seeded
+    folders = {
+        part: {n.split("/")[0] for n in getattr(split, part)} for part in ("train", "val", "test")
+    }
+    assert len(folders["val"]) == 1 and len(folders["test"]) == 1  # whole folders held out
+    assert not (folders["train"] & (folders["val"] | folders["test"]))
+    assert fraction_split(names, val=0.2, test=0.2, seed=4, by="folder") != split
+    by_image = fraction_split(names, val=0.25, test=0.25, seed=0)
+    assert (len(by_image.val), len(by_image.test), len(by_image.train)) == (5, 5, 10)
+    bundled_split = fraction_split(BUNDLED_IMAGES, val=0.3, test=0.3, seed=1)
+    sides = [p for p in ("train", "val", "test") if "motorcycle_left" in getattr(bundled_split, p)]
+    assert "motorcycle_right" in getattr(bundled_split, sides[0])
+
+
+def test_the_data_config_takes_either_lists_or_fractions():
+    from alphaprune.engine.config import ConfigError, config_from_dict
+
+    cfg = config_from_dict(
+        {"data": {"source": "/x", "split": {"val": 0.2, "test": 0.1, "seed": 2}}}
+    )
+    assert cfg.data.val_images == [] and cfg.data.test_images == []
+    again = config_from_dict(cfg.to_dict())  # a round trip keeps it valid
+    assert again.data.split == cfg.data.split
+    with pytest.raises(ConfigError, match="either data.split"):
+        config_from_dict({"data": {"val_images": ["a"], "split": {"val": 0.2}}})
+    with pytest.raises(ConfigError, match="val \\+ test must be < 1"):
+        config_from_dict({"data": {"split": {"val": 0.6, "test": 0.4}}})
+    assert config_from_dict({"data": {"source": "/x"}}).data.test_patterns() == []
+
+
+def test_training_never_sees_a_test_image_and_the_test_set_is_built_on_request():
+    from alphaprune.engine.config import config_from_dict
+    from alphaprune.engine.train import make_datasets
+
+    cfg = config_from_dict({"data": {"crop": 32, "val_protocol": "grid"}})
+    train, val = make_datasets(cfg)
+    _, test = make_datasets(cfg, held_out="test")
+    assert set(train.names).isdisjoint({"china", "flower", "rocket", "astronaut", "chelsea"})
+    assert {name for name, _, _ in test.boxes} == {"china", "flower", "rocket"}
+    assert {name for name, _, _ in val.boxes} == {"astronaut", "chelsea"}
+    no_test = config_from_dict({"data": {"crop": 32, "test_images": []}})
+    with pytest.raises(DataError, match="no test images"):
+        make_datasets(no_test, held_out="test")

@@ -92,3 +92,39 @@ def test_notebook_code_is_thin(path: Path) -> None:
     assert len(markdown) >= len(sources) - 1, f"{path.name}: a markdown cell per step"
     if re.search(r"\bplt\.|\.plot\b|save_figure", text):
         assert "%matplotlib inline" in text, f"{path.name}: plots without %matplotlib inline"
+
+
+def test_git_strips_outputs_of_a_notebook_saved_with_them(tmp_path) -> None:
+    """make venv installs nbstripout as the git filter of the committed .gitattributes: a
+    notebook saved in JupyterLab with outputs leaves `git diff` clean."""
+    import shutil
+    import subprocess
+    import sys
+
+    attributes = (ROOT / ".gitattributes").read_text()
+    assert "*.ipynb filter=nbstripout" in attributes
+    assert "notebook-filter" in (ROOT / "Makefile").read_text()
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    shutil.copy(ROOT / ".gitattributes", tmp_path / ".gitattributes")
+    subprocess.run(
+        [sys.executable, "-m", "nbstripout", "--install", "--attributes", ".gitattributes"],
+        cwd=tmp_path,
+        check=True,
+    )
+    notebook = tmp_path / "n.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    nbformat.write(nb, notebook)
+    git("add", ".")
+    assert git("commit", "-qm", "clean").returncode == 0
+    nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"})]
+    nb.cells[0].execution_count = 1
+    nbformat.write(nb, notebook)
+    assert git("diff", "--quiet").returncode == 0, git("diff").stdout
+    git("add", ".")  # what a commit would take: the stripped notebook, unchanged
+    assert git("diff", "--cached", "--quiet").returncode == 0, git("diff", "--cached").stdout

@@ -359,6 +359,10 @@ def test_ci_report_writes_everything(ci_report: Path) -> None:
     assert pdf_pages(pdf) >= 2
     state = json.loads((ci_report / ".stages.json").read_text())["stages"]
     assert sorted(state) == sorted(STAGES)  # the state file is written with sorted keys
+    provenance = json.loads((ci_report / "provenance.json").read_text())
+    assert provenance["environment"]["library_sha256"] and provenance["environment"]["torch"]
+    assert provenance["runs"]["baseline"]["cpu_seconds"] > 0
+    assert (ci_report.parent / "index.html").is_file()  # every build refreshes the index
 
 
 @pytest.mark.slow  # builds the CI report (module fixture, ~1 min)
@@ -510,7 +514,9 @@ def test_run_all_reuses_unchanged_runs(tmp_path: Path, monkeypatch) -> None:
     assert Path("runs/baseline").is_symlink() and Path("runs.json").exists()
     check = original_check(first)
     assert list(check["run"]) == ["enc", "dec"] and check["above_original"].dtype == bool
-    assert (check["vs_original_ci_low"] <= check["vs_original"]).all()
+    # 2 validation images: too few for an interval over images, so none (above_original then
+    # means above on every image: tests/test_evaluation.py)
+    assert check["vs_original_ci_low"].isna().all() and check["vs_original_ci_high"].isna().all()
     assert checkpoint_info(first["dec"].checkpoint)["alpha"] == 0.0
     table = summary_table(first)
     assert list(table["final_alpha"].fillna(-1)) == [-1, 0.0, 0.0]
@@ -544,20 +550,19 @@ def test_report_force_retrains_the_weeks_runs_in_the_store(tmp_path: Path, monke
 @pytest.mark.slow
 def test_ci_report_has_the_study_section(ci_report: Path) -> None:
     summary = pd.read_csv(ci_report / "tables" / "study_summary.csv")
-    assert list(summary["method"]) == ["one_shot", "step"] and (summary["n"] == 2).all()
+    assert list(summary["arm"]) == ["one_shot", "step"] and (summary["n"] == 2).all()
+    assert set(summary["budget"]) == {"keep 0.5"} and "verdict" in summary.columns
     runs = pd.read_csv(ci_report / "tables" / "study.csv")
-    assert len(runs) == 4 and {"val_psnr", "val_ssim", "params", "flops"} <= set(runs.columns)
+    assert len(runs) == 4 and {"test_psnr", "val_psnr", "params", "flops"} <= set(runs.columns)
     record = json.loads((ci_report / "study.json").read_text())
     html = (ci_report / "report.html").read_text(encoding="utf-8")
     assert "1.4 Study: does the α schedule pay?" in html
     assert record["conclusion"].split(":")[0] in html
-    # the study shares the week's baseline: one baseline run in the report's references
+    assert "random initialisation" in record["encoder"] and "Encoder: VGG-19" in html
+    # the study shares the week's baseline (both at one thread): it is among the study's runs
     used = json.loads((ci_report / "runs.json").read_text())["runs"]
-    assert (
-        json.loads((ci_report / "runs" / "baseline" / "run.json").read_text())["fingerprint"]
-        in used
-    )
-    assert record["runs"][0] in used
+    base = json.loads((ci_report / "runs" / "baseline" / "run.json").read_text())["fingerprint"]
+    assert base in used and base in record["runs"] and set(record["runs"]) <= set(used)
 
 
 def test_report_folder_does_not_follow_notebooks_dir(tmp_path: Path) -> None:

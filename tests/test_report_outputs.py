@@ -114,6 +114,13 @@ def test_the_stages_need_what_the_registry_marks_needed():
     assert all(o.stage in stages.STAGES for o in OUTPUTS)
 
 
+def test_the_registry_names_the_files_the_study_writes():
+    from alphaprune.study.output import OUTPUTS as STUDY_FILES
+
+    registered = {o.path.as_posix() for o in OUTPUTS if o.stage == stages.STUDY}
+    assert registered == set(STUDY_FILES.values())
+
+
 def test_the_notebooks_name_outputs_only_through_the_registry():
     registered = {o.path.as_posix() for o in OUTPUTS}
     for notebook in NOTEBOOKS:

@@ -240,7 +240,9 @@ def test_gc_while_a_study_trains_keeps_its_runs(tmp_path, monkeypatch):
     from test_study import tiny_params
 
     import alphaprune.engine.train as train
-    from alphaprune.study.grid import run_study, study_from_params, write_study
+    from alphaprune.study.execution import run_study
+    from alphaprune.study.output import write_study
+    from alphaprune.study.spec import study_from_params
 
     store = RunStore(tmp_path / "store", log=lambda m: None)
     real = train.prune
@@ -272,3 +274,22 @@ def test_a_checkpoint_swapped_after_the_run_is_refused_on_reuse(tmp_path):
     shutil.copy(b.checkpoint, a.checkpoint)
     with pytest.raises(UserError, match="not the checkpoint its run's done.json vouches for"):
         store.run(tiny(), "baseline", progress=False)
+
+
+def test_reading_a_stored_run_never_imports_the_factory_it_names(tmp_path, monkeypatch):
+    """A run.json edited in a shared store to name another factory: reading the run checks the
+    name's form and imports nothing (reading a file never runs code)."""
+    import sys
+
+    store = RunStore(tmp_path / "store", log=lambda m: None)
+    run = store.run(tiny(), "baseline", progress=False)
+    planted = tmp_path / "planted_factory_module.py"
+    planted.write_text("import pathlib\npathlib.Path(__file__).with_suffix('.ran').touch()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    info = json.loads((run.run_dir / "run.json").read_text())
+    info["config"]["model"] = {"factory": "planted_factory_module:build"}
+    (run.run_dir / "run.json").write_text(json.dumps(info))
+    stored = store.get(run.fingerprint)
+    assert stored is not None and stored.config.model.factory == "planted_factory_module:build"
+    assert "planted_factory_module" not in sys.modules
+    assert not planted.with_suffix(".ran").exists()

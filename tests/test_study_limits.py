@@ -7,7 +7,7 @@ import pytest
 from test_study import tiny_params
 
 from alphaprune.engine.config import ConfigError
-from alphaprune.study.grid import study_from_params
+from alphaprune.study.spec import study_from_params
 
 pytestmark = pytest.mark.training  # test tiers: see tests/conftest.py
 
@@ -35,12 +35,12 @@ def test_a_huge_max_seeds_is_refused_with_the_number_of_runs():
 
 
 def test_a_study_says_how_many_runs_and_how_long(tmp_path, one_torch_thread):
-    from alphaprune.study.grid import run_study
+    from alphaprune.study.execution import run_study
     from alphaprune.study.store import RunStore
 
     messages = []
     spec = study_from_params(tiny_params())
     run_study(spec, RunStore(tmp_path, log=lambda m: None), progress=False, log=messages.append)
-    line = messages[0]
-    assert line.startswith("study 't': 2 methods × 2 seeds = 4 runs (at most 4")
-    assert "s each on this machine" in line
+    (line,) = [m for m in messages if m.startswith("study 't': ")]
+    assert line.startswith("study 't': 2 arms × 1 budget(s) × 1 baseline(s) × 2 seeds = 4 runs")
+    assert "(at most 4 with max_seeds 2)" in line and "s each on this machine" in line

@@ -1,5 +1,6 @@
 """Command line: ``python -m alphaprune train|prune|evaluate|shrink|export|report|study
-PARAMS.yaml`` and ``python -m alphaprune runs list|gc``.
+PARAMS.yaml`` and ``python -m alphaprune runs list|gc`` (``study --dry-run`` prints a study's plan
+and cost).
 
 Exit codes follow :mod:`alphaprune.errors`: bad input (a :class:`UserError`) gives a one-line
 ``error: …`` on stderr and code 2, and nothing runs before the config has been validated; a run
@@ -54,6 +55,37 @@ def _json(data: dict) -> str:
     return json.dumps(data, allow_nan=False)
 
 
+def _ci_key(key: str) -> bool:
+    return key.endswith(("_ci_low", "_ci_high"))
+
+
+def _study_parser(sub) -> None:
+    """The ``study`` sub-command (run by :func:`alphaprune.study.command.run_command`)."""
+    p = sub.add_parser(
+        "study",
+        help="run a study's missing runs (reused from the run store) and write its tables",
+        description="Run (or reuse) every run of a study and write its tables, figures and "
+        "study.json; a killed study resumes. See docs/studies.md.",
+    )
+    p.add_argument("params", help="params YAML with a study: section")
+    p.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--out", help="output folder (default reports/studies/<name>)")
+    p.add_argument("--root", help="run store (default: runs/ of the checkout)")
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run on a Dask cluster (scheduler address, or 'local' for a LocalCluster of --jobs "
+        "one-thread workers); needs the 'dask' extra",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the runs the study needs, how many the store has, and the CPU-hours it "
+        "will take; train nothing",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m alphaprune",
@@ -82,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint (default: the run's checkpoints/last.pt)")
     p.add_argument("--alpha", type=float, help="evaluate at this α (needs --override-alpha)")
     p.add_argument("--override-alpha", action="store_true", help="allow an α other than stored")
+    p.add_argument(
+        "--split", choices=["val", "test"], default="val", help="held-out images (default val)"
+    )
     p = experiment("shrink", "fold gates into the weights and cut pruned channels")
     p.add_argument("--checkpoint", help="gated checkpoint (default: the run's last.pt)")
     p.add_argument("--out", help="where to write the shrunk model (default: RUN/shrunk.pt)")
@@ -105,13 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("weeks", nargs=2, metavar="WEEK", help="report folder, or its name in reports/")
     p.add_argument("--out", help="also write the table to this CSV file")
-    # delegated to their modules' own parsers (alphaprune.study.grid.main, alphaprune.study.store.main)
-    sub.add_parser(
-        "study",
-        add_help=False,
-        help="run a study's missing runs and write its tables "
-        "(study PARAMS [--jobs N] [--out DIR] [--dask ADDRESS])",
-    )
+    _study_parser(sub)
+    # delegated to its module's own parser (alphaprune.study.store.main)
     sub.add_parser("runs", add_help=False, help="the shared run store: runs list | runs gc")
     return parser
 
@@ -132,20 +162,20 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-_DELEGATED = ("study", "runs")
+_DELEGATED = ("runs",)
 
 
 def _delegate(argv: Sequence[str]) -> int:
-    if argv[0] == "study":
-        from alphaprune.study.grid import main as study_main
-
-        return study_main(argv[1:])
     from alphaprune.study.store import main as store_main
 
     return store_main(argv[1:])
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "study":
+        from alphaprune.study.command import run_command
+
+        return run_command(args)
     if args.command == "report":
         from alphaprune.report.runner import run_report
 
@@ -180,9 +210,10 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(f"--alpha must be a finite number, got {args.alpha}")
         require_finished(path, "evaluate")  # a diverged run's last.pt is not its result
         loaded = load_checkpoint(path, alpha=args.alpha, override_alpha=args.override_alpha)
-        scores = evaluate(
-            loaded.model, make_datasets(cfg)[1], batch_size=cfg.data.batch_size, interval=True
-        )
+        held_out = make_datasets(cfg, held_out=args.split)[1]
+        scores = evaluate(loaded.model, held_out, batch_size=cfg.data.batch_size, interval=True)
+        # too few images for an interval over images: no interval (null), and the note says why
+        scores = {k: None if _ci_key(k) and math.isnan(v) else v for k, v in scores.items()}
         print(_json({"checkpoint": str(path), "alpha": loaded.evaluated_alpha, **scores}))
     elif args.command == "shrink":
         from alphaprune.engine.checkpoint import last_path, shrink_checkpoint
@@ -275,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     delegated = bool(argv) and argv[0] in _DELEGATED
     args = None if delegated else _parser().parse_args(argv)
+    if args is not None:
+        args.argv = argv  # what the study records as its command
     try:
         return _delegate(argv) if delegated else _run(args)
     except KeyboardInterrupt:

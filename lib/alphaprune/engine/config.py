@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -154,6 +155,11 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: Validation context key: ``{IMPORT_FACTORY: False}`` validates a stored config (the run store's
+#: ``run.json``) without importing the factory it names — reading a file never runs code.
+IMPORT_FACTORY = "import_factory"
+
+
 class ModelConfig(_Section):
     """The built-in VGG autoencoder (``layer``, ``batch_norm``, ``vgg_weights``), or a user's
     model from ``factory: "package.module:function"`` called with ``kwargs`` (imported, never
@@ -169,10 +175,14 @@ class ModelConfig(_Section):
 
     @field_validator("factory")
     @classmethod
-    def _factory_form(cls, value: str | None) -> str | None:
-        from alphaprune.engine.factories import import_factory
+    def _factory_form(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from alphaprune.engine.factories import check_factory_name, import_factory
 
-        if value is not None:
+        if value is None:
+            return value
+        if (info.context or {}).get(IMPORT_FACTORY) is False:
+            check_factory_name(value)  # a stored config (the run store's run.json): form only
+        else:
             import_factory(value)  # imported now (never the standard library): a typo stops here
         return value
 
@@ -197,6 +207,24 @@ def _default_val_images() -> list[str]:
     return list(DEFAULT_VAL_IMAGES)
 
 
+class FractionSplit(_Section):
+    """A seeded random split by image group (``data.split``): fractions held out for
+    validation and test (see :func:`alphaprune.engine.data.fraction_split`)."""
+
+    val: FiniteFloat = Field(gt=0, lt=1)
+    test: FiniteFloat = Field(0.0, ge=0, lt=1)
+    seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
+    #: "image": each image alone (the bundled motorcycle views together); "folder": the files
+    #: of one sub-folder together
+    by: Literal["image", "folder"] = "image"
+
+    @model_validator(mode="after")
+    def _some_training(self) -> FractionSplit:
+        if self.val + self.test >= 1:
+            raise ValueError(f"val + test must be < 1 (got {self.val} + {self.test})")
+        return self
+
+
 class DataConfig(_Section):
     source: str = "bundled"  # "bundled" or a folder of JPEG/PNG files
     crop: StrictInt = Field(64, ge=8)
@@ -205,9 +233,45 @@ class DataConfig(_Section):
     val_protocol: Literal["corners", "grid"] = "corners"
     batch_size: StrictInt = Field(8, ge=1)
     samples_per_epoch: StrictInt = Field(64, ge=1)
-    val_images: list[str] = Field(default_factory=_default_val_images, min_length=1)
+    #: validation images: names or globs ("val/*.png"); tune choices on these
+    val_images: list[str] = Field(default_factory=_default_val_images)
+    #: test images (names or globs), never trained or tuned on; None: the bundled set's
+    #: DEFAULT_TEST_IMAGES not named in val_images, no test split for a folder
+    test_images: list[str] | None = None
+    #: instead of the lists: a seeded random split by fractions ({val: 0.2, test: 0.2, seed: 0})
+    split: FractionSplit | None = None
     val_crops: StrictInt = Field(5, ge=1, le=5)
     num_workers: StrictInt = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> DataConfig:
+        if self.split is None:
+            if not self.val_images:
+                raise ValueError("val_images: give at least one validation image (or data.split)")
+            return self
+        if ("val_images" in self.model_fields_set and self.val_images) or self.test_images:
+            raise ValueError("give either data.split (fractions) or val_images/test_images")
+        # the fractions decide: the lists stay empty (also after a round trip through to_dict)
+        self.__dict__["val_images"] = []
+        self.__dict__["test_images"] = []
+        return self
+
+    def test_patterns(self) -> list[str]:
+        """The test images by name or glob (the default for the bundled set when not given)."""
+        if self.test_images is not None:
+            return list(self.test_images)
+        if self.source != "bundled":
+            return []
+        from alphaprune.engine.data import DEFAULT_TEST_IMAGES
+
+        return [name for name in DEFAULT_TEST_IMAGES if name not in self.val_images]
+
+    def split_of(self, names: Sequence[str]):
+        """The :class:`alphaprune.engine.data.Split` of ``names`` under this config."""
+        from alphaprune.engine.data import make_split
+
+        fractions = self.split.model_dump() if self.split is not None else None
+        return make_split(names, self.val_images, self.test_patterns(), fractions)
 
 
 class LatencyConfig(_Section):
@@ -251,12 +315,28 @@ class PruningConfig(_Section):
     budget: dict[Literal["flops", "params", "latency"], FiniteFloat] | None = None
     min_keep: FiniteFloat = Field(0.1, gt=0, le=1)
     round_to: StrictInt = Field(1, ge=1)
+    #: re-initialise the weights of the model to prune (seeded by the run's seed) before any
+    #: training: the architecture trained from scratch (a study control)
+    reinit: bool = False
+    #: a control that removes no channel (keep 1.0, no budget): the run fine-tunes the whole
+    #: model (a study's unpruned and from-scratch controls); otherwise a keep that gates nothing
+    #: is refused as a mistake
+    fine_tune_only: bool = False
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
 
     @model_validator(mode="after")
     def _latency_needs_its_budget(self) -> PruningConfig:
         if self.latency != LatencyConfig() and not (self.budget and "latency" in self.budget):
             raise ValueError("pruning.latency is for pruning.budget: {latency: r}")
+        return self
+
+    @model_validator(mode="after")
+    def _fine_tune_only_keeps_all(self) -> PruningConfig:
+        if self.fine_tune_only and (self.keep != 1.0 or self.budget is not None):
+            raise ValueError(
+                f"pruning.fine_tune_only needs keep: 1.0 and no budget, got keep {self.keep!r}"
+                f" and budget {self.budget!r}"
+            )
         return self
 
     @field_validator("budget")
@@ -330,6 +410,9 @@ class ExperimentConfig(_Section):
     output_dir: str = "runs"
     seed: StrictInt = Field(0, ge=0, le=MAX_SEED)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: torch intra-op threads of the run (None: torch's default). Float sums are reduced in
+    #: another order with another thread count, so a run is bit-reproducible only at a pinned one
+    threads: StrictInt | None = Field(None, ge=1)
     epochs: StrictInt = Field(10, ge=0)
     steps_per_epoch: StrictInt | None = Field(None, ge=1)
     model: ModelConfig = Field(default_factory=ModelConfig)

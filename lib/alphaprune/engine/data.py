@@ -6,10 +6,14 @@ Two sources, both offline:
   From ``skimage.data``: astronaut, chelsea, coffee, rocket, hubble_deep_field, retina,
   immunohistochemistry, colorwheel and the two views of ``stereo_motorcycle()`` (named
   motorcycle_left / motorcycle_right); from ``sklearn.datasets.load_sample_images()``: china,
-  flower. The fixed split keeps :data:`DEFAULT_VAL_IMAGES` (astronaut, chelsea) for validation and
-  trains on the other ten.
+  flower. The default split (7 / 2 / 3) validates on :data:`DEFAULT_VAL_IMAGES` (astronaut,
+  chelsea), tests on :data:`DEFAULT_TEST_IMAGES` (china, flower, rocket) and trains on the other
+  seven; the two motorcycle views always stay on one side.
 * a folder: every ``*.jpg`` / ``*.jpeg`` / ``*.png`` below it (recursive, case-insensitive), keyed
-  by its path relative to the folder in posix form (``"cats/a.png"``), sorted by key.
+  by its path relative to the folder in posix form (``"cats/a.png"``), sorted by key. It declares
+  its split by names or globs (``val_images``, ``test_images``) or by seeded fractions.
+
+:func:`make_split` splits by image (never by crop): tune on validation, report on test.
 
 Images are ``uint8`` arrays of shape ``(H, W, 3)``; models see ``float32`` tensors ``(3, H, W)`` in
 ``[0, 1]`` (:func:`to_tensor` / :func:`to_image`). :class:`RandomCropDataset` draws training crops
@@ -20,10 +24,13 @@ Every problem with the data raises :class:`DataError` naming the file or image a
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import numbers
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +40,9 @@ from torch.utils.data import Dataset
 from alphaprune.errors import DataError
 
 __all__ = [
+    "BUNDLED_GROUPS",
     "BUNDLED_IMAGES",
+    "DEFAULT_TEST_IMAGES",
     "DEFAULT_VAL_IMAGES",
     "IMAGE_EXTENSIONS",
     "DataError",
@@ -42,6 +51,12 @@ __all__ = [
     "HELD_OUT",
     "VAL_PROTOCOLS",
     "RandomCropDataset",
+    "Split",
+    "fraction_split",
+    "image_group",
+    "image_names",
+    "make_split",
+    "select_names",
     "load_bundled",
     "load_folder",
     "load_images",
@@ -53,6 +68,10 @@ __all__ = [
 
 
 DEFAULT_VAL_IMAGES: tuple[str, ...] = ("astronaut", "chelsea")
+#: The bundled test split: three photographs that no run trains on and no choice is tuned on
+#: (with :data:`DEFAULT_VAL_IMAGES` a 7 / 2 / 3 split of the twelve bundled images). Disjoint from
+#: both held-out lists below, so configs that validate on either keep working.
+DEFAULT_TEST_IMAGES: tuple[str, ...] = ("china", "flower", "rocket")
 #: Named held-out lists of the bundled set. "v1": today's default; "v2" adds coffee (a third
 #: photograph of a different kind: close-up, food, strong colour). The two motorcycle views show
 #: the same scene, so they are never split between training and validation.
@@ -60,6 +79,8 @@ HELD_OUT: dict[str, tuple[str, ...]] = {
     "v1": DEFAULT_VAL_IMAGES,
     "v2": (*DEFAULT_VAL_IMAGES, "coffee"),
 }
+#: Bundled images that show the same scene: every split keeps such a group on one side.
+BUNDLED_GROUPS: dict[str, str] = {"motorcycle_left": "motorcycle", "motorcycle_right": "motorcycle"}
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 
 
@@ -165,13 +186,8 @@ def _read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def load_folder(path: str | Path) -> dict[str, np.ndarray]:
-    """Every ``.jpg``/``.jpeg``/``.png`` file below ``path`` (recursive, case-insensitive).
-
-    Keys are the paths relative to ``path`` in posix form, sorted; values are uint8 (H, W, 3).
-    Raises :class:`DataError` if the folder is missing or holds no such file, or if a file is
-    unreadable or not 8-bit RGB.
-    """
+def _image_files(path: str | Path) -> dict[str, Path]:
+    """The image files below ``path`` by key (posix path relative to it), sorted by key."""
     root = Path(path)
     if not root.exists():
         raise DataError(f"image folder '{root}' does not exist")
@@ -187,7 +203,24 @@ def load_folder(path: str | Path) -> dict[str, np.ndarray]:
             f"image folder '{root}' has no image files (searched recursively for "
             f"{', '.join('*' + e for e in IMAGE_EXTENSIONS)}, case-insensitive)"
         )
-    return {key: _read_rgb(files[key]) for key in sorted(files)}
+    return {key: files[key] for key in sorted(files)}
+
+
+def load_folder(path: str | Path) -> dict[str, np.ndarray]:
+    """Every ``.jpg``/``.jpeg``/``.png`` file below ``path`` (recursive, case-insensitive).
+
+    Keys are the paths relative to ``path`` in posix form, sorted; values are uint8 (H, W, 3).
+    Raises :class:`DataError` if the folder is missing or holds no such file, or if a file is
+    unreadable or not 8-bit RGB.
+    """
+    return {key: _read_rgb(file) for key, file in _image_files(path).items()}
+
+
+def image_names(source: str | Path = "bundled") -> list[str]:
+    """The names :func:`load_images` would give, without decoding any image."""
+    if isinstance(source, str) and source == "bundled":
+        return list(BUNDLED_IMAGES)
+    return list(_image_files(source))
 
 
 def load_images(source: str | Path = "bundled") -> dict[str, np.ndarray]:
@@ -201,31 +234,118 @@ def load_images(source: str | Path = "bundled") -> dict[str, np.ndarray]:
     return load_folder(source)
 
 
-def split_images(
-    images: dict[str, np.ndarray], val_names: Sequence[str] = DEFAULT_VAL_IMAGES
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Split ``images`` into ``(train, val)`` by name: ``val_names`` go to validation, the rest train.
+@dataclass(frozen=True)
+class Split:
+    """Image names of the training, validation and test splits (disjoint; test may be empty)."""
 
-    Both keep the order of ``images``. Raises :class:`DataError` for a name not in ``images``
-    (listing the available ones) or if either side would be empty.
-    """
-    if isinstance(val_names, str):  # a bare string would be split into characters
-        val_names = (val_names,)
-    unknown = [n for n in val_names if n not in images]
-    if unknown:
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...] = ()
+
+
+def select_names(names: Sequence[str], patterns: Sequence[str], what: str) -> list[str]:
+    """The ``names`` matching any of ``patterns`` (an exact name, or a glob such as
+    ``"val/*.png"``), in the order of ``names``; a :class:`DataError` for a pattern that
+    matches nothing (listing the available names)."""
+    if isinstance(patterns, str):  # a bare string would be split into characters
+        patterns = (patterns,)
+    unmatched = [p for p in patterns if p not in names and not fnmatch.filter(names, p)]
+    if unmatched:
+        shown = ", ".join(names[:20]) + (f", … ({len(names)} in all)" if len(names) > 20 else "")
+        raise DataError(f"{what} {unmatched} not found; available: {shown or '(none)'}")
+    return [n for n in names if any(n == p or fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+def image_group(name: str, by: str = "image") -> str:
+    """The group an image belongs to for splitting: the two bundled motorcycle views are one
+    group; ``by="folder"`` groups a folder's files by their sub-folder."""
+    if by == "folder" and "/" in name:
+        return name.rsplit("/", 1)[0]
+    return BUNDLED_GROUPS.get(name, name)
+
+
+def _check_groups(split: Split, by: str) -> None:
+    side: dict[str, str] = {}
+    for part in ("train", "val", "test"):
+        for name in getattr(split, part):
+            group = image_group(name, by)
+            if side.setdefault(group, part) != part:
+                raise DataError(
+                    f"images of '{group}' show the same scene but are split between "
+                    f"{side[group]} and {part}; put them all on one side"
+                )
+
+
+def fraction_split(
+    names: Sequence[str], val: float, test: float = 0.0, seed: int = 0, by: str = "image"
+) -> Split:
+    """A seeded random split of ``names`` by group (:func:`image_group`): about ``val`` and
+    ``test`` of the groups held out (at least one group each when the fraction is > 0)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(image_group(name, by), []).append(name)
+    order = list(groups)
+    np.random.default_rng(seed).shuffle(order)
+    n_val = max(1, round(val * len(order)))
+    n_test = max(1, round(test * len(order))) if test > 0 else 0
+    if n_val + n_test >= len(order):
         raise DataError(
-            f"validation image(s) {unknown} not found; available: {', '.join(images) or '(none)'}"
+            f"split: {len(order)} image group(s) cannot give {n_val} for validation, {n_test} "
+            "for test and at least one for training"
         )
-    wanted = set(val_names)
-    train = {k: v for k, v in images.items() if k not in wanted}
-    val = {k: v for k, v in images.items() if k in wanted}
-    if not val:
+    val_groups = set(order[:n_val])
+    test_groups = set(order[n_val : n_val + n_test])
+    pick = lambda chosen: tuple(n for n in names if image_group(n, by) in chosen)  # noqa: E731
+    held = val_groups | test_groups
+    train = tuple(n for n in names if image_group(n, by) not in held)
+    return Split(train, pick(val_groups), pick(test_groups))
+
+
+def make_split(
+    names: Sequence[str],
+    val: Sequence[str] = DEFAULT_VAL_IMAGES,
+    test: Sequence[str] = (),
+    fractions: Mapping[str, Any] | None = None,
+) -> Split:
+    """The train / validation / test split of ``names``: by name or glob (``val``, ``test``),
+    or by seeded fractions (``{"val": 0.2, "test": 0.2, "seed": 0, "by": "image"}``). The
+    motorcycle views (and, with ``by: folder``, the files of one sub-folder) stay on one side.
+    A :class:`DataError` names an unknown image, an overlap or an empty split."""
+    names = list(names)
+    by = "image"
+    if fractions is not None:
+        by = fractions.get("by", "image")
+        split = fraction_split(
+            names, fractions["val"], fractions.get("test", 0.0), fractions.get("seed", 0), by
+        )
+    else:
+        val_names = select_names(names, val, "validation image(s)")
+        test_names = select_names(names, test, "test image(s)") if test else []
+        both = sorted(set(val_names) & set(test_names))
+        if both:
+            raise DataError(f"image(s) {both} are in both the validation and the test split")
+        held = set(val_names) | set(test_names)
+        split = Split(tuple(n for n in names if n not in held), tuple(val_names), tuple(test_names))
+    if not split.val:
         raise DataError("validation split is empty: give at least one name in val_names")
-    if not train:
+    if not split.train:
         raise DataError(
-            f"training split is empty: all {len(images)} image(s) are in val_names {list(val_names)}"
+            f"training split is empty: all {len(names)} image(s) are held out "
+            f"(validation {list(split.val)}, test {list(split.test)})"
         )
-    return train, val
+    _check_groups(split, by)
+    return split
+
+
+def split_images(
+    images: dict[str, np.ndarray],
+    val_names: Sequence[str] = DEFAULT_VAL_IMAGES,
+    test_names: Sequence[str] = (),
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Split ``images`` into ``(train, val)`` by name (see :func:`make_split`): ``val_names`` go to
+    validation, ``test_names`` to neither, the rest train. Both keep the order of ``images``."""
+    split = make_split(list(images), val_names, test_names)
+    return {k: images[k] for k in split.train}, {k: images[k] for k in split.val}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +476,9 @@ class FixedCropDataset(Dataset):
         image_names, self._images = _checked_images(images, self.crop)
         self._boxes: list[tuple[int, int, int]] = []  # (image index, top, left)
         self.names: list[str] = []
+        self.image_shapes = {
+            n: im.shape[:2] for n, im in zip(image_names, self._images, strict=True)
+        }
         for k, (name, image) in enumerate(zip(image_names, self._images, strict=True)):
             bottom, right = image.shape[0] - self.crop, image.shape[1] - self.crop
             corners = [(bottom // 2, right // 2), (0, 0), (0, right), (bottom, 0), (bottom, right)]
@@ -365,6 +488,12 @@ class FixedCropDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self._boxes)
+
+    @property
+    def boxes(self) -> list[tuple[str, int, int]]:
+        """``(image name, top, left)`` of every item, in order (for per-image scores)."""
+        names = list(self.image_shapes)
+        return [(names[k], top, left) for k, top, left in self._boxes]
 
     def __getitem__(self, i: int) -> torch.Tensor:
         i = int(i)
@@ -395,6 +524,9 @@ class GridCropDataset(Dataset):
         self._boxes: list[tuple[int, int, int]] = []
         self.names: list[str] = []
         self.image_of: list[str] = []
+        self.image_shapes = {
+            n: im.shape[:2] for n, im in zip(image_names, self._images, strict=True)
+        }
         for k, (name, image) in enumerate(zip(image_names, self._images, strict=True)):
             for top in _tile_starts(image.shape[0], self.crop):
                 for left in _tile_starts(image.shape[1], self.crop):
@@ -404,6 +536,12 @@ class GridCropDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self._boxes)
+
+    @property
+    def boxes(self) -> list[tuple[str, int, int]]:
+        """``(image name, top, left)`` of every item, in order (for per-image scores)."""
+        names = list(self.image_shapes)
+        return [(names[k], top, left) for k, top, left in self._boxes]
 
     def __getitem__(self, i: int) -> torch.Tensor:
         i = int(i)

@@ -61,14 +61,14 @@ from alphaprune.engine.data import (
     GridCropDataset,
     RandomCropDataset,
     load_images,
-    split_images,
     validation_dataset,
 )
 from alphaprune.engine.distributed import DistContext
 from alphaprune.engine.evaluate import evaluate
 from alphaprune.engine.locks import folder_lock
 from alphaprune.engine.models import build_model, example_input, load_vgg_weights
-from alphaprune.errors import ConfigError, Diverged, PruningError
+from alphaprune.engine.threads import torch_threads
+from alphaprune.errors import ConfigError, DataError, Diverged, PruningError
 
 __all__ = [
     "RunResult",
@@ -226,23 +226,37 @@ def require_finished(checkpoint: str | Path, stage: str = "shrink") -> None:
 
 
 def make_datasets(
-    cfg: ExperimentConfig, world_size: int = 1
+    cfg: ExperimentConfig, world_size: int = 1, held_out: Literal["val", "test"] = "val"
 ) -> tuple[RandomCropDataset, FixedCropDataset | GridCropDataset]:
-    """Training (random crops) and validation (fixed crops) datasets of ``cfg.data``.
+    """Training (random crops) and held-out (fixed crops or tiles) datasets of ``cfg.data``.
 
-    With ``steps_per_epoch`` set, an epoch holds exactly ``steps × batch_size × world_size``
+    The split is by image (``data.val_images`` / ``test_images`` or ``data.split``): training
+    never sees a validation or test image. ``held_out="test"`` gives the test images under the
+    validation protocol (a :class:`DataError` when the config has no test split). With
+    ``steps_per_epoch`` set, an epoch holds exactly ``steps × batch_size × world_size``
     distinct random crops (instead of ``samples_per_epoch``).
     """
     images = load_images(cfg.data.source)
-    train_images, val_images = split_images(images, cfg.data.val_images)
+    split = cfg.data.split_of(list(images))
+    names = split.val if held_out == "val" else split.test
+    if not names:
+        raise DataError(
+            f"run '{cfg.name}' has no {held_out} images: declare data.test_images (names or "
+            "globs) or data.split with a test fraction"
+        )
     samples = cfg.data.samples_per_epoch
     if cfg.steps_per_epoch:
         samples = cfg.steps_per_epoch * cfg.data.batch_size * world_size
-    train = RandomCropDataset(train_images, cfg.data.crop, samples, seed=cfg.seed)
-    val = validation_dataset(
-        val_images, cfg.data.crop, cfg.data.val_protocol, val_crops=cfg.data.val_crops
+    train = RandomCropDataset(
+        {k: images[k] for k in split.train}, cfg.data.crop, samples, seed=cfg.seed
     )
-    return train, val
+    held = validation_dataset(
+        {k: images[k] for k in names},
+        cfg.data.crop,
+        cfg.data.val_protocol,
+        val_crops=cfg.data.val_crops,
+    )
+    return train, held
 
 
 def _optimizer(cfg: ExperimentConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -317,9 +331,17 @@ class FreshModel:
 
 
 def _fresh_pruned(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
-    """The model to prune: the original with gates attached, or a gated checkpoint as it is."""
+    """The model to prune: the original with gates attached, or a gated checkpoint as it is;
+    with ``pruning.reinit`` its weights are drawn afresh first (seeded by the run's seed)."""
     # built by the config's own factory: the original's was checked to be the same
     model = phase.original_model(factory=cfg.model.factory)
+    # whatever the run draws (the random criterion, re-initialised weights) follows its seed,
+    # not the history of the process it runs in (in-process, a worker, after another run)
+    torch.manual_seed(cfg.seed)
+    if cfg.pruning.reinit:
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
     if not gates(model):
         example = example_input(cfg.model.model_dump(), cfg.data.crop)
         _check_example(model, example, cfg)
@@ -329,13 +351,13 @@ def _fresh_pruned(cfg: ExperimentConfig, phase: Phase, progress: bool = True) ->
             keep=cfg.pruning.keep,
             criterion=cfg.pruning.criterion,
             target=cfg.pruning.target,
-            example_inputs=example,
+            example_inputs=_calibration_input(cfg, example),
             budget=cfg.pruning.budget,
             min_keep=cfg.pruning.min_keep,
             round_to=cfg.pruning.round_to,
             latency=latency,
         )
-        if not gates(model):
+        if not gates(model) and not cfg.pruning.fine_tune_only:
             raise PruningError(
                 f"prune '{cfg.name}': pruning.keep {cfg.pruning.keep!r} on target "
                 f"{cfg.pruning.target!r} gates no channel (keep 1.0 keeps them all): nothing "
@@ -345,6 +367,17 @@ def _fresh_pruned(cfg: ExperimentConfig, phase: Phase, progress: bool = True) ->
             print(plan.budget)
         return FreshModel(model, plan.budget)
     return FreshModel(model, None)
+
+
+def _calibration_input(cfg: ExperimentConfig, example: torch.Tensor) -> torch.Tensor:
+    """The input that traces the model and feeds data-driven criteria (e.g. a Taylor score): one
+    batch of the run's own first training crops for the built-in autoencoder, else the model's
+    example input."""
+    if cfg.model.factory is not None:
+        return example
+    train = make_datasets(cfg)[0]
+    train.set_epoch(0)
+    return torch.stack([train[i] for i in range(min(cfg.data.batch_size, len(train)))])
 
 
 def _check_example(model: nn.Module, example: torch.Tensor, cfg: ExperimentConfig) -> None:
@@ -405,12 +438,15 @@ def _current_alpha(model: nn.Module) -> float | None:
 def _run(cfg: ExperimentConfig, phase: Phase, progress: bool) -> RunResult:
     # a new run's model is built (factory, gates, keep, example input) before its folder exists,
     # so a mistake there leaves no half-made run folder behind
-    fresh = None if last_path(cfg.run_dir).exists() else _fresh_model(cfg, phase, progress)
+    # and at the run's threads: data-driven criteria compute on it
+    with torch_threads(cfg.threads):
+        fresh = None if last_path(cfg.run_dir).exists() else _fresh_model(cfg, phase, progress)
     ctx = distributed.setup(cfg.device)
     try:
         with contextlib.ExitStack() as stack:
             if ctx.is_main:  # fail on a bad output_dir, or a run folder in use, before any work
                 stack.enter_context(folder_lock(cfg.run_dir, f"run folder of '{cfg.name}'"))
+            stack.enter_context(torch_threads(cfg.threads))
             return _loop(cfg, phase, progress, ctx, fresh)
     finally:
         distributed.teardown(ctx)
@@ -558,6 +594,8 @@ def _run_epoch(state: RunState, setup: _Setup, epoch: int) -> dict[str, Any]:
     """Train ``epoch`` at its α and learning rate, then validate at that α; its metrics row."""
     began = time.perf_counter()
     alpha, lr = state.phase.alpha_and_lr(epoch, state.cfg.optimizer.lr)
+    if not gates(state.model):  # nothing to gate (keep 1.0: a fine-tuning control)
+        alpha = None
     if alpha is not None:  # before training *and* validation: neither may see a stale α
         set_alpha(state.model, alpha)
     train_loss, lrs = _train_epoch(state, setup, epoch, lr)

@@ -158,9 +158,11 @@ class Table:
     BENCHMARK = OUTPUTS.table("benchmark", stages.GPU, needed=True)
     BUDGET = OUTPUTS.table("budget", stages.GPU)
     GPU_RESULTS = OUTPUTS.table("gpu_results", stages.GPU)
-    # written by alphaprune.study (study.grid.write_study), which cannot import the report
+    # the study's files are written by alphaprune.study.output (below the report: it cannot
+    # import this registry; tests/test_report_outputs.py checks that the two agree)
     STUDY = OUTPUTS.table("study", stages.STUDY, needed=True)
     STUDY_SUMMARY = OUTPUTS.table("study_summary", stages.STUDY, needed=True)
+    STUDY_BASELINES = OUTPUTS.table("study_baselines", stages.STUDY)
 
 
 class Figure:
@@ -175,6 +177,8 @@ class Figure:
     BENCHMARK = OUTPUTS.figure("benchmark", stages.GPU, needed=True)
     LATENCY_FLOPS = OUTPUTS.figure("latency_flops", stages.GPU)
     STUDY = OUTPUTS.figure("study", stages.STUDY, needed=True)  # written by alphaprune.study
+    STUDY_CURVES = OUTPUTS.figure("study_curves", stages.STUDY, needed=True)  # alphaprune.study
+    STUDY_BASELINES = OUTPUTS.figure("study_baselines", stages.STUDY)  # alphaprune.study
 
 
 class Record:

@@ -32,7 +32,6 @@ builds a report folder (:func:`alphaprune.engine.locks.folder_lock`).
 from __future__ import annotations
 
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -51,6 +50,10 @@ import nbformat
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.factories import BUILTIN_FACTORIES
 from alphaprune.engine.locks import folder_lock
+from alphaprune.engine.provenance import (  # a stage reruns when the library changes
+    environment,
+    library_digest,
+)
 from alphaprune.errors import (
     NotebookMissing,
     ReportError,
@@ -58,7 +61,7 @@ from alphaprune.errors import (
     ReportParamsError,
     StageFailed,
 )
-from alphaprune.paths import PACKAGE_DIR, locate_project, project_dir
+from alphaprune.paths import locate_project, project_dir
 from alphaprune.report import console, export
 from alphaprune.report.index import write_index
 from alphaprune.report.run_configs import BASELINE, RUNS_DIR
@@ -66,7 +69,6 @@ from alphaprune.report.schema import ReportParams
 from alphaprune.report.stages import PRUNE, REPORT, STAGES, stage_notebook, stage_parameters
 from alphaprune.report.validation import read_report_params
 from alphaprune.study.store import default_root
-from alphaprune.version import __version__
 
 __all__ = [
     "Stage",
@@ -118,17 +120,6 @@ def _notebook_digest(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
     cells = [[cell.cell_type, cell.source] for cell in nb.cells]
     return hashlib.sha256(json.dumps(cells).encode("utf-8")).hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def library_digest() -> str:
-    """Hash of the ``alphaprune`` package's source: the notebooks' code lives there, so a change
-    to it reruns the stages (finished training runs are still reused, see :mod:`alphaprune.report.runs`)."""
-    digest = hashlib.sha256(__version__.encode())
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        name = path.relative_to(PACKAGE_DIR).as_posix()
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
 
 
 #: Top-level params that only the report's text reads: a change reruns the report stage alone.
@@ -399,10 +390,38 @@ def run_report(
         if force:
             _forget_records(folder)
         records = run_stages(stages, folder, force=force, progress=progress, cwd=project)
+        _write_provenance(folder, params)
         message = _export(records[-1].notebook, folder, params.report_title)
     _say(progress, f"index of every week: {write_index(folder.parent)}")
     _say(progress, message)  # the last line names the report's files
     return folder
+
+
+#: In a report folder: what computed it (commit, library hash, versions, device, CPU, threads)
+#: and each run's fingerprint, wall and CPU seconds and threads, from its done.json.
+PROVENANCE_FILE = "provenance.json"
+
+
+def run_provenance(folder: Path) -> dict[str, dict[str, Any]]:
+    """Each run of the report (``runs/<name>`` links into the store): its store record."""
+    records: dict[str, dict[str, Any]] = {}
+    for link in sorted((folder / RUNS_DIR).glob("*")):
+        try:
+            done = json.loads((link.resolve() / "done.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not finished (or not a run folder): nothing to vouch for
+        keys = ("fingerprint", "epochs", "seconds", "cpu_seconds", "threads", "diverged_at")
+        records[link.name] = {key: done.get(key) for key in keys}
+    return records
+
+
+def _write_provenance(folder: Path, params: ReportParams) -> None:
+    record = {
+        "params": str(params.source),
+        "environment": environment(device=params.device),
+        "runs": run_provenance(folder),
+    }
+    atomic_write_text(folder / PROVENANCE_FILE, json.dumps(record, indent=1, default=str))
 
 
 def _check_notebooks(stages: Sequence[Stage], params: ReportParams) -> None:

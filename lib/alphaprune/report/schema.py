@@ -147,7 +147,7 @@ class ReportParams(_Strict):
     shrink: ShrinkParams
     gpu: GpuParams
     notes: Notes = Field(default_factory=Notes)
-    #: a seeded study (see alphaprune.study.grid), run by the 05_study stage and shown in the report
+    #: a seeded study (see alphaprune.study.spec), run by the 05_study stage and shown in the report
     study: dict[str, Any] | None = None
     #: set by the loader: the params file (for error messages and the project folder)
     _source: Path = PrivateAttr(default=Path("<dict>"))

@@ -59,44 +59,65 @@ _RUN_COLUMNS = {
 #: Number formats and headers of the study's summary table.
 _STUDY_FORMATS = {
     "mean": ".2f",
-    "std": ".2f",
     "ci_low": ".2f",
     "ci_high": ".2f",
     "diff_mean": "+.2f",
     "diff_std": ".2f",
     "diff_ci_low": "+.2f",
     "diff_ci_high": "+.2f",
-    "p_value": ".3g",
-    "diff_eval_halfwidth": ".2f",
+    "p_holm": ".2g",
+    "tost_p_holm": ".2g",
+    "flops_ratio": ".2f",
+    "latency_ms": ".2f",
 }
 _STUDY_COLUMNS = {
-    "label": "method",
+    "budget": "budget",
+    "label": "arm",
     "n": "n",
-    "mean": "PSNR (dB)",
-    "std": "sd",
+    "mean": "test PSNR (dB)",
     "ci_low": "CI low",
     "ci_high": "CI high",
     "diff_mean": "Δ (dB)",
     "diff_std": "sd Δ",
     "diff_ci_low": "Δ CI low",
     "diff_ci_high": "Δ CI high",
-    "p_value": "p",
-    "diff_eval_halfwidth": "eval ±",
+    "p_holm": "p (Holm)",
+    "tost_p_holm": "TOST p (Holm)",
+    "verdict": "verdict",
+    "flops_ratio": "FLOPs ratio",
+    "latency_ms": "CPU ms",
 }
 
 
-def _above_original_flag(runs: Any, original: Mapping[str, Any]) -> str:
+def _above_original_flag(runs: Any) -> str:
     """A bold warning naming pruned models that score above their own original, else ''."""
-    flagged = runs[runs["above_original"].astype(bool)]
+    flagged = runs[runs["above_original"].astype(bool) & runs["kind"].isin(["schedule", "restart"])]
     if not len(flagged):
         return ""
     which = ", ".join(
-        f"{r.label} seed {r.seed} ({r.vs_original:+.2f} dB)" for r in flagged.itertuples()
+        f"{r.label} at {r.budget}, baseline {r.baseline} seed {r.seed} ({r.vs_original:+.2f} dB)"
+        for r in flagged.itertuples()
     )
     return (
-        f"**Flag: {len(flagged)} pruned model(s) score above their own original "
-        f"({original['psnr']:.2f} dB) by more than the evaluation's 95 % interval: "
-        f"{which}. Check the validation set and the original's training.**"
+        f"**Flag: {len(flagged)} pruned model(s) score above their own original (beyond the "
+        f"evaluation interval over images, or on every test image where there is none): {which}. "
+        "Compare with the unpruned model fine-tuned for the same budget.**"
+    )
+
+
+def _provenance(record: Mapping[str, Any]) -> str:
+    """One line: the encoder, the test images, and what computed the numbers."""
+    env = record.get("environment") or {}
+    commit = (env.get("commit") or "unknown")[:10] + (
+        " (uncommitted changes)" if env.get("dirty") else ""
+    )
+    latency = (env.get("latency") or {}).get("measured", "")
+    return (
+        f"Encoder: {record.get('encoder')}. Test images: {', '.join(record.get('test_images') or [])}. "
+        f"Computed at commit {commit}, library {str(env.get('library_sha256'))[:10]}, torch "
+        f"{env.get('torch')}, {env.get('threads_per_run')} thread(s) per run on {env.get('device')} "
+        f"({env.get('cpu')}); {record.get('cpu_hours', 0):.2f} CPU-hours of training; CPU latency "
+        f"measured on {latency}. Reproduce: `{record.get('command') or 'python -m alphaprune report'}`."
     )
 
 
@@ -138,15 +159,16 @@ class Report:
     def _validation_input(self) -> str:
         """What the validation metrics of Table 1 are measured on, from the baseline's config."""
         data = config_from_dict(self.params.run_config(BASELINE)).data
+        images = ", ".join(data.val_images) or "a seeded fraction of the images"
         if data.val_protocol == "grid":
             return (
-                f"mean over {data.crop}×{data.crop} tiles covering every pixel of each "
-                f"validation image ({', '.join(data.val_images)})"
+                f"PSNR of each whole validation image ({images}: {data.crop}×{data.crop} tiles "
+                "covering every pixel, each pixel once), averaged over the images"
             )
         crops = "crop" if data.val_crops == 1 else "crops"
         return (
-            f"mean over {data.val_crops} fixed {data.crop}×{data.crop} {crops} of each validation "
-            f"image ({', '.join(data.val_images)})"
+            f"PSNR over the pixels of {data.val_crops} fixed {data.crop}×{data.crop} {crops} of "
+            f"each validation image ({images}), averaged over the images"
         )
 
     def _model_text(self) -> str:
@@ -315,7 +337,7 @@ class Report:
 
     def study(self) -> list[Any]:
         """1.4 Study (only when the params have a ``study:`` section): the computed conclusion,
-        the summary table with intervals, the figure (every seed a dot) and the seeds note."""
+        the summary table per budget and arm with its verdicts, the figures and the seeds note."""
         if not getattr(self.params, "study", None):
             return []
         import json
@@ -324,39 +346,39 @@ class Report:
         record = json.loads((self.stage.folder / Record.STUDY.path).read_text(encoding="utf-8"))
         summary = self._read(Table.STUDY_SUMMARY)
         runs = self._read(Table.STUDY)
-        reference = summary.loc[summary["method"] == record["reference"], "label"].iloc[0]
-        original = record["original"]
+        reference = summary.loc[summary["arm"] == record["reference"], "label"].iloc[0]
         parts: list[Any] = [
             self._section(headings.STUDY),
             b.markdown(f"**{record['conclusion']}** {record['seeds_note']}"),
+            b.markdown(_provenance(record)),
         ]
-        flag = _above_original_flag(runs, original)
+        flag = _above_original_flag(runs)
         if flag:
             parts.append(b.markdown(flag))
-        n_items = int(original.get("n_items", 0))
+        pct = f"{record['confidence']:.0%}".replace("%", " %")
+        interval = runs["eval_interval"].iloc[0]
         caption = (
-            f"Validation PSNR of every method at an equal budget of {int(runs['steps'][0])} "
-            f"optimiser steps from the same original ({original['psnr']:.2f} dB), over "
-            f"{int(summary['n'].max())} seeds: mean, sd and 95 % t interval; the paired "
-            f"difference to {reference} (same seed) with its 95 % interval and paired t-test "
-            f"p-value (uncorrected); 'eval ±': mean half-width of the bootstrap interval of a "
-            f"per-seed difference over the {n_items} validation crops (evaluation noise), to "
-            f"compare with the sd across seeds (training noise)."
+            f"Test PSNR (mean over {int(runs['n_test_images'].iloc[0])} whole test images) of "
+            f"every arm at each budget, {int(runs['steps'].max())} optimiser steps at most, over "
+            f"{record['baselines']} baseline(s) × {len(record['seeds'])} seed(s): mean and {pct} t "
+            f"interval; the difference to {reference} paired by (baseline, seed) with its {pct} "
+            f"interval, the paired t-test and the TOST (±{record['equivalence_db']:g} dB) p-values "
+            f"Holm-adjusted over the arms of a budget, and the verdict. Evaluation interval over "
+            f"images: {interval}. CPU ms: latency of the shrunk model (see above)."
         )
-        parts.append(
-            b.table(
-                summary,
-                caption,
-                formats=_STUDY_FORMATS,
-                columns=_STUDY_COLUMNS,
-            )
-        )
+        parts.append(b.table(summary, caption, formats=_STUDY_FORMATS, columns=_STUDY_COLUMNS))
         figure = self._figure(
             Figure.STUDY,
-            f"(a) Validation PSNR of every seed (dots) and mean ± 95 % CI (black) per method; "
-            f"dashed: the original. (b) Difference to {reference} at the same seed, mean ± 95 % CI.",
+            f"At {record['primary_budget']}: (a) test PSNR of every run (dots) and mean ± {pct} CI "
+            f"(black) per arm; dashed: the original. (b) Difference to {reference} at the same "
+            f"baseline and seed, mean ± {pct} CI; shaded: the equivalence margin.",
         )
-        return [b.group(*parts), figure, *self._drawn(headings.STUDY)]
+        curves = self._figure(
+            Figure.STUDY_CURVES,
+            f"(a) Test PSNR against the FLOPs ratio of the shrunk model, mean ± {pct} CI per arm. "
+            f"(b) Difference to {reference} at every budget; shaded: the equivalence margin.",
+        )
+        return [b.group(*parts), figure, curves, *self._drawn(headings.STUDY)]
 
     def gpu(self) -> list[Any]:
         """2. Addendum: the benchmark of this run, and measured GPU results when given."""

@@ -93,7 +93,7 @@ def _check_study(params: ReportParams) -> None:
     """The week's ``study:`` section, with the week's defaults and baseline under it."""
     if params.study is None:
         return
-    from alphaprune.study.grid import study_of_report  # pandas & co.: only for a week with a study
+    from alphaprune.study.spec import study_of_report  # pandas & co.: only for a week with a study
 
     try:
         study_of_report(params)

@@ -49,7 +49,7 @@ import pandas as pd
 
 from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.checkpoint import last_path, milestone_path
-from alphaprune.engine.config import ExperimentConfig
+from alphaprune.engine.config import IMPORT_FACTORY, ExperimentConfig
 from alphaprune.errors import ConfigError, StoreError
 from alphaprune.paths import checkout
 from alphaprune.study.refs import References, final_change, hold_change
@@ -68,7 +68,9 @@ __all__ = [
 DEFAULT_ROOT = (checkout() or Path.cwd()) / "runs"
 #: Part of every fingerprint. Bump it when a change to the training code or to a config default
 #: changes what a run with the same config produces.
-TRAINING_CODE_VERSION = "1"
+#: "2": the bundled data gained a test split (three images no run trains on), held-out PSNR is
+#: the mean over whole images, and data-driven criteria see a batch of training crops.
+TRAINING_CODE_VERSION = "2"
 _FREE_KEYS = ("name", "output_dir", "device")
 Kind = Literal["baseline", "prune"]
 _FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
@@ -80,7 +82,7 @@ _REFS_LOCK = "refs"
 RUNS_ENV = "ALPHAPRUNE_RUNS"
 #: What alphaprune writes into a run folder (besides its hidden temp files ``.<name>.*.tmp``):
 #: files, and folders with the suffixes of their files. gc leaves a folder holding anything else.
-_RUN_FILES = {"run.json", "done.json", "metrics.csv", "start.pt", ".alphaprune.lock"}
+_RUN_FILES = {"run.json", "done.json", "metrics.csv", "start.pt", "budget.json", ".alphaprune.lock"}
 _RUN_FOLDERS = {"checkpoints": ".pt", "eval": ".json"}
 
 
@@ -276,7 +278,8 @@ class RunStore:
         if done.get("fingerprint") != fingerprint or not last_path(run_dir).exists():
             return None
         _verify_files(run_dir, done.get("files") or {})
-        cfg = ExperimentConfig.model_validate(info["config"])
+        # a stored file names a factory: checked for its form, never imported by reading it
+        cfg = ExperimentConfig.model_validate(info["config"], context={IMPORT_FACTORY: False})
         return StoredRun(fingerprint, run_dir, info["kind"], cfg, reused=True)
 
     def _own_folder(self, fingerprint: str) -> Path:
@@ -347,7 +350,7 @@ class RunStore:
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1))
         resuming = last_path(run_dir).exists()
         self.log(f"{'resuming' if resuming else 'training'} run {name} ({fp}) in {run_dir}")
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         diverged = None
         try:
             if request.kind == "baseline":
@@ -363,6 +366,9 @@ class RunStore:
             raise RuntimeError(f"run {fp} finished without {result.checkpoint}")
         done = {"fingerprint": fp, "finished": time.time(), "epochs": run_cfg.epochs}
         done |= {"seconds": time.perf_counter() - began, "diverged_at": diverged}
+        # CPU seconds of this process (all its threads) while it trained: a resumed run counts
+        # only the part trained since the resume
+        done |= {"cpu_seconds": time.process_time() - cpu_began, "threads": _threads_used(run_cfg)}
         done["files"] = _file_records(run_dir)  # what the record vouches for, byte for byte
         atomic_write_text(run_dir / "done.json", json.dumps(done))
         for previous in self.root.glob(f".{fp}.previous-*"):
@@ -640,6 +646,12 @@ def _verify_files(run_dir: Path, records: Mapping[str, Any]) -> None:
             f"{path} is not the checkpoint its run's done.json vouches for (it was replaced or "
             f"changed after the run finished); delete {run_dir} to train the run again"
         )
+
+
+def _threads_used(cfg: ExperimentConfig) -> int:
+    import torch
+
+    return cfg.threads if cfg.threads is not None else torch.get_num_threads()
 
 
 def _file_sha256(path: Path) -> str:
