@@ -167,8 +167,9 @@ class Table:
 
 class Figure:
     """The figures (``figures/<name>.png``), one constant each. A figure the report draws itself
-    from a table is one line here, e.g. ``OUTPUTS.figure("keep", heading=SHRINK, caption="…",
-    data=Table.SHRINK_LAYERS, plot=plots.plot_keep)`` (docs/report.md, "Adding a figure")."""
+    from a table is one line here, e.g. ``KEEP = OUTPUTS.figure("keep", heading=headings.SHRINK,
+    caption="…", data=Table.SHRINK_LAYERS, plot=plots.plot_keep)`` (docs/report.md, "Adding a
+    figure")."""
 
     TRAINING = OUTPUTS.figure("training", stages.PRUNE)
     WEIGHTS = OUTPUTS.figure("weights", stages.PRUNE)
