@@ -13,7 +13,6 @@ import pytest
 from cli_runner import one_line_error
 from cli_runner import run_cli as cli
 
-import alphaprune.study.store as store_module
 from alphaprune.engine.config import config_from_dict
 from alphaprune.errors import UserError
 from alphaprune.study.store import RunStore
@@ -53,8 +52,9 @@ def store_run(root: Path, fp: str, start: str | None = None) -> Path:
 
 
 def test_an_empty_ALPHAPRUNE_RUNS_is_unset_and_gc_spares_a_users_folder(tmp_path, monkeypatch):
-    default = tmp_path / "checkout-runs"
-    monkeypatch.setattr(store_module, "DEFAULT_ROOT", default)
+    (tmp_path / "project" / "notebooks").mkdir(parents=True)
+    default = tmp_path / "project" / "runs"  # the project's store, not the installed checkout's
+    monkeypatch.setenv("ALPHAPRUNE_PROJECT", str(tmp_path / "project"))
     monkeypatch.setenv("ALPHAPRUNE_RUNS", "")
     mine = tmp_path / "work" / "0123456789abcdef"
     mine.mkdir(parents=True)

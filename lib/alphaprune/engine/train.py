@@ -106,6 +106,8 @@ OK, DIVERGED = "ok", "diverged"
 #: runs on, and how many epochs it has (raise ``epochs`` to extend a finished run).
 _RESUME_FREE_KEYS = {"name", "output_dir", "device", "epochs"}
 
+RunKind = Literal["baseline", "prune"]
+
 
 @dataclass
 class RunResult:
@@ -120,9 +122,6 @@ class RunResult:
     metrics: pd.DataFrame
     config: ExperimentConfig
     diverged_at: int | None = None
-
-
-RunKind = Literal["baseline", "prune"]
 
 
 @dataclass(frozen=True)
@@ -193,129 +192,6 @@ class _Setup:
     quiet: bool  # no progress bars: not asked for, or not rank 0
 
 
-def diverged_at(run_dir: str | Path) -> int | None:
-    """The epoch at which the run in ``run_dir`` diverged, per its ``metrics.csv`` (else None)."""
-    path = Path(run_dir) / "metrics.csv"
-    try:
-        frame = pd.read_csv(path)
-    except (FileNotFoundError, pd.errors.EmptyDataError):
-        return None
-    if "status" not in frame.columns:
-        return None
-    bad = frame.loc[frame["status"] == DIVERGED, "epoch"]
-    return int(bad.iloc[-1]) if len(bad) else None
-
-
-def require_finished(checkpoint: str | Path, stage: str = "shrink") -> None:
-    """Raise :class:`Diverged` when ``checkpoint`` is the ``last.pt`` of a run that diverged (it
-    is then the last finite epoch, not the run's result)."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.name != "last.pt" or checkpoint.parent.name != "checkpoints":
-        return
-    run_dir = checkpoint.parent.parent
-    epoch = diverged_at(run_dir)
-    if epoch is not None:
-        raise Diverged(
-            run_dir.name,
-            run_dir,
-            epoch,
-            {},
-            f"{stage}: run '{run_dir.name}' diverged at epoch {epoch}, so {checkpoint} is its last "
-            f"finite epoch, not a finished model; choose a run that did not diverge",
-        )
-
-
-def make_datasets(
-    cfg: ExperimentConfig, world_size: int = 1, held_out: Literal["val", "test"] = "val"
-) -> tuple[RandomCropDataset, FixedCropDataset | GridCropDataset]:
-    """Training (random crops) and held-out (fixed crops or tiles) datasets of ``cfg.data``.
-
-    The split is by image (``data.val_images`` / ``test_images`` or ``data.split``): training
-    never sees a validation or test image. ``held_out="test"`` gives the test images under the
-    validation protocol (a :class:`DataError` when the config has no test split). With
-    ``steps_per_epoch`` set, an epoch holds exactly ``steps × batch_size × world_size``
-    distinct random crops (instead of ``samples_per_epoch``).
-    """
-    images = load_images(cfg.data.source)
-    split = cfg.data.split_of(list(images))
-    names = split.val if held_out == "val" else split.test
-    if not names:
-        raise DataError(
-            f"run '{cfg.name}' has no {held_out} images: declare data.test_images (names or "
-            "globs) or data.split with a test fraction"
-        )
-    samples = cfg.data.samples_per_epoch
-    if cfg.steps_per_epoch:
-        samples = cfg.steps_per_epoch * cfg.data.batch_size * world_size
-    train = RandomCropDataset(
-        {k: images[k] for k in split.train}, cfg.data.crop, samples, seed=cfg.seed
-    )
-    held = validation_dataset(
-        {k: images[k] for k in names},
-        cfg.data.crop,
-        cfg.data.val_protocol,
-        val_crops=cfg.data.val_crops,
-    )
-    return train, held
-
-
-def _optimizer(cfg: ExperimentConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = cfg.optimizer
-    if opt.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=opt.weight_decay)
-
-
-class _Loss(nn.Module):
-    """Pixel MSE plus, optionally, MSE between features of a frozen encoder."""
-
-    def __init__(self, cfg: ExperimentConfig, feature_encoder: nn.Module | None) -> None:
-        super().__init__()
-        self.pixel = cfg.loss.pixel
-        self.feature = cfg.loss.vgg_feature
-        self.encoder = None
-        if feature_encoder is not None:
-            self.encoder = feature_encoder.eval().requires_grad_(False)
-
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = self.pixel * F.mse_loss(output, target) if self.pixel else output.new_zeros(())
-        if self.encoder is not None:
-            loss = loss + self.feature * F.mse_loss(self.encoder(output), self.encoder(target))
-        return loss
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` without the keys a resumed run may change, with the defaults of keys added
-    since it was saved filled in (a config that no longer validates is compared as it is)."""
-    try:
-        config = config_from_dict(config).to_dict()
-    except ConfigError:
-        pass
-    return {k: v for k, v in config.items() if k not in _RESUME_FREE_KEYS}
-
-
-def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    frame = _frame(rows)
-    atomic_write_bytes(run_dir / "metrics.csv", frame.to_csv(index=False).encode())
-
-
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The metrics table of ``rows`` (rows saved before ``status`` existed count as finished)."""
-    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    frame["status"] = frame["status"].fillna(OK)
-    return frame
-
-
-def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model.model_dump())
-    if cfg.model.vgg_weights:
-        state = load_tensors(cfg.model.vgg_weights, what="model.vgg_weights")
-        load_vgg_weights(model, state)
-    return model
-
-
 @dataclass
 class FreshModel:
     """A new run's model and, for a budget, the report of how its channels were chosen (written
@@ -330,108 +206,44 @@ class FreshModel:
             atomic_write_text(run_dir / BUDGET_FILE, text)
 
 
-def _fresh_pruned(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
-    """The model to prune: the original with gates attached, or a gated checkpoint as it is;
-    with ``pruning.reinit`` its weights are drawn afresh first (seeded by the run's seed)."""
-    # built by the config's own factory: the original's was checked to be the same
-    model = phase.original_model(factory=cfg.model.factory)
-    # whatever the run draws (the random criterion, re-initialised weights) follows its seed,
-    # not the history of the process it runs in (in-process, a worker, after another run)
-    torch.manual_seed(cfg.seed)
-    if cfg.pruning.reinit:
-        for module in model.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-    if not gates(model):
-        example = example_input(cfg.model.model_dump(), cfg.data.crop)
-        _check_example(model, example, cfg)
-        latency = _latency_budget(cfg, progress)
-        plan = attach_gates(
-            model,
-            keep=cfg.pruning.keep,
-            criterion=cfg.pruning.criterion,
-            target=cfg.pruning.target,
-            example_inputs=_calibration_input(cfg, example),
-            budget=cfg.pruning.budget,
-            min_keep=cfg.pruning.min_keep,
-            round_to=cfg.pruning.round_to,
-            latency=latency,
-        )
-        if not gates(model) and not cfg.pruning.fine_tune_only:
-            raise PruningError(
-                f"prune '{cfg.name}': pruning.keep {cfg.pruning.keep!r} on target "
-                f"{cfg.pruning.target!r} gates no channel (keep 1.0 keeps them all): nothing "
-                "to prune; choose a keep below 1 or a pruning.budget"
-            )
-        if plan.budget is not None and latency is not None:
-            print(plan.budget)
-        return FreshModel(model, plan.budget)
-    return FreshModel(model, None)
+# -- the two entry points ----------------------------------------------------------------------
 
 
-def _calibration_input(cfg: ExperimentConfig, example: torch.Tensor) -> torch.Tensor:
-    """The input that traces the model and feeds data-driven criteria (e.g. a Taylor score): one
-    batch of the run's own first training crops for the built-in autoencoder, else the model's
-    example input."""
-    if cfg.model.factory is not None:
-        return example
-    train = make_datasets(cfg)[0]
-    train.set_epoch(0)
-    return torch.stack([train[i] for i in range(min(cfg.data.batch_size, len(train)))])
+def train_baseline(cfg: ExperimentConfig, progress: bool = True) -> RunResult:
+    """Train the original (ungated) autoencoder for ``cfg.epochs`` at ``cfg.optimizer.lr``."""
+    return _run(cfg, Phase("baseline"), progress)
 
 
-def _check_example(model: nn.Module, example: torch.Tensor, cfg: ExperimentConfig) -> None:
-    """A one-line error naming ``model.example_input_size`` (or ``data.crop``) when the model
-    cannot run on the input it is traced with."""
-    try:
-        with torch.no_grad():
-            model.eval()(example)
-    except Exception as exc:  # the user's model on the user's size: say which key to change
-        key = "model.example_input_size" if cfg.model.example_input_size else "data.crop"
-        reason = " ".join(str(exc).split())[:300]
+def prune(
+    cfg: ExperimentConfig, original: str | Path | None = None, progress: bool = True
+) -> RunResult:
+    """Prune with the config's α schedule, starting from ``original`` (or ``cfg.init_from``).
+
+    ``original`` is a baseline checkpoint (gates are attached from ``cfg.pruning``) or a gated
+    checkpoint (its masks are kept: a restart, e.g. from the milestone at α = 0.1).
+    """
+    source = original if original is not None else cfg.init_from
+    if source is None and not last_path(cfg.run_dir).exists():
         raise ConfigError(
-            f"prune '{cfg.name}': the model cannot run on an input of size "
-            f"{list(example.shape)} ({key}): {type(exc).__name__}: {reason}"
-        ) from None
-
-
-def _latency_budget(cfg: ExperimentConfig, progress: bool) -> dict[str, Any] | None:
-    """The latency options of a latency budget (None for other runs). Every rank of a torchrun
-    job would time on its own and could choose other channels, so that is refused."""
-    if not (cfg.pruning.budget and "latency" in cfg.pruning.budget):
-        return None
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        raise ConfigError(
-            "pruning.budget.latency under torchrun: every rank would measure and choose on its "
-            "own; start the pruning run in one process (epochs: 0 saves its gates), then resume"
+            f"prune '{cfg.name}': no original model; set init_from in the config or pass original="
         )
-    device = cfg.device if cfg.device != "auto" else None
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return {**cfg.pruning.latency.options(device), "progress": progress}
+    resuming = last_path(cfg.run_dir).exists()  # a resume needs only its own last.pt
+    if source is not None and not Path(source).is_file() and not resuming:
+        raise CheckpointError(f"prune '{cfg.name}': the original {source}: checkpoint not found")
+    data = None  # the original, read once here for every use of it in this run start
+    if source is not None and Path(source).is_file():
+        require_finished(source, f"prune '{cfg.name}'")  # a diverged run's last.pt is no result
+        saved = read_checkpoint(source)
+        _check_architecture(cfg, Path(source), saved["config"])
+        # what rebuilding its model needs (its optimizer state is not kept for the whole run)
+        data = {key: saved[key] for key in ("kind", "epoch", "alpha", "model", "config")}
+    phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None, data)
+    return _run(cfg, phase, progress)
 
 
-def _fresh_model(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
-    """A new run's model: the original with gates to prune, or a seeded fresh baseline."""
-    if phase.prunes:
-        return _fresh_pruned(cfg, phase, progress)
-    return FreshModel(_fresh_baseline(cfg))
+# -- the loop: one epoch at a time -------------------------------------------------------------
 
 
-def _feature_encoder(cfg: ExperimentConfig, phase: Phase) -> nn.Module | None:
-    """The frozen encoder of the feature loss: the run's starting encoder, rebuilt the same way
-    on resume (baseline: the seeded initial/VGG encoder; pruning: the original's encoder)."""
-    if cfg.loss.vgg_feature == 0:
-        return None
-    if not phase.prunes or phase.original is None:
-        return _fresh_baseline(cfg).encoder
-    return phase.original_model().encoder
-
-
-def _current_alpha(model: nn.Module) -> float | None:
-    return get_alpha(model) if gates(model) else None
-
-
-# -----------------------------------------------------------------------------
 # the loop: resume or start, then train → validate → save, one epoch at a time
 
 
@@ -518,76 +330,6 @@ def _loop(
 
     distributed.barrier(ctx)  # … nor returns before it (with zero epochs: the start's save)
     return RunResult(cfg.run_dir, last_path(cfg.run_dir), _frame(state.rows), cfg)
-
-
-def _resume_point(cfg: ExperimentConfig, kind: RunKind) -> dict[str, Any] | None:
-    """The ``last.pt`` an earlier start of this run left (None for a new run); refused when it
-    belongs to another run."""
-    path = last_path(cfg.run_dir)
-    if not path.exists():
-        return None
-    saved = read_checkpoint(path)
-    if saved["kind"] != kind or _comparable(saved["config"]) != _comparable(cfg.to_dict()):
-        if _start_only(saved):
-            print(
-                f"starting over in {cfg.run_dir}: {path} is the start of another config, "
-                "with no finished epoch"
-            )
-            return None
-        raise CheckpointError(
-            f"{path} belongs to a different run (kind '{saved['kind']}' or another "
-            "config); choose another name/output_dir or delete the folder to start over"
-        )
-    return saved
-
-
-def _start_only(saved: Mapping[str, Any]) -> bool:
-    """Whether ``saved`` is only the start point a run saves before its first epoch (nothing
-    finished, and not the result of a zero-epoch run): it never blocks a corrected rerun."""
-    epochs = saved["config"].get("epochs") if isinstance(saved["config"], Mapping) else None
-    return int(saved["epoch"]) == 0 and not saved.get("metrics") and epochs != 0
-
-
-def _restart_metrics(cfg: ExperimentConfig, saved: Mapping[str, Any]) -> None:
-    """Put ``metrics.csv`` back to exactly the checkpoint's finished epochs (a diverged epoch's
-    row goes: it is tried again) and say where the run goes on."""
-    _write_metrics(cfg.run_dir, list(saved.get("metrics", [])))
-    if int(saved["epoch"]) < cfg.epochs:
-        print(f"resuming {cfg.run_dir} after epoch {saved['epoch']} of {cfg.epochs}")
-
-
-def _train_loader(
-    cfg: ExperimentConfig, train_ds: RandomCropDataset, ctx: DistContext
-) -> DataLoader:
-    """Batches of the training crops in order (the dataset shuffles per epoch); under torchrun
-    each rank gets its share."""
-    sampler = (
-        DistributedSampler(train_ds, ctx.world_size, ctx.rank, shuffle=False)
-        if ctx.enabled
-        else None
-    )
-    return DataLoader(
-        train_ds,
-        batch_size=cfg.data.batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=cfg.data.num_workers,
-        drop_last=False,
-    )
-
-
-def _start_state(
-    cfg: ExperimentConfig, phase: Phase, model: nn.Module, saved: Mapping[str, Any] | None
-) -> RunState:
-    """The state before the next epoch: the checkpoint's, or a new run's before epoch 0."""
-    epoch = int(saved["epoch"]) if saved is not None else 0
-    optimizer = _optimizer(cfg, model, phase.alpha_and_lr(epoch, cfg.optimizer.lr)[1])
-    if saved is None:
-        return RunState(cfg, phase, model, optimizer, alpha=_current_alpha(model))
-    if saved.get("optimizer") is not None:
-        optimizer.load_state_dict(saved["optimizer"])
-    rows = list(saved.get("metrics", []))
-    return RunState(cfg, phase, model, optimizer, epoch, saved.get("alpha"), rows)
 
 
 def _run_epoch(state: RunState, setup: _Setup, epoch: int) -> dict[str, Any]:
@@ -699,36 +441,304 @@ def _payload(state: RunState) -> dict[str, Any]:
     }
 
 
-def train_baseline(cfg: ExperimentConfig, progress: bool = True) -> RunResult:
-    """Train the original (ungated) autoencoder for ``cfg.epochs`` at ``cfg.optimizer.lr``."""
-    return _run(cfg, Phase("baseline"), progress)
+# -- starting or resuming a run ----------------------------------------------------------------
 
 
-def prune(
-    cfg: ExperimentConfig, original: str | Path | None = None, progress: bool = True
-) -> RunResult:
-    """Prune with the config's α schedule, starting from ``original`` (or ``cfg.init_from``).
-
-    ``original`` is a baseline checkpoint (gates are attached from ``cfg.pruning``) or a gated
-    checkpoint (its masks are kept: a restart, e.g. from the milestone at α = 0.1).
-    """
-    source = original if original is not None else cfg.init_from
-    if source is None and not last_path(cfg.run_dir).exists():
-        raise ConfigError(
-            f"prune '{cfg.name}': no original model; set init_from in the config or pass original="
+def _resume_point(cfg: ExperimentConfig, kind: RunKind) -> dict[str, Any] | None:
+    """The ``last.pt`` an earlier start of this run left (None for a new run); refused when it
+    belongs to another run."""
+    path = last_path(cfg.run_dir)
+    if not path.exists():
+        return None
+    saved = read_checkpoint(path)
+    if saved["kind"] != kind or _comparable(saved["config"]) != _comparable(cfg.to_dict()):
+        if _start_only(saved):
+            print(
+                f"starting over in {cfg.run_dir}: {path} is the start of another config, "
+                "with no finished epoch"
+            )
+            return None
+        raise CheckpointError(
+            f"{path} belongs to a different run (kind '{saved['kind']}' or another "
+            "config); choose another name/output_dir or delete the folder to start over"
         )
-    resuming = last_path(cfg.run_dir).exists()  # a resume needs only its own last.pt
-    if source is not None and not Path(source).is_file() and not resuming:
-        raise CheckpointError(f"prune '{cfg.name}': the original {source}: checkpoint not found")
-    data = None  # the original, read once here for every use of it in this run start
-    if source is not None and Path(source).is_file():
-        require_finished(source, f"prune '{cfg.name}'")  # a diverged run's last.pt is no result
-        saved = read_checkpoint(source)
-        _check_architecture(cfg, Path(source), saved["config"])
-        # what rebuilding its model needs (its optimizer state is not kept for the whole run)
-        data = {key: saved[key] for key in ("kind", "epoch", "alpha", "model", "config")}
-    phase = Phase("prune", cfg.build_schedule(), Path(source) if source else None, data)
-    return _run(cfg, phase, progress)
+    return saved
+
+
+def _start_only(saved: Mapping[str, Any]) -> bool:
+    """Whether ``saved`` is only the start point a run saves before its first epoch (nothing
+    finished, and not the result of a zero-epoch run): it never blocks a corrected rerun."""
+    epochs = saved["config"].get("epochs") if isinstance(saved["config"], Mapping) else None
+    return int(saved["epoch"]) == 0 and not saved.get("metrics") and epochs != 0
+
+
+def _restart_metrics(cfg: ExperimentConfig, saved: Mapping[str, Any]) -> None:
+    """Put ``metrics.csv`` back to exactly the checkpoint's finished epochs (a diverged epoch's
+    row goes: it is tried again) and say where the run goes on."""
+    _write_metrics(cfg.run_dir, list(saved.get("metrics", [])))
+    if int(saved["epoch"]) < cfg.epochs:
+        print(f"resuming {cfg.run_dir} after epoch {saved['epoch']} of {cfg.epochs}")
+
+
+def _start_state(
+    cfg: ExperimentConfig, phase: Phase, model: nn.Module, saved: Mapping[str, Any] | None
+) -> RunState:
+    """The state before the next epoch: the checkpoint's, or a new run's before epoch 0."""
+    epoch = int(saved["epoch"]) if saved is not None else 0
+    optimizer = _optimizer(cfg, model, phase.alpha_and_lr(epoch, cfg.optimizer.lr)[1])
+    if saved is None:
+        return RunState(cfg, phase, model, optimizer, alpha=_current_alpha(model))
+    if saved.get("optimizer") is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+    rows = list(saved.get("metrics", []))
+    return RunState(cfg, phase, model, optimizer, epoch, saved.get("alpha"), rows)
+
+
+def _train_loader(
+    cfg: ExperimentConfig, train_ds: RandomCropDataset, ctx: DistContext
+) -> DataLoader:
+    """Batches of the training crops in order (the dataset shuffles per epoch); under torchrun
+    each rank gets its share."""
+    sampler = (
+        DistributedSampler(train_ds, ctx.world_size, ctx.rank, shuffle=False)
+        if ctx.enabled
+        else None
+    )
+    return DataLoader(
+        train_ds,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=cfg.data.num_workers,
+        drop_last=False,
+    )
+
+
+def _fresh_model(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
+    """A new run's model: the original with gates to prune, or a seeded fresh baseline."""
+    if phase.prunes:
+        return _fresh_pruned(cfg, phase, progress)
+    return FreshModel(_fresh_baseline(cfg))
+
+
+def _fresh_baseline(cfg: ExperimentConfig) -> nn.Module:
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model.model_dump())
+    if cfg.model.vgg_weights:
+        state = load_tensors(cfg.model.vgg_weights, what="model.vgg_weights")
+        load_vgg_weights(model, state)
+    return model
+
+
+def _fresh_pruned(cfg: ExperimentConfig, phase: Phase, progress: bool = True) -> FreshModel:
+    """The model to prune: the original with gates attached, or a gated checkpoint as it is;
+    with ``pruning.reinit`` its weights are drawn afresh first (seeded by the run's seed)."""
+    # built by the config's own factory: the original's was checked to be the same
+    model = phase.original_model(factory=cfg.model.factory)
+    # whatever the run draws (the random criterion, re-initialised weights) follows its seed,
+    # not the history of the process it runs in (in-process, a worker, after another run)
+    torch.manual_seed(cfg.seed)
+    if cfg.pruning.reinit:
+        for module in model.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    if not gates(model):
+        example = example_input(cfg.model.model_dump(), cfg.data.crop)
+        _check_example(model, example, cfg)
+        latency = _latency_budget(cfg, progress)
+        plan = attach_gates(
+            model,
+            keep=cfg.pruning.keep,
+            criterion=cfg.pruning.criterion,
+            target=cfg.pruning.target,
+            example_inputs=_calibration_input(cfg, example),
+            budget=cfg.pruning.budget,
+            min_keep=cfg.pruning.min_keep,
+            round_to=cfg.pruning.round_to,
+            latency=latency,
+        )
+        if not gates(model) and not cfg.pruning.fine_tune_only:
+            raise PruningError(
+                f"prune '{cfg.name}': pruning.keep {cfg.pruning.keep!r} on target "
+                f"{cfg.pruning.target!r} gates no channel (keep 1.0 keeps them all): nothing "
+                "to prune; choose a keep below 1 or a pruning.budget"
+            )
+        if plan.budget is not None and latency is not None:
+            print(plan.budget)
+        return FreshModel(model, plan.budget)
+    return FreshModel(model, None)
+
+
+def _calibration_input(cfg: ExperimentConfig, example: torch.Tensor) -> torch.Tensor:
+    """The input that traces the model and feeds data-driven criteria (e.g. a Taylor score): one
+    batch of the run's own first training crops for the built-in autoencoder, else the model's
+    example input."""
+    if cfg.model.factory is not None:
+        return example
+    train = make_datasets(cfg)[0]
+    train.set_epoch(0)
+    return torch.stack([train[i] for i in range(min(cfg.data.batch_size, len(train)))])
+
+
+def _check_example(model: nn.Module, example: torch.Tensor, cfg: ExperimentConfig) -> None:
+    """A one-line error naming ``model.example_input_size`` (or ``data.crop``) when the model
+    cannot run on the input it is traced with."""
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception as exc:  # the user's model on the user's size: say which key to change
+        key = "model.example_input_size" if cfg.model.example_input_size else "data.crop"
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"prune '{cfg.name}': the model cannot run on an input of size "
+            f"{list(example.shape)} ({key}): {type(exc).__name__}: {reason}"
+        ) from None
+
+
+def _latency_budget(cfg: ExperimentConfig, progress: bool) -> dict[str, Any] | None:
+    """The latency options of a latency budget (None for other runs). Every rank of a torchrun
+    job would time on its own and could choose other channels, so that is refused."""
+    if not (cfg.pruning.budget and "latency" in cfg.pruning.budget):
+        return None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        raise ConfigError(
+            "pruning.budget.latency under torchrun: every rank would measure and choose on its "
+            "own; start the pruning run in one process (epochs: 0 saves its gates), then resume"
+        )
+    device = cfg.device if cfg.device != "auto" else None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return {**cfg.pruning.latency.options(device), "progress": progress}
+
+
+def _feature_encoder(cfg: ExperimentConfig, phase: Phase) -> nn.Module | None:
+    """The frozen encoder of the feature loss: the run's starting encoder, rebuilt the same way
+    on resume (baseline: the seeded initial/VGG encoder; pruning: the original's encoder)."""
+    if cfg.loss.vgg_feature == 0:
+        return None
+    if not phase.prunes or phase.original is None:
+        return _fresh_baseline(cfg).encoder
+    return phase.original_model().encoder
+
+
+def _current_alpha(model: nn.Module) -> float | None:
+    return get_alpha(model) if gates(model) else None
+
+
+def _optimizer(cfg: ExperimentConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = cfg.optimizer
+    if opt.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=opt.weight_decay)
+
+
+class _Loss(nn.Module):
+    """Pixel MSE plus, optionally, MSE between features of a frozen encoder."""
+
+    def __init__(self, cfg: ExperimentConfig, feature_encoder: nn.Module | None) -> None:
+        super().__init__()
+        self.pixel = cfg.loss.pixel
+        self.feature = cfg.loss.vgg_feature
+        self.encoder = None
+        if feature_encoder is not None:
+            self.encoder = feature_encoder.eval().requires_grad_(False)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = self.pixel * F.mse_loss(output, target) if self.pixel else output.new_zeros(())
+        if self.encoder is not None:
+            loss = loss + self.feature * F.mse_loss(self.encoder(output), self.encoder(target))
+        return loss
+
+
+def make_datasets(
+    cfg: ExperimentConfig, world_size: int = 1, held_out: Literal["val", "test"] = "val"
+) -> tuple[RandomCropDataset, FixedCropDataset | GridCropDataset]:
+    """Training (random crops) and held-out (fixed crops or tiles) datasets of ``cfg.data``.
+
+    The split is by image (``data.val_images`` / ``test_images`` or ``data.split``): training
+    never sees a validation or test image. ``held_out="test"`` gives the test images under the
+    validation protocol (a :class:`DataError` when the config has no test split). With
+    ``steps_per_epoch`` set, an epoch holds exactly ``steps × batch_size × world_size``
+    distinct random crops (instead of ``samples_per_epoch``).
+    """
+    images = load_images(cfg.data.source)
+    split = cfg.data.split_of(list(images))
+    names = split.val if held_out == "val" else split.test
+    if not names:
+        raise DataError(
+            f"run '{cfg.name}' has no {held_out} images: declare data.test_images (names or "
+            "globs) or data.split with a test fraction"
+        )
+    samples = cfg.data.samples_per_epoch
+    if cfg.steps_per_epoch:
+        samples = cfg.steps_per_epoch * cfg.data.batch_size * world_size
+    train = RandomCropDataset(
+        {k: images[k] for k in split.train}, cfg.data.crop, samples, seed=cfg.seed
+    )
+    held = validation_dataset(
+        {k: images[k] for k in names},
+        cfg.data.crop,
+        cfg.data.val_protocol,
+        val_crops=cfg.data.val_crops,
+    )
+    return train, held
+
+
+# -- records and checks ------------------------------------------------------------------------
+
+
+def diverged_at(run_dir: str | Path) -> int | None:
+    """The epoch at which the run in ``run_dir`` diverged, per its ``metrics.csv`` (else None)."""
+    path = Path(run_dir) / "metrics.csv"
+    try:
+        frame = pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return None
+    if "status" not in frame.columns:
+        return None
+    bad = frame.loc[frame["status"] == DIVERGED, "epoch"]
+    return int(bad.iloc[-1]) if len(bad) else None
+
+
+def require_finished(checkpoint: str | Path, stage: str = "shrink") -> None:
+    """Raise :class:`Diverged` when ``checkpoint`` is the ``last.pt`` of a run that diverged (it
+    is then the last finite epoch, not the run's result)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.name != "last.pt" or checkpoint.parent.name != "checkpoints":
+        return
+    run_dir = checkpoint.parent.parent
+    epoch = diverged_at(run_dir)
+    if epoch is not None:
+        raise Diverged(
+            run_dir.name,
+            run_dir,
+            epoch,
+            {},
+            f"{stage}: run '{run_dir.name}' diverged at epoch {epoch}, so {checkpoint} is its last "
+            f"finite epoch, not a finished model; choose a run that did not diverge",
+        )
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the keys a resumed run may change, with the defaults of keys added
+    since it was saved filled in (a config that no longer validates is compared as it is)."""
+    try:
+        config = config_from_dict(config).to_dict()
+    except ConfigError:
+        pass
+    return {k: v for k, v in config.items() if k not in _RESUME_FREE_KEYS}
+
+
+def _write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    frame = _frame(rows)
+    atomic_write_bytes(run_dir / "metrics.csv", frame.to_csv(index=False).encode())
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The metrics table of ``rows`` (rows saved before ``status`` existed count as finished)."""
+    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    frame["status"] = frame["status"].fillna(OK)
+    return frame
 
 
 def _architecture(model: Mapping[str, Any]) -> dict[str, Any]:

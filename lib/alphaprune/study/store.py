@@ -51,11 +51,11 @@ from alphaprune.atomic import atomic_write_text
 from alphaprune.engine.checkpoint import last_path, milestone_path
 from alphaprune.engine.config import IMPORT_FACTORY, ExperimentConfig
 from alphaprune.errors import ConfigError, StoreError
-from alphaprune.paths import checkout
+from alphaprune.paths import project_dir
 from alphaprune.study.refs import References, final_change, hold_change
 
 __all__ = [
-    "DEFAULT_ROOT",
+    "project_store",
     "TRAINING_CODE_VERSION",
     "RunStore",
     "StoredRun",
@@ -63,9 +63,16 @@ __all__ = [
     "main",
 ]
 
+
 #: Default store: ``runs/`` at the repository root of a checkout (else of the working directory);
 #: ``$ALPHAPRUNE_RUNS`` overrides it.
-DEFAULT_ROOT = (checkout() or Path.cwd()) / "runs"
+def project_store() -> Path:
+    """The default store: ``runs/`` of the project the user works in (``$ALPHAPRUNE_PROJECT``,
+    else the folder at or above the current one holding ``notebooks/``, else the checkout the
+    package is installed from) — never another checkout's because its venv is borrowed."""
+    return project_dir() / "runs"
+
+
 #: Part of every fingerprint. Bump it when a change to the training code or to a config default
 #: changes what a run with the same config produces.
 #: "2": the bundled data gained a test split (three images no run trains on), held-out PSNR is
@@ -87,14 +94,14 @@ _RUN_FOLDERS = {"checkpoints": ".pt", "eval": ".json"}
 
 
 def default_root() -> Path:
-    """``$ALPHAPRUNE_RUNS`` if set (an empty value counts as unset), else :data:`DEFAULT_ROOT`.
+    """``$ALPHAPRUNE_RUNS`` if set (an empty value counts as unset), else :func:`project_store`.
 
     A relative value is a :class:`StoreError`: the report notebooks work inside the report
     folder, so the same value would name another store there than in the shell that set it.
     """
     raw = os.environ.get(RUNS_ENV, "")
     if not raw.strip():
-        return DEFAULT_ROOT
+        return project_store()
     path = Path(raw).expanduser()
     if not path.is_absolute():
         raise StoreError(
@@ -666,7 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``runs list|gc``: show the store's runs (size, users) or remove unreferenced ones."""
     parser = argparse.ArgumentParser(prog="python -m alphaprune runs", description=main.__doc__)
     parser.add_argument("action", choices=["list", "gc"])
-    parser.add_argument("--root", help=f"store folder (default ${RUNS_ENV}, else {DEFAULT_ROOT})")
+    parser.add_argument(
+        "--root", help=f"store folder (default ${RUNS_ENV}, else the project's runs/)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="gc: only say what would go")
     parser.add_argument(
         "--forget-missing",
