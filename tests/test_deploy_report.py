@@ -158,9 +158,9 @@ def test_the_gpu_check_script_runs_the_deploy_steps() -> None:
 
 
 def test_the_report_shows_the_exported_row_and_the_budget(tmp_path, monkeypatch) -> None:
-    from alphaprune.report.blocks import Report
-    from alphaprune.report.figures import save_figure
+    from alphaprune.report.outputs import Figure, Table, save_figure, save_table
     from alphaprune.report.schema import Notes
+    from alphaprune.report.sections import Report
     from alphaprune.report.validation import load_report_params
 
     # the week's notes quote experiments.csv, which this section-only folder does not hold
@@ -180,11 +180,11 @@ def test_the_report_shows_the_exported_row_and_the_budget(tmp_path, monkeypatch)
         batch_size=2,
         timed_batches=3,
     )
-    bench.to_csv(tmp_path / "tables" / "benchmark.csv", index=False)
-    deploy.budget_table(RECORD, bench).to_csv(tmp_path / "tables" / "budget.csv", index=False)
+    save_table(bench, Table.BENCHMARK, folder=tmp_path)
+    save_table(deploy.budget_table(RECORD, bench), Table.BUDGET, folder=tmp_path)
     monkeypatch.chdir(tmp_path)  # figures/ is relative to the report folder
-    save_figure(deploy.plot_latency_vs_flops(bench, RECORD, "CPU"), "benchmark")
-    save_figure(deploy.plot_latency_vs_flops(bench, RECORD, "CPU"), "latency_flops")
+    save_figure(deploy.plot_latency_vs_flops(bench, RECORD, "CPU"), Figure.BENCHMARK)
+    save_figure(deploy.plot_latency_vs_flops(bench, RECORD, "CPU"), Figure.LATENCY_FLOPS)
     stage = SimpleNamespace(params=params, folder=tmp_path)
     html = "".join(block.data for block in Report(stage).gpu())
     assert (

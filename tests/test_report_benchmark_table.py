@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alphaprune.report.blocks import masked_size, timing_flags
+from alphaprune.report.sections import masked_size, timing_flags
 
 
 def _bench(p10: list[float], p90: list[float], params_ratio: list[float]) -> pd.DataFrame:

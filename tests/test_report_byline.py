@@ -6,8 +6,8 @@ import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
 
-from alphaprune.report.blocks import Report
 from alphaprune.report.schema import Notes
+from alphaprune.report.sections import Report
 from alphaprune.report.validation import load_report_params
 
 ROOT = Path(__file__).resolve().parents[1]

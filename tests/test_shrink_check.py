@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import alphaprune as ap
-from alphaprune.report import figures as rf
+from alphaprune.report.tables import shrink_check
 
 
 def gated_autoencoder(scale: float) -> torch.nn.Module:
@@ -23,7 +23,7 @@ def gated_autoencoder(scale: float) -> torch.nn.Module:
 
 def test_huge_outputs_do_not_fail_the_shrink_check():
     model = gated_autoencoder(1e9)
-    check = rf.shrink_check(model, ap.shrink(model), 32, tolerance=1e-4).iloc[0]
+    check = shrink_check(model, ap.shrink(model), 32, tolerance=1e-4).iloc[0]
     assert check["output_scale"] > 1e6 and check["max_abs_diff"] > 1e-4  # float rounding …
     assert bool(check["passed"]) and check["relative_diff"] < 1e-4  # … at that scale
 
@@ -33,7 +33,7 @@ def test_a_real_difference_still_fails_it():
     small = ap.shrink(model)
     with torch.no_grad():
         small.decoder[-1].bias.add_(0.01)
-    assert not bool(rf.shrink_check(model, small, 32, tolerance=1e-4)["passed"][0])
+    assert not bool(shrink_check(model, small, 32, tolerance=1e-4)["passed"][0])
 
 
 def test_non_finite_outputs_are_named_as_the_models_problem():
@@ -42,4 +42,4 @@ def test_non_finite_outputs_are_named_as_the_models_problem():
         ap.shrink(model)
     small = ap.shrink(model, verify=False)
     with pytest.raises(ValueError, match="the model itself is broken"):
-        rf.shrink_check(model, small, 32, tolerance=1e-4)
+        shrink_check(model, small, 32, tolerance=1e-4)

@@ -1,17 +1,19 @@
 """The addendum's deployment pieces: the shrunk model exported to ONNX (verified) and timed in
 onnxruntime beside the torch models, and — when a budget chose the channels — its predicted
-and measured ratios and a latency-vs-FLOPs figure."""
+and measured ratios (its latency-vs-FLOPs figure is
+:func:`alphaprune.report.plots.plot_latency_vs_flops`, also importable from here)."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
+
+from alphaprune.report.plots import plot_latency_vs_flops
 
 __all__ = [
     "EXPORTED",
@@ -96,53 +98,3 @@ def budget_table(record: dict[str, Any], bench: pd.DataFrame) -> pd.DataFrame:
             }
         ]
     )
-
-
-def plot_latency_vs_flops(bench: pd.DataFrame, record: dict[str, Any], device_label: str):
-    """Measured latency ratio against FLOPs ratio of every model in the addendum's benchmark,
-    the budget's target and (for a latency budget) its predicted and measured ratios."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    ax.plot([0, 1.05], [0, 1.05], color="0.75", lw=1, ls="--", label="latency ∝ FLOPs")
-    for _, row in bench.iterrows():
-        ax.scatter(row["flops_ratio"], row["latency_ratio"], s=36, zorder=3)
-        ax.annotate(
-            row["model"],
-            (row["flops_ratio"], row["latency_ratio"]),
-            fontsize=7,
-            xytext=(4, 3),
-            textcoords="offset points",
-        )
-    target = record["target"]
-    ax.axhline(target, color="#c44e52", lw=1, label=f"{record['kind']} budget {target:g}")
-    shrunk_flops = float(bench.set_index("model").loc["shrunk", "flops_ratio"])
-    if record["kind"] == "latency":
-        ax.scatter(
-            shrunk_flops,
-            record["predicted"],
-            marker="x",
-            color="k",
-            zorder=4,
-            label="predicted when pruning",
-        )
-        measured = record.get("measured")
-        if measured is not None and math.isfinite(measured):
-            ax.scatter(
-                shrunk_flops,
-                measured,
-                marker="+",
-                s=60,
-                color="#c44e52",
-                zorder=4,
-                label="measured when pruning",
-            )
-    ax.set_xlim(0, 1.05)
-    ax.set_ylim(0, max(1.15, float(bench["latency_ratio"].max()) + 0.12))
-    ax.set_xlabel("FLOPs ratio (model / original)")
-    ax.set_ylabel("latency ratio (model / original in torch)")
-    ax.set_title(f"latency vs FLOPs ({device_label})", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, frameon=False, loc="upper left")
-    fig.tight_layout()
-    return fig

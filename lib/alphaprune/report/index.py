@@ -17,13 +17,14 @@ import pandas as pd
 
 from alphaprune.atomic import atomic_write_text
 from alphaprune.errors import ReportFolderError
+from alphaprune.report.outputs import Table
 
 __all__ = ["compare_weeks", "week_summary", "write_index"]
 
 INDEX_FILE = "index.html"
 REPORT_HTML = "report.html"
 REPORT_PDF = "report.pdf"
-EXPERIMENTS = Path("tables") / "experiments.csv"
+EXPERIMENTS = Table.EXPERIMENTS.path
 #: the columns :func:`compare_weeks` sets side by side (those a week's table holds)
 COMPARED = ("label", "keep", "epochs", "lr", "status", "val_psnr", "val_ssim")
 

@@ -41,16 +41,10 @@ from alphaprune.engine.config import ConfigError, read_yaml, resolve_path
 from alphaprune.engine.factories import trust_factory
 from alphaprune.errors import ReportParamsError, StageOrderError
 from alphaprune.paths import project_dir
-from alphaprune.report import figures as rf
+from alphaprune.report.outputs import enter, stage_inputs
 from alphaprune.report.run_configs import BASELINE, run_checkpoint
 from alphaprune.report.schema import ReportParams
-from alphaprune.report.stages import (
-    PRUNE,
-    REPORT,
-    STAGES,
-    stage_inputs,
-    stage_notebook,
-)
+from alphaprune.report.stages import PRUNE, REPORT, STAGES, stage_notebook
 from alphaprune.report.validation import report_params_from_dict
 
 __all__ = [
@@ -244,7 +238,7 @@ def setup(namespace: MutableMapping[str, Any], stage: str) -> StageContext:
     out_dir = namespace.get("out_dir")
     folder = resolve_path(str(out_dir), project) if out_dir else default_folder(params)
     namespace[_DONE] = stage
-    folder = rf.enter(folder.resolve())
+    folder = enter(folder.resolve())
     context = StageContext(stage, params, folder, shown, project, retrain)
     needs = stage_inputs(params)
     # the report shows every stage's outputs; the others need only the runs of 01_prune

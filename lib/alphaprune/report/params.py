@@ -1,4 +1,4 @@
-"""The weekly report's params file (YAML): schema, validation and the parameters of each stage.
+"""Re-exports, in one place, the names about a week's params file (YAML) that notebooks and tests use.
 
 One file per week describes the runs (a baseline and the pruning experiments), what each
 notebook shows, and the report's prose. Relative paths in it are relative to the project folder.
@@ -21,12 +21,14 @@ Every run config is the engine's :class:`alphaprune.engine.config.ExperimentConf
 This module gathers the names the notebooks and tests use; each lives in a module with one job:
 :mod:`~alphaprune.report.schema` (the models), :mod:`~alphaprune.report.validation` (loading and
 the checks across sections), :mod:`~alphaprune.report.run_configs` (each run's engine config and
-checkpoints) and :mod:`~alphaprune.report.stages` (the stages and their papermill parameters).
+checkpoints), :mod:`~alphaprune.report.stages` (the stages and their papermill parameters) and
+:mod:`~alphaprune.report.outputs` (what each stage writes, :func:`stage_inputs`).
 """
 
 from __future__ import annotations
 
 from alphaprune.errors import ReportParamsError
+from alphaprune.report.outputs import stage_inputs
 from alphaprune.report.run_configs import (
     BASELINE,
     RUNS_DIR,
@@ -44,7 +46,7 @@ from alphaprune.report.schema import (
     RunStart,
     ShrinkParams,
 )
-from alphaprune.report.stages import STAGES, papermill_parameters, stage_inputs
+from alphaprune.report.stages import STAGES, papermill_parameters
 from alphaprune.report.validation import load_report_params, report_params_from_dict
 
 __all__ = [

@@ -80,9 +80,9 @@ import numpy as np
 import pandas as pd
 
 from alphaprune.errors import ReportParamsError
-from alphaprune.report.figures import weight_ranges
 from alphaprune.report.run_configs import BASELINE
 from alphaprune.report.schema import Notes, ReportParams
+from alphaprune.report.tables import weight_ranges
 
 __all__ = [
     "Value",
@@ -293,7 +293,7 @@ def _weights_value(run: str, field: str) -> Value:
 
 def _weights(params: ReportParams) -> Tree:
     """Runs compared channel by channel: the experiments that do not start from a shrunk model
-    (:func:`alphaprune.report.figures.weights_table`)."""
+    (:func:`alphaprune.report.tables.weights_table`)."""
     how = ("min_ratio", "max_ratio", "min_layer", "max_layer")
     return {
         e.name: {h: _weights_value(e.name, h) for h in how}

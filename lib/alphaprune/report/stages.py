@@ -1,8 +1,9 @@
-"""The report's stages: their names and order, what each leaves for later ones, their parameters.
+"""The report's stages: their names and order, their notebooks and their parameters.
 
 Each stage is one notebook, ``notebooks/<stage>.ipynb``, executed into ``<report folder>/<stage>.ipynb``
 with the same parameters: the params file itself (:func:`papermill_parameters`). The numbers are
-the order: running the notebooks in sorted file-name order builds the report.
+the order: running the notebooks in sorted file-name order builds the report. What each stage
+writes (and which of it later stages need) is registered in :mod:`alphaprune.report.outputs`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Any
 
 from alphaprune.engine.config import ConfigError, read_yaml
 from alphaprune.errors import ReportParamsError
-from alphaprune.report.run_configs import BASELINE, run_checkpoint
-from alphaprune.report.schema import ReportParams
 
 __all__ = [
     "PRUNE",
@@ -25,7 +24,6 @@ __all__ = [
     "REPORT",
     "STAGES",
     "stage_notebook",
-    "stage_inputs",
     "papermill_parameters",
     "stage_parameters",
 ]
@@ -45,39 +43,11 @@ STAGES: tuple[str, ...] = (
     STUDY,  # a week without a study: nothing to do
     REPORT,
 )
-#: The files (relative to the output folder) each stage writes that later stages read, besides
-#: the checkpoints of 01_prune (see :func:`stage_inputs`).
-_OUTPUTS: dict[str, tuple[str, ...]] = {
-    PRUNE: ("tables/experiments.csv",),
-    RECONSTRUCT: ("tables/reconstruction.csv", "figures/reconstruction.png"),
-    SHRINK: ("tables/shrink.csv", "tables/shrink_check.csv"),
-    GPU: ("tables/benchmark.csv", "figures/benchmark.png"),
-    STUDY: (
-        "tables/study.csv",
-        "tables/study_summary.csv",
-        "figures/study.png",
-        "figures/study_curves.png",
-        "study.json",
-    ),
-    REPORT: (),
-}
 
 
 def stage_notebook(notebooks: Path, stage: str) -> Path:
     """The notebook of ``stage`` in the folder ``notebooks``."""
     return notebooks / f"{stage}.ipynb"
-
-
-def stage_inputs(params: ReportParams) -> dict[str, list[str]]:
-    """The files (relative to the output folder) each stage writes that later stages read."""
-    runs = [BASELINE] + sorted(
-        {params.reconstruct.experiment, params.shrink.experiment, params.gpu.experiment}
-    )
-    inputs = {stage: list(_OUTPUTS[stage]) for stage in STAGES}
-    inputs[PRUNE] = [run_checkpoint(r) for r in runs] + inputs[PRUNE]
-    if not params.study:
-        inputs[STUDY] = []
-    return inputs
 
 
 def stage_parameters(
