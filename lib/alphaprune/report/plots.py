@@ -31,16 +31,33 @@ def plot_training(metrics: Mapping[str, pd.DataFrame], labels: Mapping[str, str]
     import matplotlib.pyplot as plt
 
     labels = labels or {}
-    fig, (ax_loss, ax_alpha) = plt.subplots(1, 2, figsize=(9.5, 2.8))
-    lowest = [f["val_loss"].min() for f in metrics.values() if not f.empty]
+    # 7.2 in wide: printed on A4 at about 0.9 scale, so 9-pt legend text stays readable
+    fig, (ax_loss, ax_alpha) = plt.subplots(1, 2, figsize=(7.2, 2.8))
+    finite = [
+        pd.to_numeric(f["val_loss"], errors="coerce") for f in metrics.values() if not f.empty
+    ]
+    lowest = [v[v < float("inf")].min() for v in finite if (v < float("inf")).any()]
     top = 30 * float(pd.Series(lowest).median()) if lowest else None  # a diverged run is clipped
     for name, frame in metrics.items():
         if frame.empty:
             continue
         label = labels.get(name, name)
-        if top is not None and frame["val_loss"].max() > top:
-            label += f" (up to {frame['val_loss'].max():.2g}, clipped)"
-        (line,) = ax_loss.plot(frame["epoch"], frame["val_loss"], marker="o", ms=3, label=label)
+        highest = pd.to_numeric(frame["val_loss"], errors="coerce").max()
+        if top is not None and not highest <= top:
+            label += f" (up to {highest:.2g}, ▲ above the axis)"
+        loss = pd.to_numeric(frame["val_loss"], errors="coerce")
+        (line,) = ax_loss.plot(frame["epoch"], loss, marker="o", ms=3, label=label)
+        if top is not None:  # points above the axis (or inf) stay visible: a ▲ at its top edge
+            off = ~(loss <= top)
+            ax_loss.plot(
+                frame["epoch"][off],
+                [top * 0.92] * int(off.sum()),
+                linestyle="none",
+                marker="^",
+                ms=6,
+                color=line.get_color(),
+                clip_on=False,
+            )
         alpha = pd.to_numeric(frame["alpha"], errors="coerce")
         if alpha.notna().any():
             ax_alpha.plot(frame["epoch"], alpha, marker="o", ms=3, color=line.get_color())
@@ -60,10 +77,10 @@ def plot_training(metrics: Mapping[str, pd.DataFrame], labels: Mapping[str, str]
     fig.legend(
         *ax_loss.get_legend_handles_labels(),
         loc="upper center",
-        ncols=3,
+        ncols=2,
         frameon=False,
         bbox_to_anchor=(0.5, 0.0),
-        fontsize=8,
+        fontsize=9,
     )
     return fig
 
@@ -128,7 +145,8 @@ def plot_weight_ratios_by_run(
     labels = labels or {}
     runs = list(dict.fromkeys(table["run"]))
     layers = list(dict.fromkeys(table["layer"]))
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(layers) + 2.5), 3.3))
+    # at most 7.5 in wide (printed near full size), the labels smaller only for many layers
+    fig, ax = plt.subplots(figsize=(min(7.5, max(5.5, 0.6 * len(layers) + 2.5)), 3.3))
     width = 0.8 / max(len(runs), 1)
     x = np.arange(len(layers))
     for i, run in enumerate(runs):
@@ -148,8 +166,8 @@ def plot_weight_ratios_by_run(
     ax.grid(axis="y", alpha=0.3)
     ax.legend(
         frameon=False,
-        fontsize=8,
-        ncols=min(len(runs), 4),
+        fontsize=9,
+        ncols=min(len(runs), 3),
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
     )

@@ -32,7 +32,9 @@ def plot_study(result: StudyResult):
     spec = result.spec
     runs = result.runs[(result.runs["budget"] == spec.primary) & result.runs["selected"]]
     summary = result.summary[result.summary["budget"] == spec.primary].reset_index(drop=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(7.5, 4.2)
+    )  # printed near full size: 9-pt text readable
     rng = np.random.default_rng(0)
     for i, row in summary.iterrows():
         part = runs[runs["arm"] == row["arm"]]
@@ -58,14 +60,14 @@ def plot_study(result: StudyResult):
     right.axhline(0.0, color="grey", linestyle=":", linewidth=1)
     for ax in (left, right):
         ax.set_xticks(range(len(summary)))
-        ax.set_xticklabels(summary["label"], rotation=20, ha="right", fontsize=8)
+        ax.set_xticklabels(summary["label"], rotation=20, ha="right", fontsize=9)
     pct = _pct(spec.confidence)
     left.set_ylabel("test PSNR (dB, mean over whole images)")
     left.set_title(f"{spec.primary}: every run a dot; black: mean ± {pct} CI", fontsize=10)
-    left.legend(frameon=False, fontsize=8)
+    left.legend(frameon=False, fontsize=9)
     right.set_ylabel("Δ PSNR to the reference (dB, same baseline and seed)")
     right.set_title(f"− {spec.label(spec.reference)}: mean ± {pct} CI", fontsize=10)
-    right.legend(frameon=False, fontsize=8)
+    right.legend(frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -76,7 +78,9 @@ def plot_curves(result: StudyResult):
     import matplotlib.pyplot as plt
 
     spec, summary = result.spec, result.summary
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(7.5, 4.2)
+    )  # printed near full size: 9-pt text readable
     order = list(spec.points)
     for i, arm in enumerate(spec.methods):
         part = summary[summary["arm"] == arm]
@@ -102,7 +106,7 @@ def plot_curves(result: StudyResult):
     right.axhspan(-margin, margin, color="grey", alpha=0.15)
     right.axhline(0.0, color="grey", linestyle=":", linewidth=1)
     right.set_xticks(range(len(order)))
-    right.set_xticklabels(order, fontsize=8)
+    right.set_xticklabels(order, fontsize=9)
     pct = _pct(spec.confidence)
     left.set_xlabel("FLOPs of the shrunk model / original")
     left.set_ylabel("test PSNR (dB)")
