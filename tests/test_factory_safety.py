@@ -295,3 +295,25 @@ def test_report_names_a_factory_only_the_current_folder_provides(tmp_path, monke
     text = str(err.value)
     assert "cwdonly" in text and str(tmp_path) in text and "PYTHONPATH" in text
     assert "\n" not in text and not (tmp_path / "out").exists()  # checked before any folder
+
+
+def test_with_an_allow_list_a_params_factory_outside_it_is_not_even_imported(
+    tmp_path, monkeypatch
+) -> None:
+    """Set ALPHAPRUNE_FACTORIES (a shared machine, CI): a params factory from another package is
+    refused before import; one from a listed package and the built-ins still work."""
+    from alphaprune.engine.factories import import_factory
+
+    planted = tmp_path / "shellish.py"
+    planted.write_text(
+        "import pathlib\npathlib.Path(__file__).with_suffix('.ran').touch()\n"
+        "def system(cmd):\n    return 0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ALPHAPRUNE_FACTORIES", "mylab.models")
+    with pytest.raises(ConfigError, match="not in ALPHAPRUNE_FACTORIES=mylab.models"):
+        import_factory("shellish:system")
+    assert not planted.with_suffix(".ran").exists()
+    assert import_factory("alphaprune.engine.models:build_unet") is not None
+    monkeypatch.setenv("ALPHAPRUNE_FACTORIES", "shellish")
+    assert callable(import_factory("shellish:system"))  # listed: the user's choice

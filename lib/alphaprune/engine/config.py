@@ -367,7 +367,8 @@ class PruningConfig(_Section):
         ]
         if self.budget is None and unused:
             raise ValueError(
-                f"{' and '.join(unused)} only apply with pruning.budget (the per-group keep it "
+                f"{' and '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} only "
+                "with pruning.budget (the per-group keep it "
                 "chooses); without a budget, pruning.keep sets every group's fraction"
             )
         return self

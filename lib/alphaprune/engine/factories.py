@@ -12,7 +12,9 @@ when the user trusts it: a built-in builder, a factory named by the user's own p
 and the report notebooks :func:`trust_factory` the factories of the params they run with), or a
 package listed in ``$ALPHAPRUNE_FACTORIES`` (comma-separated package prefixes, e.g.
 ``mylab.models,timm``); otherwise the caller passes ``factory=`` (see
-:func:`alphaprune.engine.checkpoint.load_model`). See ``docs/safety.md``.
+:func:`alphaprune.engine.checkpoint.load_model`). With ``$ALPHAPRUNE_FACTORIES`` set, the
+params' own factories must come from a listed package too (a shared machine, CI). See
+``docs/safety.md``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
     the first place Python looks) or is not there.
     """
     module_name, function_name = check_factory_name(spec)
+    if _allowed() and not _allowed_by_env(spec) and spec not in BUILTIN_FACTORIES:
+        raise ConfigError(
+            f"model factory '{spec}' is not in {FACTORIES_ENV}={','.join(_allowed())}: with the "
+            "variable set, every factory (params, --set, notebooks, checkpoints) must come from "
+            "a package it lists"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -161,13 +169,15 @@ def _allowed() -> list[str]:
 def trusted_factory(spec: str) -> bool:
     """Whether a checkpoint may name ``spec``: a built-in builder, a factory of the params this
     process runs with (:func:`trust_factory`) or one allowed by ``$ALPHAPRUNE_FACTORIES``."""
-    if spec in BUILTIN_FACTORIES or spec in _TRUSTED:
-        return True
+    return spec in BUILTIN_FACTORIES or spec in _TRUSTED or _allowed_by_env(spec)
+
+
+def _allowed_by_env(spec: str) -> bool:
+    """Whether ``$ALPHAPRUNE_FACTORIES`` lists ``spec``, its module or a package above it."""
     module = spec.split(":")[0]
-    for entry in _allowed():
-        if spec == entry or module == entry or module.startswith(entry + "."):
-            return True
-    return False
+    return any(
+        spec == entry or module == entry or module.startswith(entry + ".") for entry in _allowed()
+    )
 
 
 def trust_factory(spec: str | None) -> None:
