@@ -26,7 +26,7 @@ def original(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("key, value", [("round_to", 8), ("min_keep", 0.9)])
 def test_budget_options_without_a_budget_are_refused(tmp_path, key, value):
-    with pytest.raises(ConfigError, match=rf"pruning: {key}={value!r} .*only apply with"):
+    with pytest.raises(ConfigError, match=rf"pruning: {key}={value!r} .*only with pruning.budget"):
         config_from_dict(tiny_config(tmp_path, **{f"pruning.{key}": value}))
     config_from_dict(  # with a budget they apply
         tiny_config(tmp_path, **{f"pruning.{key}": value, "pruning.budget": {"flops": 0.5}})
