@@ -61,7 +61,11 @@ main {
 .jp-RenderedHTMLCommon h2 { font-size: 1.3em; margin-top: 1.4em; border: none; }
 .jp-RenderedHTMLCommon h3 { font-size: 1.1em; margin-top: 1.1em; }
 .report-byline { text-align: center; color: #444; margin-bottom: 1.5em; }
-.report-keep { break-inside: avoid; }
+/* a group (heading, prose, its table) may break between its parts: keeping a whole section on
+   one page pushed it to the next and left half-empty pages; each table and figure stays whole */
+.report-keep { break-inside: auto; }
+.report-keep > :first-child { break-after: avoid; }
+figure.report-figure img { max-height: 225mm; width: auto; }
 figure.report-figure { margin: 0.8em auto; text-align: center; break-inside: avoid; }
 figure.report-figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
 figcaption, .report-table caption {
