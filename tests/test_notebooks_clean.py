@@ -94,6 +94,7 @@ def test_notebook_code_is_thin(path: Path) -> None:
         assert "%matplotlib inline" in text, f"{path.name}: plots without %matplotlib inline"
 
 
+@pytest.mark.slow  # > 5 s on a busy machine: out of the unit tier, in make test
 def test_git_strips_outputs_of_a_notebook_saved_with_them(tmp_path) -> None:
     """make venv installs nbstripout as the git filter of the committed .gitattributes: a
     notebook saved in JupyterLab with outputs leaves `git diff` clean."""

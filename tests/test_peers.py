@@ -42,6 +42,7 @@ def test_the_channels_kept_are_torch_prunings_top_ranked(name, importance):
     assert set(torch.nonzero(plan["encoder.2"].mask).flatten().tolist()) == want
 
 
+@pytest.mark.slow  # > 5 s on a busy machine: out of the unit tier, in make test
 def test_taylor_uses_gradients_of_the_reconstruction_and_leaves_none_behind():
     x = torch.rand(4, 3, 32, 32)
     taylor = ap.attach_gates(_model(), keep=0.5, criterion="tp_taylor", example_inputs=x)

@@ -173,6 +173,7 @@ def draw_model(draw) -> tuple[nn.Sequential, int]:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+@pytest.mark.slow  # > 5 s on a busy machine: out of the unit tier, in make test
 @given(data=st.data())
 def test_shrink_matches_gated_model_on_random_chains(data) -> None:
     model, size = draw_model(data.draw)

@@ -142,6 +142,7 @@ class _Shift(nn.Module):
         return x + self.shift
 
 
+@pytest.mark.slow  # > 5 s on a busy machine: out of the unit tier, in make test
 def test_a_model_above_its_original_beyond_the_evaluation_noise_is_flagged():
     from alphaprune.engine.evaluate import compare_to_original
 

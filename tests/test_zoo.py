@@ -280,6 +280,7 @@ def random_nets(draw):
     alpha=st.floats(0.01, 0.99),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.slow  # > 5 s on a busy machine: out of the unit tier, in make test
 def test_random_graphs_shrink_exactly(net, keep, alpha, seed):
     stem, spec, linear_head = net
     torch.manual_seed(seed)
