@@ -44,6 +44,9 @@ TIMING = {
     "block_batches",
     "reused",
     "train_seconds",  # the second path finds the first path's runs in the store
+    "train_cpu_seconds",
+    "latency_ms",  # the study's CPU latency of each shrunk point
+    "cpu_hours",
 }
 
 
