@@ -77,6 +77,7 @@ def test_first_line_names_the_project_and_last_line_the_report_files(tmp_path, m
     assert lines[0] == f"project folder {clone} (it holds the params file {params.resolve()})"
     html = folder / "report.html"
     assert lines[-1] == f"report written: {html} (no PDF: {export.PDF_HINT})"
+    assert lines[-2] == f"index of every week: {clone / 'reports' / 'index.html'}"
     run_report(params)
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith(f"report up to date: {html}")
 

@@ -392,7 +392,9 @@ def run_report(
         records = run_stages(stages, folder, force=force, progress=progress, cwd=project)
         _write_provenance(folder, params)
         message = _export(records[-1].notebook, folder, params.report_title)
-    _say(progress, f"index of every week: {write_index(folder.parent)}")
+    reports = project / "reports"
+    if folder.parent == reports:  # never an index.html in a folder alphaprune does not own
+        _say(progress, f"index of every week: {write_index(reports)}")
     _say(progress, message)  # the last line names the report's files
     return folder
 
