@@ -7,10 +7,18 @@ A unit test that trains or starts a kernel fails and says which marker it needs,
 tier stays what it claims (also when a fixture does the training).
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# jsonschema (under nbformat) builds a lark grammar for its optional RFC 3987 "iri" format check
+# when rfc3987_syntax is installed (JupyterLab pulls it in): seconds at import, for a format no
+# notebook schema uses. Tests run without that optional checker.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 CI_PARAMS = Path(__file__).resolve().parents[1] / "params" / "ci.yaml"
 
@@ -34,18 +42,29 @@ def session_run_store(tmp_path_factory):
         yield root
 
 
+_test_folders = iter(range(1, 1 << 30))
+
+
+@pytest.fixture(scope="session")
+def per_test_root(tmp_path_factory) -> Path:
+    """The parent of every test's own run store and latency cache (one folder each, by number)."""
+    return tmp_path_factory.mktemp("per-test")
+
+
 @pytest.fixture(autouse=True)
-def run_store(tmp_path_factory, monkeypatch):
-    """Every test (and every notebook it runs) uses its own run store, never the checkout's runs/."""
-    root = tmp_path_factory.mktemp("run-store")
+def run_store(per_test_root, monkeypatch):
+    """Every test (and every notebook it runs) uses its own run store, never the checkout's runs/.
+    The folder is named, not made: the store makes it when something is written (a mkdir per
+    test, twice, was a second of the unit tier)."""
+    root = per_test_root / f"test-{next(_test_folders)}" / "runs"
     monkeypatch.setenv("ALPHAPRUNE_RUNS", str(root))
     return root
 
 
 @pytest.fixture(autouse=True)
-def latency_cache(tmp_path_factory, monkeypatch):
+def latency_cache(run_store, monkeypatch):
     """Latency tables go to a folder of the test's own, never to ~/.cache/alphaprune."""
-    root = tmp_path_factory.mktemp("latency-cache")
+    root = run_store.parent / "latency-cache"
     monkeypatch.setenv("ALPHAPRUNE_CACHE", str(root))
     return root
 
@@ -96,18 +115,30 @@ def pytest_collection_modifyitems(config, items):
 
 HEAVY_MARKERS = ("training", "kernel", "slow")
 _current: dict[str, object] = {"unit": False, "test": ""}
+_THREADS = {"default": torch.get_num_threads()}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    """Before the test's fixtures are set up: is it a unit test (no tier marker)?"""
-    _current.update(
-        unit=not any(item.get_closest_marker(m) for m in HEAVY_MARKERS), test=item.nodeid
-    )
+    """Before the test's fixtures are set up: is it a unit test (no tier marker)? A unit test
+    runs on one torch thread: its tensors are small, and two threads on a busy 2-core machine
+    spin against the load (the tier is measured loaded)."""
+    unit = not any(item.get_closest_marker(m) for m in HEAVY_MARKERS)
+    _current.update(unit=unit, test=item.nodeid)
+    threads = 1 if unit else _THREADS["default"]
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def pytest_runtest_teardown(item, nextitem):
     _current["unit"] = False
+
+
+def _refusal(marker: str, what: str) -> AssertionError:
+    return AssertionError(
+        f"{_current['test']} {what}: mark it @pytest.mark.{marker} (or mark the module with "
+        "pytestmark), the unit tier must not"
+    )
 
 
 def _refuse_in_unit_tests(module, name: str, marker: str, what: str) -> None:
@@ -115,19 +146,29 @@ def _refuse_in_unit_tests(module, name: str, marker: str, what: str) -> None:
 
     def guarded(*args, **kwargs):
         if _current["unit"]:
-            raise AssertionError(
-                f"{_current['test']} {what}: mark it @pytest.mark.{marker} (or mark the module "
-                f"with pytestmark), the unit tier must not"
-            )
+            raise _refusal(marker, what)
         return original(*args, **kwargs)
 
     setattr(module, name, guarded)
 
 
-def pytest_configure(config):
-    import papermill
+class _UnitTierPopen(subprocess.Popen):
+    """``subprocess.Popen`` that refuses to start a Jupyter kernel inside a unit test (however it
+    is started: papermill, nbclient, jupyter_client). Patched in at configure time instead of
+    wrapping papermill, whose import (nbformat's schema checks) costs seconds of the unit tier."""
 
+    def __init__(self, args, *rest, **kwargs):
+        words = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+        if _current["unit"] and any("ipykernel" in str(word) for word in words):
+            raise _refusal("kernel", "starts a Jupyter kernel")
+        super().__init__(args, *rest, **kwargs)
+
+
+def pytest_configure(config):
     from alphaprune.engine import train
 
     _refuse_in_unit_tests(train, "_train_epoch", "training", "trains a model")
-    _refuse_in_unit_tests(papermill, "execute_notebook", "kernel", "starts a Jupyter kernel")
+    subprocess.Popen = _UnitTierPopen
+    launcher = sys.modules.get("jupyter_client.launcher")
+    if launcher is not None:
+        launcher.Popen = _UnitTierPopen

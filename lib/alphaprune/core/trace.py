@@ -20,6 +20,7 @@ The graph is only analysed, never run: each node's value is reduced to ``node.me
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import linecache
 import operator
@@ -242,10 +243,8 @@ def _eager_type_checks(model: nn.Module):
     a tensor's class would fool C code into reading it as a tensor.)"""
     packages = {type(m).__module__.split(".")[0] for m in model.modules()} - {"torch", "alphaprune"}
     patched = []
-    for name, module in list(sys.modules.items()):
-        if name.partition(".")[0] not in packages:
-            continue
-        namespace = getattr(module, "__dict__", None)
+    for name in _modules_of(frozenset(packages), len(sys.modules)):
+        namespace = getattr(sys.modules.get(name), "__dict__", None)
         if namespace is not None and "isinstance" not in namespace:
             namespace["isinstance"] = _isinstance
             patched.append(namespace)
@@ -259,6 +258,14 @@ def _eager_type_checks(model: nn.Module):
 
 
 _TORCH_IS_TENSOR = torch.is_tensor
+
+
+@functools.lru_cache(maxsize=8)
+def _modules_of(packages: frozenset[str], n_modules: int) -> tuple[str, ...]:
+    """Names in ``sys.modules`` of ``packages`` and their sub-modules (cached while the number
+    of imported modules stays ``n_modules``: a scan of every module is milliseconds a trace)."""
+    dotted = tuple(f"{package}." for package in packages)
+    return tuple(name for name in list(sys.modules) if name in packages or name.startswith(dotted))
 
 
 def _fetch(root: nn.Module, target: str) -> Any:
