@@ -2,7 +2,7 @@
 
 The unit tier's promise (tests/conftest.py) is "under a minute on a loaded machine". This
 script makes the load explicit and repeatable: it starts ``--busy`` processes that spin a
-core each, runs the unit tier as ``make test-unit`` does, and prints the wall time beside the
+core each, runs the unit tier as ``make test-unit`` does (its marker expression and environment), and prints the wall time beside the
 load, so that a number in a note says which load it was measured under::
 
     .venv/bin/python benchmarks/unit_tier_time.py --busy 0 --busy 2 --busy 4
@@ -22,8 +22,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-UNIT = "not slow and not training and not kernel"
 SPIN = "while True: pass"
+
+
+def unit_tier() -> str:
+    """The unit tier's marker expression, as the Makefile's ``test-unit`` runs it."""
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("UNIT_TIER ="):
+            return line.partition("=")[2].strip()
+    raise SystemExit("Makefile has no UNIT_TIER line")
 
 
 def run_unit_tier(busy: int) -> dict[str, object]:
@@ -33,8 +40,9 @@ def run_unit_tier(busy: int) -> dict[str, object]:
         time.sleep(2.0 if busy else 0.0)
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-m", UNIT, "-p", "no:cacheprovider"],
+            [sys.executable, "-m", "pytest", "-q", "-m", unit_tier(), "-p", "no:cacheprovider"],
             cwd=ROOT,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},  # as make test-unit
             capture_output=True,
             text=True,
         )

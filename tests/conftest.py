@@ -1,13 +1,17 @@
 """Shared test fixtures, and the test tiers.
 
 Tiers (``make test`` runs them all): ``unit`` is every test without a marker — no training, no
-Jupyter kernel, under a minute (``make test-unit``); ``training`` trains models (engine epochs);
-``kernel`` starts Jupyter kernels (papermill); ``slow`` builds whole reports or studies.
+Jupyter kernel, each a fraction of a second, the tier under a minute on a loaded machine
+(``make test-unit``, measured by ``benchmarks/unit_tier_time.py``); ``training`` trains models
+(engine epochs); ``kernel`` starts Jupyter kernels (papermill); ``heavy`` runs whole models end
+to end without either (full-size VGG-19, wall-clock timing, exporters, the bundled data set,
+coverage simulations); ``slow`` builds whole reports or studies, or takes seconds.
 A unit test that trains or starts a kernel fails and says which marker it needs, so the unit
 tier stays what it claims (also when a fixture does the training).
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +100,26 @@ def ci_report(tmp_path_factory, session_run_store) -> Path:
     return out
 
 
+_EXCLUDING = re.compile(r"^\s*not \w+(\s+and\s+not \w+)*\s*$")
+_MODULE_MARKS = re.compile(r"^pytestmark = (.*)$", re.M)
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    """A test module whose ``pytestmark`` carries a marker that ``-m 'not X and not Y'``
+    excludes is not imported at all: each of its tests would be deselected anyway, and
+    importing it (papermill, exporters, …) is seconds of the unit tier's start."""
+    expression = config.getoption("markexpr", "") or ""
+    if not _EXCLUDING.match(expression) or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    found = _MODULE_MARKS.search(collection_path.read_text())
+    excluded = set(re.findall(r"not (\w+)", expression))
+    if found and excluded & set(re.findall(r"pytest\.mark\.(\w+)\b(?!\()", found.group(1))):
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     """The quick tier (``-m 'not slow'``) never builds a report: a test that uses the CI report
     must carry the ``slow`` marker, else the run stops here and names it."""
@@ -113,25 +137,30 @@ def pytest_collection_modifyitems(config, items):
 
 # -- tiers -------------------------------------------------------------------------------------
 
-HEAVY_MARKERS = ("training", "kernel", "slow")
+HEAVY_MARKERS = ("training", "kernel", "slow", "heavy")
 _current: dict[str, object] = {"unit": False, "test": ""}
 _THREADS = {"default": torch.get_num_threads()}
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
-    """Before the test's fixtures are set up: is it a unit test (no tier marker)? A unit test
-    runs on one torch thread: its tensors are small, and two threads on a busy 2-core machine
-    spin against the load (the tier is measured loaded)."""
+    """Before the test's fixtures are set up: is it a unit test (no tier marker)? After them, a
+    unit test runs on one torch thread (its tensors are small, and two threads on a busy 2-core
+    machine spin against the load); teardown gives back what the fixtures had set."""
     unit = not any(item.get_closest_marker(m) for m in HEAVY_MARKERS)
     _current.update(unit=unit, test=item.nodeid)
-    threads = 1 if unit else _THREADS["default"]
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    result = yield
+    if unit:
+        _THREADS["before"] = torch.get_num_threads()
+        torch.set_num_threads(1)
+    return result
 
 
 def pytest_runtest_teardown(item, nextitem):
     _current["unit"] = False
+    before = _THREADS.pop("before", None)
+    if before is not None and before != torch.get_num_threads():
+        torch.set_num_threads(before)
 
 
 def _refusal(marker: str, what: str) -> AssertionError:

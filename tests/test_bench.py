@@ -59,6 +59,7 @@ def cpu_table(one_torch_thread):  # its rows record threads == 1
     )
 
 
+@pytest.mark.heavy
 def test_compare_pruned_columns_and_sane_values(cpu_table):
     table = cpu_table.set_index("model")
     assert list(cpu_table.columns) == ["model", "keep", "target"] + BENCH_COLUMNS[1:]
@@ -82,6 +83,7 @@ def test_compare_pruned_columns_and_sane_values(cpu_table):
     assert (table["rss_peak_mib"] > 10).all()
 
 
+@pytest.mark.heavy
 def test_compare_pruned_sweeps_keep_fractions_in_one_run():
     table = compare_pruned(
         build_autoencoder("relu1_1"),
@@ -104,6 +106,7 @@ def test_compare_pruned_sweeps_keep_fractions_in_one_run():
         compare_pruned(build_autoencoder("relu1_1"), rows=("pruned",))
 
 
+@pytest.mark.heavy
 def test_cpu_rows_record_conditions_and_leave_gpu_columns_empty(cpu_table):
     row = cpu_table.iloc[0]
     assert row["device"] == "cpu"
@@ -216,6 +219,7 @@ def test_benchmark_rejects_bad_arguments():
         benchmark({"a": "not a model"}, progress=False)
 
 
+@pytest.mark.heavy
 def test_injected_gpu_reader_fills_the_utilisation_and_memory_columns():
     """The NVML columns' plumbing, on CPU: a fake reader returns known values per model."""
     log: list[str] = []
@@ -399,6 +403,7 @@ def fake_pynvml(utilisation: list[float], used_bytes: int) -> types.ModuleType:
     return module
 
 
+@pytest.mark.heavy
 def test_nvml_sampler_mean_max_rate_and_stop(monkeypatch):
     fake = fake_pynvml([20, 40, 60, 100], used_bytes=1536 * 2**20)
     monkeypatch.setitem(sys.modules, "pynvml", fake)

@@ -16,6 +16,7 @@ def shrunk_ratio(model, kind: str, size: tuple[int, ...]) -> float:
     return ap.count(small, size)[kind] / ap.count(model, size)[kind]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("kind, ratio", [("flops", 0.5), ("params", 0.3)])
 def test_vgg_budget_lands_within_two_percent(kind, ratio) -> None:
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ functions a reader holds in their head, the CLI's exit codes."""
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 import pkgutil
@@ -40,9 +41,15 @@ def _modules() -> list[tuple[str, Path]]:
     ]
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    """``path`` parsed once for every test of this module."""
+    return ast.parse(path.read_text())
+
+
 def _all_imports(path: Path, top_level_only: bool = False) -> set[str]:
     """Every module ``path`` imports, at the top or (unless ``top_level_only``) in a function."""
-    tree = ast.parse(path.read_text())
+    tree = _tree(path)
     names = set()
     for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -94,7 +101,7 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         found = set()
-        for node in _runtime_import_nodes(ast.parse(path.read_text())):
+        for node in _runtime_import_nodes(_tree(path)):
             if isinstance(node, ast.Import):
                 found.update(alias.name for alias in node.names)
             elif node.module and node.level == 0:
@@ -214,7 +221,7 @@ def test_cli_reports_a_user_error_in_one_line_and_a_bug_with_its_traceback(
 def _long_functions(path: Path) -> list[str]:
     lines = path.read_text().splitlines()
     found = []
-    for node in ast.walk(ast.parse("\n".join(lines))):
+    for node in ast.walk(_tree(path)):
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         body = node.body

@@ -57,6 +57,7 @@ def bundled() -> dict[str, np.ndarray]:
     return load_bundled()
 
 
+@pytest.mark.heavy
 def test_bundled_names_and_arrays(bundled):
     assert len(BUNDLED_IMAGES) == 12 == len(set(BUNDLED_IMAGES))
     assert list(bundled) == list(BUNDLED_IMAGES)

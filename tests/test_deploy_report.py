@@ -97,6 +97,7 @@ RECORD = {
 }
 
 
+@pytest.mark.heavy
 def test_the_budget_table_and_figure() -> None:
     table = deploy.budget_table(RECORD, bench_table())
     row = table.iloc[0]
@@ -131,6 +132,7 @@ def gpu_script():
     return module
 
 
+@pytest.mark.heavy
 def test_the_gpu_script_formats_step_runs_on_the_cpu(tmp_path) -> None:
     args = ["formats", "--device", "cpu", "--layer", "relu1_1", "--batch", "1", "--size", "16"]
     assert gpu_script().main([*args, "--repeats", "1", "--out", str(tmp_path)]) == 0
@@ -157,6 +159,7 @@ def test_the_gpu_check_script_runs_the_deploy_steps() -> None:
     assert 'timeout "$LIMIT"' in script
 
 
+@pytest.mark.heavy
 def test_the_report_shows_the_exported_row_and_the_budget(tmp_path, monkeypatch) -> None:
     from alphaprune.report.outputs import Figure, Table, save_figure, save_table
     from alphaprune.report.schema import Notes

@@ -45,6 +45,7 @@ def test_flags_come_back_when_the_body_raises():
     assert flags(model) == before
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(
     "use",
     [

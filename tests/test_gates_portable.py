@@ -52,6 +52,7 @@ def test_gate_costs_weights_not_activations_and_gradients_match_activation_gatin
     assert gate.weight.grad[:, gate.mask].abs().max() > 0
 
 
+@pytest.mark.heavy
 def test_torch_jit_script_and_export_give_the_same_output() -> None:
     model = gated_model()
     x = torch.rand(1, 3, 32, 32)

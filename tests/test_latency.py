@@ -80,6 +80,7 @@ def test_each_layer_is_timed_at_the_widths_of_its_pruned_sides(tmp_path, flops_c
     assert any(key.startswith("Conv2d(16, 16,") and "x(1, 16, 16, 16)" in key for key in entries)
 
 
+@pytest.mark.heavy
 def test_the_table_is_cached_and_keyed_by_shape(tmp_path, flops_clock) -> None:
     first = latency_plan(chain(), tmp_path, measure=False).budget.table
     second = latency_plan(chain(), tmp_path, measure=False).budget.table
@@ -115,6 +116,7 @@ def test_a_damaged_cache_is_ignored_and_rewritten(tmp_path, flops_clock, capsys)
     assert json.loads(open(path).read())["entries"]
 
 
+@pytest.mark.heavy
 def test_with_an_exact_clock_the_prediction_is_the_measurement(tmp_path, flops_clock) -> None:
     model = ap.build_autoencoder("relu2_1")
     plan = latency_plan(model, tmp_path, size=(1, 3, 32, 32), ratio=0.5)
@@ -131,6 +133,7 @@ def test_with_an_exact_clock_the_prediction_is_the_measurement(tmp_path, flops_c
     assert {row["layer"] for row in report.layers} == mixing and len(report.attempts) == 1
 
 
+@pytest.mark.heavy
 def test_a_missed_measurement_is_corrected(tmp_path, flops_clock, monkeypatch) -> None:
     """The real model runs faster than predicted (here: 0.8 × the FLOPs ratio): the next
     candidate aims higher until the measured ratio meets the target."""
@@ -175,6 +178,7 @@ def _biased_clock(monkeypatch, bias: float, spread: float) -> None:
     monkeypatch.setattr(budget_module, "measure_ratio", measured)
 
 
+@pytest.mark.heavy
 def test_a_wide_spread_does_not_stop_the_search(tmp_path, flops_clock, monkeypatch) -> None:
     """A loaded machine (± 0.07) measured 0.43 for 0.5 twice and kept it as 'within the
     noise': a biased first candidate is corrected unless the measurement is precise."""
@@ -184,12 +188,14 @@ def test_a_wide_spread_does_not_stop_the_search(tmp_path, flops_clock, monkeypat
     assert abs(report.measured - 0.5) < abs(report.attempts[0]["measured"] - 0.5)
 
 
+@pytest.mark.heavy
 def test_a_precise_measurement_within_its_spread_stops(tmp_path, flops_clock, monkeypatch) -> None:
     _biased_clock(monkeypatch, bias=0.94, spread=0.035)
     report = latency_plan(ap.build_autoencoder("relu2_1"), tmp_path, size=(1, 3, 32, 32)).budget
     assert len(report.attempts) == 1 and 0.02 < 0.5 - report.measured <= 0.035
 
 
+@pytest.mark.heavy
 def test_round_to_and_min_keep_still_apply(tmp_path, flops_clock) -> None:
     model = ap.build_autoencoder("relu2_1")
     plan = ap.attach_gates(
@@ -226,6 +232,7 @@ def test_a_pruned_copy_is_the_shrunk_model() -> None:
         torch.testing.assert_close(copy_(x), small(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.heavy
 def test_the_measured_budget_reports_its_conditions(tmp_path) -> None:
     """Real timing (nothing asserted about the numbers): the report carries what a reader
     needs to judge them."""

@@ -62,6 +62,7 @@ def _torchvision_features(batch_norm: bool, seed: int = 0) -> dict[str, torch.Te
     return state
 
 
+@pytest.mark.heavy
 def test_relu_indices_of_torchvision_layout() -> None:
     for layer, index in RELU_INDEX.items():
         encoder = build_autoencoder(layer).encoder
@@ -70,6 +71,7 @@ def test_relu_indices_of_torchvision_layout() -> None:
         assert sum(isinstance(m, nn.Conv2d) for m in encoder) == DEPTH[layer]
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("layer", ["relu3_1", "relu5_1"])
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["vgg19", "vgg19_bn"])
 def test_load_vgg_weights_into_encoder(layer, batch_norm) -> None:
@@ -140,6 +142,7 @@ def test_bn_layout_does_not_load_into_plain_model() -> None:
         load_vgg_weights(build_autoencoder("relu2_1"), torchvision_features(True))
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "bn"])
 @pytest.mark.parametrize("layer", list(DEPTH))
 def test_decoder_mirrors_encoder_and_restores_shape(layer, batch_norm) -> None:

@@ -63,6 +63,7 @@ def fake_stages(monkeypatch) -> None:
     monkeypatch.setattr(export, "find_chromium", lambda: None)
 
 
+@pytest.mark.heavy
 def test_first_line_names_the_project_and_last_line_the_report_files(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("ALPHAPRUNE_PROJECT", raising=False)
     clone = make_project(tmp_path / "clone")

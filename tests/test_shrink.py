@@ -321,10 +321,11 @@ def validation_images(size: int = 32) -> torch.Tensor:
 
 #: Three cases cover every target, both norms and the shallowest and deepest cut in the quick
 #: tier; the rest of the 30 (which the random-chain property above also covers) run with -m slow.
+#: In make test-quick; the full VGG-19 (relu5_1, 2 × 20 M parameters) is heavy, the others unit.
 _VGG_QUICK = {
-    ("relu5_1", "both", True),
-    ("relu3_1", "encoder", False),
-    ("relu1_1", "decoder", True),
+    ("relu5_1", "both", True): pytest.mark.heavy,
+    ("relu3_1", "encoder", False): (),
+    ("relu1_1", "decoder", True): (),
 }
 _VGG_CASES = [
     pytest.param(
@@ -332,7 +333,7 @@ _VGG_CASES = [
         target,
         batch_norm,
         id=f"{layer}-{target}-{'bn' if batch_norm else 'plain'}",
-        marks=() if (layer, target, batch_norm) in _VGG_QUICK else pytest.mark.slow,
+        marks=_VGG_QUICK.get((layer, target, batch_norm), pytest.mark.slow),
     )
     for layer in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     for target in ("encoder", "decoder", "both")

@@ -33,6 +33,7 @@ def test_mean_ci_is_the_student_t_interval():
     assert ci.halfwidth == pytest.approx(half)
 
 
+@pytest.mark.heavy
 def test_mean_ci_covers_the_true_mean_about_95_percent_of_the_time():
     rng = np.random.default_rng(0)
     hits = 0
@@ -181,6 +182,7 @@ def test_cluster_bootstrap_gives_no_interval_for_few_images():
     assert cluster_bootstrap(_images(rng, MIN_CLUSTERS), _mean_psnr).available
 
 
+@pytest.mark.heavy
 def test_cluster_bootstrap_covers_the_mean_of_images():
     rng = np.random.default_rng(8)
     hits, trials = 0, 60

@@ -65,6 +65,7 @@ def test_the_zoo_has_39_models_and_every_one_the_issue_names() -> None:
     assert not set(NAMED) - set(names)
 
 
+@pytest.mark.heavy
 def test_the_library_imports_no_model_library() -> None:
     found = []
     for path in sorted((ROOT / "lib" / "alphaprune").rglob("*.py")):
