@@ -72,6 +72,7 @@ def test_bundled_names_and_arrays(bundled):
     assert not np.array_equal(bundled["motorcycle_left"], bundled["motorcycle_right"])
 
 
+@pytest.mark.heavy
 def test_bundled_is_cached_and_read_only(bundled):
     again = load_bundled(["chelsea"])
     assert list(again) == ["chelsea"]
@@ -86,6 +87,7 @@ def test_bundled_unknown_name():
         load_bundled(["astronaut", "eagle"])
 
 
+@pytest.mark.heavy
 def test_default_split(bundled):
     train, val = split_images(bundled)
     assert DEFAULT_VAL_IMAGES == ("astronaut", "chelsea")
@@ -205,6 +207,7 @@ def test_fixed_crops_positions_and_names():
     np.testing.assert_array_equal(to_image(one[0]), a[5:15, 10:20])
 
 
+@pytest.mark.heavy
 def test_fixed_crops_on_bundled_validation(bundled):
     _, val = split_images(bundled)
     ds = FixedCropDataset(val, crop=128, crops_per_image=3)
