@@ -168,3 +168,18 @@ def test_attention_heads_alone_in_a_block():
     graph = analyze(block, torch.randn(2, 5, 8))
     assert len(graph.group("qkv").units) == 2
     assert graph.group("qkv").prunable
+
+
+def test_a_shrunk_state_dict_loads_into_a_fresh_model():
+    """Reloading a shrunk checkpoint resizes the heads too (``num_heads`` from ``qkv``'s rows)."""
+    from alphaprune.engine.checkpoint import model_from_state
+
+    model = vit()
+    example, x = seeded(0), seeded(1)
+    ap.attach_gates(model, keep=0.5, example_inputs=example)
+    ap.set_alpha(model, 0.0)
+    small = ap.shrink(model, example_inputs=example)
+    fresh = model_from_state({}, small.state_dict(), model=TinyViT().eval())
+    assert (fresh.attn.num_heads, fresh.attn.attn_dim) == (2, 12)
+    with torch.no_grad():
+        assert_same(fresh(x), small(x))

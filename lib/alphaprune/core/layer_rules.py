@@ -454,7 +454,23 @@ class HeadsRule(LayerRule):
         setattr(module, self.count, kept)
 
     def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
-        return None  # a module of heads has no tensors of its own
+        """The heads of a shrunk model's ``state``: read from the first ``Linear`` child whose
+        output was ``k × heads × width`` channels (``qkv``: k = 3) and is smaller in ``state``.
+        Call it before the children are resized (``named_modules`` order)."""
+        found = self.heads(module)
+        if found is None:
+            return
+        n, d = found
+        for name, child in module.named_children():
+            weight = state.get(f"{prefix}{name}.weight")
+            if not isinstance(child, nn.Linear) or weight is None:
+                continue
+            k = child.out_features // (n * d)
+            if k in (1, 2, 3) and child.out_features == k * n * d and weight.shape[0] < k * n * d:
+                kept = torch.ones(n, dtype=torch.bool)
+                kept[weight.shape[0] // (k * d) :] = False
+                self.cut(module, kept, kept)
+                return
 
 
 _HEADS: dict[type, HeadsRule] = {}
