@@ -183,3 +183,42 @@ def test_a_shrunk_state_dict_loads_into_a_fresh_model():
     assert (fresh.attn.num_heads, fresh.attn.attn_dim) == (2, 12)
     with torch.no_grad():
         assert_same(fresh(x), small(x))
+
+
+class BiasedHeads(Attention):
+    """Attention with a constant bias per head passed as the mask: it would have to lose the
+    rows of the removed heads, which no layer cuts, so the heads stay."""
+
+    def __init__(self) -> None:
+        super().__init__(16, num_heads=4, head_dim=4)
+        self.register_buffer("bias", torch.randn(1, 4, 5, 5))  # (batch, heads, tokens, tokens)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias)
+        return self.proj(y.transpose(1, 2).reshape(b, n, self.attn_dim))
+
+
+class Gram(nn.Module):
+    """``t @ tᵀ`` sums over ``t``'s channels into scores that carry none: they stay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.out = nn.Linear(16, 6), nn.Linear(16, 16)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.fc(x)
+        return self.out((t @ t.transpose(1, 2)).softmax(-1) @ x)
+
+
+@pytest.mark.parametrize(
+    ("block", "group", "why"),
+    [(BiasedHeads, "qkv", "a mask with values per head"), (Gram, "fc", "a sum over channels")],
+)
+def test_what_attention_cannot_follow_stays_whole(block, group, why):
+    torch.manual_seed(0)
+    graph = analyze(block().eval(), torch.randn(2, 5, 16))
+    found = graph.group(group)
+    assert not found.prunable and why in found.skip, found.skip

@@ -74,7 +74,7 @@ def head_site(w: Walker, node: fx.Node, x: fx.Node, sizes: list[object]) -> Head
     heads, width = rule.heads(module)
     if heads < 2 or len(sizes) != len(shape_out):
         return None
-    for d in range(len(shape_out) - 1):
+    for d in reversed(range(len(shape_out) - 1)):  # (…, 3, heads, width): the last match
         if type(sizes[d]) is int and sizes[d] == heads and shape_out[d + 1] == width:
             return HeadSite(name, module, rule, heads, d, True, -1)
     for gi, gj in cm.dim_groups(shape_in, shape_out) or []:
@@ -130,8 +130,10 @@ def attention(w: Walker, node: fx.Node):
     if all(m is None for m in maps) and w.cmap(mask) is None:
         return None
     shape_out = node_shape(node)
-    if any(m is None for m in maps) or w.cmap(mask) is not None or not isinstance(shape_out, tuple):
+    if any(m is None for m in maps) or not isinstance(shape_out, tuple):
         return w.unknown(node)
+    if w.cmap(mask) is not None:
+        return w.unknown(node, " (a mask with values per head)")
     rank = len(shape_out)
     maps = [cm.aligned(m, rank) for m in maps]
     token = rank - 2
@@ -141,9 +143,20 @@ def attention(w: Walker, node: fx.Node):
         joined = torch.broadcast_tensors(*maps)
     except RuntimeError:
         return w.unknown(node)
+    if _per_head(mask, rank, cm.tracked(joined[0])):
+        return w.unknown(node, " (a mask with values per head that are not tracked)")
     rows = [m.reshape(-1, m.shape[-1]) for m in joined]
     w.uf.union_rows(torch.cat(rows, dim=1))
     return joined[2]
+
+
+def _per_head(mask: object, rank: int, axes: set[int]) -> bool:
+    """Does a constant ``mask`` hold values along one of ``axes`` (a bias per head)?"""
+    shape = node_shape(mask)
+    if not isinstance(shape, tuple):
+        return False
+    shape = (1,) * (rank - len(shape)) + shape
+    return any(shape[d] > 1 for d in axes if d < rank - 2)
 
 
 def _frame(w: Walker, node: fx.Node, rank: int) -> tuple[Tensor | None, tuple[int, ...]]:
@@ -184,8 +197,8 @@ def matmul(w: Walker, node: fx.Node):
         w.uf.unify(ma.reshape(-1), mb.reshape(-1))
     base = mb if m in tb else ma
     out_axes = (ta | tb) - {k}
-    if not out_axes:
-        return None
+    if not out_axes:  # a sum over channels into values that carry none: they must stay
+        return w.unknown(node, " (a sum over channels)") if k in ta | tb else None
     if not out_axes <= cm.tracked(base):
         return w.unknown(node)
     if k in ta | tb:
