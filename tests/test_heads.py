@@ -222,3 +222,31 @@ def test_what_attention_cannot_follow_stays_whole(block, group, why):
     graph = analyze(block().eval(), torch.randn(2, 5, 16))
     found = graph.group(group)
     assert not found.prunable and why in found.skip, found.skip
+
+
+class NormedHeads(Attention):
+    """timm's ``qk_norm``: a LayerNorm over each head's width of q and of k."""
+
+    def __init__(self) -> None:
+        super().__init__(16, num_heads=4, head_dim=4)
+        self.q_norm, self.k_norm = nn.LayerNorm(4), nn.LayerNorm(4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        y = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v)
+        return self.proj(y.transpose(1, 2).reshape(b, n, self.attn_dim))
+
+
+def test_a_norm_over_each_heads_width_keeps_heads_prunable():
+    torch.manual_seed(0)
+    block = randomise(NormedHeads()).eval()
+    example, x = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
+    plan = ap.attach_gates(block, keep=0.5, example_inputs=example)
+    assert plan["qkv"].units == 4
+    ap.set_alpha(block, 0.0)
+    small = ap.shrink(block, example_inputs=example)
+    assert small.num_heads == 2 and small.q_norm.normalized_shape == (4,)
+    with torch.no_grad():
+        assert_same(small(x), block(x))

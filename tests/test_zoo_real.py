@@ -113,13 +113,19 @@ def test_resnet18_shrinks_exactly_as_far_as_torch_pruning_and_its_onnx_matches(
 def test_timm_vit_loses_whole_heads_exactly(one_torch_thread) -> None:
     """timm's own ``Attention`` (fused qkv, ``reshape(B, N, 3, num_heads, head_dim)``, its
     ``attn_dim``): half the heads go, ``num_heads`` follows, the shrunk model equals the gated
-    one, and the manual attention path (``fused_attn = False``) gives the same."""
+    one; also on the manual attention path (``fused_attn = False``) with ``qk_norm`` (a
+    LayerNorm over each head's width)."""
     import alphaprune as ap
 
-    build = zoo_real.timm_model(
-        "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=5
-    )
-    for fused in (True, False):
+    for fused, qk_norm in ((True, False), (False, True)):
+        build = zoo_real.timm_model(
+            "vit_tiny_patch16_224",
+            img_size=32,
+            patch_size=8,
+            depth=2,
+            num_classes=5,
+            qk_norm=qk_norm,
+        )
         torch.manual_seed(0)
         model = build().eval()
         for block in model.blocks:

@@ -583,7 +583,10 @@ def layer_norm(w: Walker, node: fx.Node):
     if cmap is None:
         return _untracked(w, node)
     k = len(normalized) if isinstance(normalized, (list, tuple)) else cmap.dim() - 1
-    if cm.tracked(cmap) & set(range(cmap.dim() - k, cmap.dim())):  # same channels, pinned
+    mixing = set(range(cmap.dim() - k, cmap.dim()))
+    if cm.tracked(cmap) & mixing and cm.tracked(cmap) - mixing:  # each head's width: joined
+        w.uf.union_rows(cm.rows_over(cmap, mixing))
+    elif cm.tracked(cmap) & mixing:  # same channels, pinned
         w.pin(
             cmap.reshape(-1).tolist(),
             f"read by 'layer_norm' (node {node.name}) ({LayerNormRule.why})",
