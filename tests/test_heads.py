@@ -250,3 +250,14 @@ def test_a_norm_over_each_heads_width_keeps_heads_prunable():
     assert small.num_heads == 2 and small.q_norm.normalized_shape == (4,)
     with torch.no_grad():
         assert_same(small(x), block(x))
+
+
+def test_an_explicit_mask_keeps_or_drops_whole_heads():
+    model = vit()
+    head = torch.tensor([True, False, True, True]).view(1, 4, 1).expand(3, 4, 6).reshape(-1)
+    plan = ap.attach_gates(model, masks={"attn.qkv": head}, example_inputs=seeded(0))
+    assert plan["attn.qkv"].kept == 3
+    split = head.clone()
+    split[0] = False  # one channel of head 0's q
+    with pytest.raises(ap.PruningError, match="attention head"):
+        ap.attach_gates(vit(), masks={"attn.qkv": split}, example_inputs=seeded(0))
