@@ -246,6 +246,10 @@ OPS = {
     "shuffle": _even("shuffle", _shuffle_groups),
     "chlast": lambda draw, widths, src: (("chlast", src, draw(st.integers(2, 12))), widths[src]),
     "tail": _tail,
+    "attn": lambda draw, widths, src: (
+        ("attn", src, draw(st.integers(2, 4)), draw(st.integers(1, 4)), draw(st.booleans())),
+        widths[src],
+    ),
 }
 PLAIN = ["conv", "dw", "group", "deconv", "se", "cat", "scale", "chunk", "split", "shuffle"]
 
@@ -257,7 +261,7 @@ def random_nets(draw):
     spec = []
     for _ in range(draw(st.integers(1, 6))):
         n = len(widths)
-        kinds = PLAIN + ["chlast", "tail"]
+        kinds = PLAIN + ["chlast", "tail", "attn"]
         if any(widths[a] == widths[b] for a in range(n) for b in range(a + 1, n)):
             kinds += ["add", "droppath"]
         kind = draw(st.sampled_from(kinds))
@@ -352,6 +356,13 @@ FIXED_NETS = {
     ],
     "split": [("conv", 0, 12, 1, None, "relu"), ("split", 1, 8), ("conv", 2, 6, 3, "bn", None)],
     "tail_slice": [("conv", 0, 10, 3, None, "relu"), ("tail", 1, 3), ("conv", 2, 5, 1, None, None)],
+    "attention": [
+        ("conv", 0, 8, 3, "bn", "relu"),
+        ("attn", 1, 4, 3, True),
+        ("add", 1, 2),
+        ("attn", 3, 2, 4, False),
+        ("conv", 4, 6, 1, None, "gelu"),
+    ],
 }
 
 

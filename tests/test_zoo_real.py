@@ -111,6 +111,39 @@ def test_resnet18_shrinks_exactly_as_far_as_torch_pruning_and_its_onnx_matches(
 
 
 @pytest.mark.slow
+def test_timm_vit_loses_whole_heads_exactly(one_torch_thread) -> None:
+    """timm's own ``Attention`` (fused qkv, ``reshape(B, N, 3, num_heads, head_dim)``, its
+    ``attn_dim``): half the heads go, ``num_heads`` follows, the shrunk model equals the gated
+    one; also on the manual attention path (``fused_attn = False``) with ``qk_norm`` (a
+    LayerNorm over each head's width)."""
+    import alphaprune as ap
+
+    for fused, qk_norm in ((True, False), (False, True)):
+        build = zoo_real.timm_model(
+            "vit_tiny_patch16_224",
+            img_size=32,
+            patch_size=8,
+            depth=2,
+            num_classes=5,
+            qk_norm=qk_norm,
+        )
+        torch.manual_seed(0)
+        model = build().eval()
+        for block in model.blocks:
+            block.attn.fused_attn = fused
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+        plan = ap.attach_gates(model, keep=0.5, example_inputs=x)
+        assert plan["blocks.0.attn.qkv"].units == 3  # vit_tiny: 3 heads of 64
+        ap.set_alpha(model, 0.0)
+        small = ap.shrink(model, example_inputs=x)
+        attn = small.blocks[0].attn
+        assert (attn.num_heads, attn.head_dim, attn.attn_dim) == (2, 64, 128)
+        with torch.no_grad():
+            y, expected = small(x * 2), model(x * 2)
+        assert (y - expected).abs().max() <= 1e-5 * expected.abs().max() + 1e-6
+
+
+@pytest.mark.slow
 def test_smp_unet_shrinks_exactly(one_torch_thread) -> None:
     row = zoo_real.run_alphaprune(spec("smp/Unet", 64), onnx=False, save=lambda row: None)
     assert row["ap_status"] == "pruned exactly", row["ap_status"]

@@ -695,6 +695,49 @@ class Tokens(nn.Module):
         return self.head(t.transpose(1, 2).reshape(b, c, h, w))
 
 
+class Attention(nn.Module):
+    """timm's ``Attention``: fused ``qkv``, ``reshape(B, N, 3, num_heads, head_dim)``, the fused
+    ``scaled_dot_product_attention`` or the manual ``softmax(q @ kᵀ · scale) @ v``, and back with
+    ``reshape(B, N, attn_dim)`` into ``proj``. Whole heads are pruned: ``num_heads`` shrinks."""
+
+    def __init__(self, dim: int, num_heads: int, head_dim: int, fused: bool = True) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim, self.fused = num_heads, head_dim, fused
+        self.attn_dim = num_heads * head_dim
+        self.scale = head_dim**-0.5
+        self.qkv = nn.Linear(dim, 3 * self.attn_dim)
+        self.proj = nn.Linear(self.attn_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.fused:
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            x = attn.softmax(dim=-1) @ v
+        return self.proj(x.transpose(1, 2).reshape(b, n, self.attn_dim))
+
+
+class TinyViT(nn.Module):
+    """Patch conv, tokens, a pre-norm attention block with an MLP, a pooled Linear head."""
+
+    def __init__(self, fused: bool = True) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 4, stride=4)
+        self.norm1, self.norm2 = nn.LayerNorm(16), nn.LayerNorm(16)
+        self.attn = Attention(16, num_heads=4, head_dim=6, fused=fused)
+        self.fc1, self.fc2 = nn.Linear(16, 24), nn.Linear(24, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = t + self.attn(self.norm1(t))
+        t = t + self.fc2(F.gelu(self.fc1(self.norm2(t))))
+        return self.head(t.mean(1))
+
+
 class ShapeBranches(nn.Module):
     """Code ``torch.fx.symbolic_trace`` cannot trace: branches on shapes (smp's divisibility
     check, diffusers' ``assert len(t.shape) == 1``, MobileViT's ``if new_h != h``)."""
@@ -815,6 +858,10 @@ ZOO: dict[str, ZooEntry] = {
         ShuffleNetish, (2, 3, 16, 16), ("stem.0", "unit1.branch.0", "unit2.branch.0")
     ),
     "tokens": ZooEntry(Tokens, (2, 3, 16, 16), ("fc1",)),
+    "attention_heads": ZooEntry(TinyViT, (2, 3, 16, 16), ("attn.qkv", "fc1")),
+    "attention_heads_manual": ZooEntry(
+        lambda: TinyViT(fused=False), (2, 3, 16, 16), ("attn.qkv", "fc1")
+    ),
     "shape_branches": ZooEntry(ShapeBranches, (2, 3, 16, 16), ("conv1", "conv2")),
     "subclass_head": ZooEntry(SubclassHead, (2, 3, 16, 16), ("conv", "head", "hidden")),
     "signal_1d": ZooEntry(Signal1d, (2, 2, 32), ("conv1", "conv2", "up")),
@@ -899,6 +946,19 @@ class TailOp(nn.Module):
         return x[:, self.k :]
 
 
+class AttentionOp(nn.Module):
+    """Multi-head attention over the pixels of a map: tokens, :class:`Attention`, a map again."""
+
+    def __init__(self, c: int, heads: int, head_dim: int, fused: bool) -> None:
+        super().__init__()
+        self.attn = Attention(c, heads, head_dim, fused)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        t = self.attn(x.flatten(2).transpose(1, 2))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
 class RandomNet(nn.Module):
     """A model built from a spec: a list of ops over a growing list of tensors.
 
@@ -919,7 +979,8 @@ class RandomNet(nn.Module):
     - ``("chlast", src, hidden)``: channels-last Linear → GELU → Linear;
     - ``("droppath", a, b)``: ``t[a] + t[b] * s`` with ``s`` one number per sample (from the
       model's input, like a drop-path mask);
-    - ``("tail", src, k)``: ``t[:, k:]``.
+    - ``("tail", src, k)``: ``t[:, k:]``;
+    - ``("attn", src, heads, head_dim, fused)``: multi-head attention over the pixels.
 
     The last tensor goes into a 3-channel conv head, or (``linear_head``) global pooling and a
     Linear.
@@ -976,6 +1037,7 @@ class RandomNet(nn.Module):
             "shuffle": lambda: ([ShuffleOp(op[2])], w),
             "chlast": lambda: ([ChannelsLastOp(w, op[2])], w),
             "tail": lambda: ([TailOp(op[2])], w - op[2]),
+            "attn": lambda: ([AttentionOp(w, *op[2:])], w),
         }
         return simple[kind]()
 

@@ -39,9 +39,11 @@ from alphaprune.core.layer_rules import (
     ConvRule,
     ConvTransposeRule,
     ElementwiseRule,
+    HeadsRule,
     LayerRule,
     LinearRule,
     MixingRule,
+    register_heads,
     register_layer,
 )
 from alphaprune.core.schedules import Schedule, make_schedule, schedule_from_dict
@@ -59,9 +61,11 @@ __all__ = [
     "ConvRule",
     "ConvTransposeRule",
     "ElementwiseRule",
+    "HeadsRule",
     "LayerRule",
     "LinearRule",
     "MixingRule",
+    "register_heads",
     "register_layer",
     "GatingPlan",
     "PruningError",

@@ -16,7 +16,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["along", "tracked", "vars_along", "aligned", "dim_groups", "reshape", "rows"]
+__all__ = [
+    "along",
+    "tracked",
+    "vars_along",
+    "aligned",
+    "dim_groups",
+    "reshape",
+    "rows",
+    "rows_over",
+]
 
 
 def along(vars_: Sequence[int], axis: int, ndim: int) -> Tensor:
@@ -123,3 +132,13 @@ def reshape(
 def rows(cmap: Tensor, axis: int) -> Tensor:
     """``(n, k)``: for each of the ``n`` positions along ``axis``, the ``k`` variables at it."""
     return cmap.movedim(axis, 0).reshape(cmap.shape[axis], -1)
+
+
+def rows_over(cmap: Tensor, axes: set[int]) -> Tensor:
+    """``(n, k)``: for each position along the other axes, the ``k`` variables along ``axes``."""
+    inner = [d for d in range(cmap.dim()) if d in axes]
+    outer = [d for d in range(cmap.dim()) if d not in axes]
+    k = 1
+    for d in inner:
+        k *= cmap.shape[d]
+    return cmap.permute(outer + inner).reshape(-1, k)

@@ -291,7 +291,7 @@ def _units_from_channel_mask(graph: ChannelGraph, group: ChannelGroup, mask) -> 
         if verdict.setdefault(u, kept) != kept:
             raise PruningError(
                 f"mask for '{group.name}' splits a unit of coupled channels (grouped conv / "
-                "GroupNorm block): keep or drop a whole block"
+                "GroupNorm block / attention head): keep or drop a whole block"
             )
     dropped = [u for u, kept in verdict.items() if not kept and u in group.pinned]
     if dropped:

@@ -41,6 +41,9 @@ __all__ = [
     "SoftmaxRule",
     "LayerNormRule",
     "ParamRule",
+    "HeadsRule",
+    "register_heads",
+    "heads_rule_for",
     "register_layer",
     "register_rule",
     "rule_for",
@@ -410,6 +413,85 @@ class ParamRule(LayerRule):
         tensor = state.get(prefix + self.attr)
         if tensor is not None:
             _empty_like_param(module, self.attr, tuple(tensor.shape))
+
+
+class HeadsRule(LayerRule):
+    """An attention module that splits its channels into heads by a count it keeps as an int
+    attribute (timm's ``Attention``: ``reshape(B, N, 3, self.num_heads, self.head_dim)``, and
+    back with ``reshape(B, N, self.attn_dim)``): whole heads are pruned. The graph makes one
+    layer of it whose channels are its heads; cutting it sets the head count to the heads kept
+    and every ``derived`` attribute that was ``count × width`` to ``kept × width``. The head
+    width stays, and so does anything computed from it (``scale``).
+
+    Not registered for a type: any module with int attributes ``count`` and ``width`` gets the
+    default rule; :func:`register_heads` gives a type other attribute names.
+    """
+
+    def __init__(
+        self,
+        count: str = "num_heads",
+        width: str = "head_dim",
+        derived: tuple[str, ...] = ("attn_dim", "all_head_size", "inner_dim"),
+    ) -> None:
+        self.count, self.width, self.derived = count, width, tuple(derived)
+
+    def heads(self, module: nn.Module) -> tuple[int, int] | None:
+        """``(number of heads, head width)``, or None when the module does not keep both."""
+        n, d = getattr(module, self.count, None), getattr(module, self.width, None)
+        if type(n) is int and type(d) is int and n >= 1 and d >= 1:
+            return n, d
+        return None
+
+    def cut(self, module: nn.Module, keep_in: Tensor, keep_out: Tensor) -> None:
+        found = self.heads(module)
+        if found is None:
+            raise ValueError(f"no int attributes '{self.count}' and '{self.width}'")
+        n, d = found
+        kept = int(keep_in.sum())
+        for attr in self.derived:
+            if type(getattr(module, attr, None)) is int and getattr(module, attr) == n * d:
+                setattr(module, attr, kept * d)
+        setattr(module, self.count, kept)
+
+    def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+        """The heads of a shrunk model's ``state``: read from the first ``Linear`` child whose
+        output was ``k × heads × width`` channels (``qkv``: k = 3) and is smaller in ``state``.
+        Call it before the children are resized (``named_modules`` order)."""
+        found = self.heads(module)
+        if found is None:
+            return
+        n, d = found
+        for name, child in module.named_children():
+            weight = state.get(f"{prefix}{name}.weight")
+            if not isinstance(child, nn.Linear) or weight is None:
+                continue
+            k = child.out_features // (n * d)
+            if k in (1, 2, 3) and child.out_features == k * n * d and weight.shape[0] < k * n * d:
+                kept = torch.ones(n, dtype=torch.bool)
+                kept[weight.shape[0] // (k * d) :] = False
+                self.cut(module, kept, kept)
+                return
+
+
+_HEADS: dict[type, HeadsRule] = {}
+_DEFAULT_HEADS = HeadsRule()
+
+
+def register_heads(layer_type: type, rule: HeadsRule) -> None:
+    """Prune whole heads of attention modules of exactly ``layer_type``, whose head count and
+    width ``rule`` names (``HeadsRule(count="n_head", width="d_head")``)."""
+    if not isinstance(layer_type, type) or not issubclass(layer_type, nn.Module):
+        raise TypeError(f"register_heads: {layer_type!r} is not an nn.Module class")
+    if not isinstance(rule, HeadsRule):
+        raise TypeError(f"register_heads: {rule!r} is not a HeadsRule")
+    _HEADS[layer_type] = rule
+
+
+def heads_rule_for(module: nn.Module) -> HeadsRule | None:
+    """The heads rule of ``module`` (registered for its type, or the default one when it has
+    int attributes ``num_heads`` and ``head_dim``), or None."""
+    rule = _HEADS.get(type(module), _DEFAULT_HEADS)
+    return rule if rule.heads(module) is not None else None
 
 
 #: The rule of each layer type, by exact type: a user's subclass may compute something else in

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from alphaprune.core import channel_maps as cm
+from alphaprune.core import heads
 from alphaprune.core.layer_rules import LayerNormRule, rule_for
 from alphaprune.core.trace import node_shape, size_reads
 
@@ -310,26 +311,50 @@ def unbind(w: Walker, node: fx.Node):
     cmap = w.cmap(x)
     if cmap is None or not isinstance(dim, int):
         return _untracked(w, node)
-    if cmap.shape[dim % cmap.dim()] > 1:
+    dim %= cmap.dim()
+    if cmap.shape[dim] == 1:
+        return [cmap.select(dim, 0) for _ in node_shape(node)]
+    if cm.tracked(cmap) == {dim}:  # removing channels would remove pieces
         return w.unknown(node)
-    return [cmap.select(dim % cmap.dim(), 0) for _ in node_shape(node)]
+    pieces = list(cmap.unbind(dim))  # channels at the same position of every piece go together
+    _join(w, pieces)
+    return pieces
 
 
 # -- shapes ------------------------------------------------------------------------------------
 
 
-def reshaped(w: Walker, node: fx.Node, x: object, free: list[bool]):
-    """Channel map of ``node`` (a reshape of ``x``) when output axis ``d`` is ``free[d]``."""
+def reshaped(w: Walker, node: fx.Node, x: object, free: list[bool], site=None):
+    """Channel map of ``node`` (a reshape of ``x``) when output axis ``d`` is ``free[d]``; at a
+    :class:`~alphaprune.core.heads.HeadSite` the head axis follows the channels too."""
     cmap, shape_out = w.cmap(x), node_shape(node)
     if cmap is None or not isinstance(shape_out, tuple):
         return _untracked(w, node)
+    if not heads.merges_heads(site, cmap):
+        site = None
+    elif site is not None:
+        free = [f or d == site.axis for d, f in enumerate(free)]
     result = cm.reshape(cmap, node_shape(x), shape_out, free, w.batched[x])
     if result is None:
-        return w.unknown(node, " (a reshape to a fixed channel count, or across the batch axis)")
+        why = " (a reshape to a fixed channel count, or across the batch axis"
+        if _splits_heads(cmap, node_shape(x), shape_out):
+            why += "; whole attention heads are pruned only in a module that keeps int "
+            why += "attributes `num_heads` and `head_dim`"
+        return w.unknown(node, why + ")")
     new, rows = result
     if rows is not None:
         w.uf.union_rows(rows)
+    if site is not None:
+        heads.record_heads(w, site, cmap, new)
     return new
+
+
+def _splits_heads(cmap: Tensor, shape_in: tuple, shape_out: tuple) -> bool:
+    """Does the reshape split a channel axis over several axes (like heads)?"""
+    for gi, gj in cm.dim_groups(shape_in, shape_out) or []:
+        if any(cmap.shape[d] > 1 for d in gi) and sum(shape_out[d] > 1 for d in gj) > 1:
+            return True
+    return False
 
 
 def view(w: Walker, node: fx.Node):
@@ -342,7 +367,8 @@ def view(w: Walker, node: fx.Node):
     rank = len(node_shape(node) or ())
     if len(sizes) != rank:  # one size node (``x.view(y.shape)``)
         sizes = [sizes[0]] * rank
-    return reshaped(w, node, x, [s == -1 or _follows(w, s, x) for s in sizes])
+    site = heads.head_site(w, node, x, sizes)
+    return reshaped(w, node, x, [s == -1 or _follows(w, s, x) for s in sizes], site)
 
 
 def _follows(w: Walker, size: object, x: object) -> bool:
@@ -557,7 +583,10 @@ def layer_norm(w: Walker, node: fx.Node):
     if cmap is None:
         return _untracked(w, node)
     k = len(normalized) if isinstance(normalized, (list, tuple)) else cmap.dim() - 1
-    if cm.tracked(cmap) & set(range(cmap.dim() - k, cmap.dim())):  # same channels, pinned
+    mixing = set(range(cmap.dim() - k, cmap.dim()))
+    if cm.tracked(cmap) & mixing and cm.tracked(cmap) - mixing:  # each head's width: joined
+        w.uf.union_rows(cm.rows_over(cmap, mixing))
+    elif cm.tracked(cmap) & mixing:  # same channels, pinned
         w.pin(
             cmap.reshape(-1).tolist(),
             f"read by 'layer_norm' (node {node.name}) ({LayerNormRule.why})",
@@ -688,6 +717,9 @@ def _table() -> tuple[dict, dict]:
     methods.update({"chunk": chunk, "split": split, "unbind": unbind})
     functions.update({torch.unbind: unbind, operator.getitem: getitem, torch.stack: stack})
     functions[torch._assert] = check
+    functions[F.scaled_dot_product_attention] = heads.attention
+    functions.update({operator.matmul: heads.matmul, torch.matmul: heads.matmul})
+    functions[torch.bmm] = methods["matmul"] = methods["bmm"] = heads.matmul
     functions.update(
         {torch.reshape: view, torch.flatten: free_reshape, torch.squeeze: free_reshape}
     )

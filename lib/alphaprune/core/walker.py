@@ -345,7 +345,10 @@ class Walker:
         """An operation that keeps every channel where it is (activation, pooling, …) as long
         as it does not change a channel axis's size. One that mixes values along a channel axis
         (a LayerNorm over the channels) keeps them in place too, but pinned: the channels after
-        it are the same ones, and the plan names the reason wherever they go."""
+        it are the same ones, and the plan names the reason wherever they go. Where channels
+        also lie along an axis it does not mix (timm's ``q_norm``: a LayerNorm over each head's
+        width), the channels it mixes at each position of the others are joined instead: whole
+        heads may go, the width of each stays."""
         cmap = self.cmap(x)
         shape_in, shape_out = node_shape(x), node_shape(node)
         others = [a for a in node.all_input_nodes if a is not x and self.cmap(a) is not None]
@@ -359,7 +362,9 @@ class Walker:
             or any(shape_out[d] != shape_in[d] for d in cm.tracked(cmap))
         ):
             return self.unknown(node, f" ({why})")
-        if cm.tracked(cmap) & mixing:
+        if cm.tracked(cmap) & mixing and cm.tracked(cmap) - mixing:
+            self.uf.union_rows(cm.rows_over(cmap, mixing))  # one head's width, heads apart
+        elif cm.tracked(cmap) & mixing:
             self.pin(cmap.reshape(-1).tolist(), f"read by {describe(node)} ({why})")
         return cmap
 

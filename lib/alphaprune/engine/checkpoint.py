@@ -28,7 +28,7 @@ from alphaprune.core.gates import (
     restore_gates,
     set_alpha,
 )
-from alphaprune.core.layer_rules import rule_for
+from alphaprune.core.layer_rules import heads_rule_for, rule_for
 from alphaprune.engine.factories import require_trusted
 from alphaprune.engine.models import build_model, example_input
 from alphaprune.errors import CheckpointError, UserError
@@ -147,10 +147,10 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
 
 def _resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Give every layer of ``model`` the (smaller) shapes found in ``state`` (a shrunk model)."""
-    for name, module in model.named_modules():
-        rule = rule_for(module)
-        if rule is not None:
-            rule.resize_to(module, state, f"{name}." if name else "")
+    for name, module in model.named_modules():  # parents first: heads before their layers
+        for rule in (heads_rule_for(module), rule_for(module)):
+            if rule is not None:
+                rule.resize_to(module, state, f"{name}." if name else "")
 
 
 def model_from_state(
