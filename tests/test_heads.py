@@ -261,3 +261,23 @@ def test_an_explicit_mask_keeps_or_drops_whole_heads():
     split[0] = False  # one channel of head 0's q
     with pytest.raises(ap.PruningError, match="attention head"):
         ap.attach_gates(vit(), masks={"attn.qkv": split}, example_inputs=seeded(0))
+
+
+class TorchMultiheadBlock(nn.Module):
+    """torch's own ``nn.MultiheadAttention`` between two Linear layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, t: Tensor) -> Tensor:
+        h = self.fc1(t)
+        return self.fc2(self.attn(h, h, h, need_weights=False)[0])
+
+
+def test_torch_multihead_attention_stays_whole_and_the_plan_says_why():
+    model = TorchMultiheadBlock().eval()
+    group = analyze(model, (torch.randn(2, 5, 8),)).group("fc1")
+    assert not group.prunable
+    assert "MultiheadAttention" in group.skip and "embed_dim // num_heads" in group.skip, group.skip

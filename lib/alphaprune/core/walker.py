@@ -155,6 +155,16 @@ class _Param:
     vars_: list[int]
 
 
+#: Why a torch layer alphaprune cannot look into is left whole (said in the plan).
+_LEFT_WHOLE: dict[type, str] = {
+    nn.MultiheadAttention: (
+        " (torch's MultiheadAttention: a head is embed_dim // num_heads wide and embed_dim is its"
+        " input's width, so no head can go; an attention module keeping int num_heads and"
+        " head_dim, as timm's Attention, is pruned by whole heads)"
+    ),
+}
+
+
 class Walker:
     """Walks the traced graph once, giving every tensor node its channel map."""
 
@@ -301,7 +311,7 @@ class Walker:
         x = node.args[0] if node.args else None
         shape = node_shape(x) if isinstance(x, fx.Node) else None
         if not isinstance(shape, tuple) or len(node.all_input_nodes) != 1:
-            return self.unknown(node)
+            return self.unknown(node, _LEFT_WHOLE.get(type(module), ""))
         if isinstance(rule, MixingRule):
             return self.mixing(node, node.target, module, rule, x)
         if isinstance(rule, (ChannelwiseRule, GroupNormRule)) and rule.channels(module):
@@ -311,7 +321,9 @@ class Walker:
         if isinstance(rule, ChannelwiseRule):  # PReLU(1): one slope for every channel
             return self.passthrough(node, x, set())
         found = ops.module_shape_op(self, node, module)
-        return self.unknown(node) if found is ops.NOT_A_SHAPE_OP else found
+        if found is ops.NOT_A_SHAPE_OP:
+            return self.unknown(node, _LEFT_WHOLE.get(type(module), ""))
+        return found
 
     def mixing(self, node: fx.Node, name: str, module: nn.Module, rule: MixingRule, x: fx.Node):
         """A mixing layer ``name`` reading ``x`` (its call, or a functional call on its weight)."""
