@@ -281,3 +281,55 @@ def test_torch_multihead_attention_stays_whole_and_the_plan_says_why():
     group = analyze(model, (torch.randn(2, 5, 8),)).group("fc1")
     assert not group.prunable
     assert "MultiheadAttention" in group.skip and "embed_dim // num_heads" in group.skip, group.skip
+
+
+class TokenAttention(nn.Module):
+    """Attention on tokens ``(B, N, 12)``: 4 heads of 3, an output projection defined before
+    ``qkv`` and as wide as the heads; ``qkv`` optionally inside a wrapper; optionally another
+    int attribute equal to the head count, or a width computed from the input."""
+
+    def __init__(self, wrapped: bool = False, kv_heads: bool = False, computed: bool = False):
+        super().__init__()
+        self.proj = nn.Linear(12, 12)
+        self.qkv = nn.Sequential(nn.Linear(12, 36)) if wrapped else nn.Linear(12, 36)
+        self.num_heads, self.head_dim, self.attn_dim = 4, 3, 12
+        self.head = nn.Linear(12, 3)  # so that proj's outputs may be pruned
+        if kv_heads:
+            self.num_key_value_heads = 4  # read by nothing here, but equal to the head count
+        self.computed = computed
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, n, c = x.shape
+        width = c // self.num_heads if self.computed else self.head_dim
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, width).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        return self.head(self.proj(y.reshape(b, n, self.attn_dim)))
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["proj-first", "wrapped-qkv"])
+def test_a_reload_reads_the_heads_from_qkv_not_from_a_pruned_output_projection(wrapped):
+    from alphaprune.engine.checkpoint import model_from_state
+
+    torch.manual_seed(0)
+    model, example = TokenAttention(wrapped).eval(), torch.randn(2, 5, 12)
+    qkv = "qkv.0" if wrapped else "qkv"
+    ap.attach_gates(model, keep={qkv: 0.5, "proj": 0.75}, example_inputs=example)
+    ap.set_alpha(model, 0.0)
+    small = ap.shrink(model, example_inputs=example)
+    assert small.num_heads == 2 and small.proj.out_features == 9
+    fresh = model_from_state({}, small.state_dict(), model=TokenAttention(wrapped).eval())
+    assert (fresh.num_heads, fresh.attn_dim) == (2, 6)
+    with torch.no_grad():
+        assert_same(fresh(example), small(example))
+
+
+@pytest.mark.parametrize("case", ["kv_heads", "computed"])
+def test_a_head_count_that_the_cut_would_not_follow_stays_whole_when_planned(case):
+    """Another int attribute equal to the head count (the code may read it), or a head width
+    computed from the input: cutting heads would break the forward, so they are not planned
+    (a crash at shrink, after training, is what this prevents)."""
+    model = TokenAttention(**{case: True}).eval()
+    group = analyze(model, (torch.randn(2, 5, 12),)).group("qkv")
+    assert not group.prunable
+    assert "num_heads" in group.skip, group.skip

@@ -74,16 +74,36 @@ def head_site(w: Walker, node: fx.Node, x: fx.Node, sizes: list[object]) -> Head
     heads, width = rule.heads(module)
     if heads < 2 or len(sizes) != len(shape_out):
         return None
+    others = _other_counts(module, rule)
     for d in reversed(range(len(shape_out) - 1)):  # (…, 3, heads, width): the last match
-        if type(sizes[d]) is int and sizes[d] == heads and shape_out[d + 1] == width:
-            return HeadSite(name, module, rule, heads, d, True, -1)
+        if _written(sizes[d], heads) and _written(sizes[d + 1], width):
+            return None if heads in others else HeadSite(name, module, rule, heads, d, True, -1)
     for gi, gj in cm.dim_groups(shape_in, shape_out) or []:
-        if len(gj) != 1 or type(sizes[gj[0]]) is not int or sizes[gj[0]] != heads * width:
+        if len(gj) != 1 or not _written(sizes[gj[0]], heads * width) or heads * width in others:
             continue
         wide = [d for d in gi if shape_in[d] > 1]
         if len(wide) == 2 and [shape_in[d] for d in wide] == [heads, width]:
             return HeadSite(name, module, rule, heads, gj[0], False, wide[0])
     return None
+
+
+def _written(size: object, value: int) -> bool:
+    """A reshape size written as a number (an attribute), not computed in the trace: a size
+    computed from the input (``C // self.num_heads``) would not follow the cut."""
+    return type(size) is int and size == value
+
+
+def _other_counts(module: nn.Module, rule: HeadsRule) -> set[int]:
+    """The values of the module's other int attributes: a reshape size equal to one of them
+    may have been read from it (``num_key_value_heads``, ``hidden_size``), which the cut does
+    not update, so such a site is left whole."""
+    named = {rule.count, rule.width, *rule.derived}
+    return {v for a, v in vars(module).items() if type(v) is int and a not in named}
+
+
+def has_heads(w: Walker, node: fx.Node) -> bool:
+    """Is ``node`` inside a module with a heads rule?"""
+    return _enclosing(w, node) is not None
 
 
 def record_heads(w: Walker, site: HeadSite, cmap_in: Tensor | None, cmap_out: Tensor) -> None:

@@ -454,23 +454,36 @@ class HeadsRule(LayerRule):
         setattr(module, self.count, kept)
 
     def resize_to(self, module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
-        """The heads of a shrunk model's ``state``: read from the first ``Linear`` child whose
-        output was ``k × heads × width`` channels (``qkv``: k = 3) and is smaller in ``state``.
+        """The heads of a shrunk model's ``state``, read from the ``Linear`` layers inside the
+        module (at any depth) whose output was ``k × heads × width`` channels and is smaller in
+        ``state``: a fused ``qkv`` (k = 3) first, then ``kv`` (2), then single projections, which
+        must agree (an output projection as wide as the heads, pruned on its own, is not read).
         Call it before the children are resized (``named_modules`` order)."""
         found = self.heads(module)
         if found is None:
             return
         n, d = found
-        for name, child in module.named_children():
-            weight = state.get(f"{prefix}{name}.weight")
+        counts: dict[int, set[int]] = {3: set(), 2: set(), 1: set()}
+        for name, child in module.named_modules():
+            weight = state.get(f"{prefix}{name}.weight") if name else None
             if not isinstance(child, nn.Linear) or weight is None:
                 continue
             k = child.out_features // (n * d)
-            if k in (1, 2, 3) and child.out_features == k * n * d and weight.shape[0] < k * n * d:
-                kept = torch.ones(n, dtype=torch.bool)
-                kept[weight.shape[0] // (k * d) :] = False
-                self.cut(module, kept, kept)
-                return
+            rows = weight.shape[0]
+            if k in counts and child.out_features == k * n * d and rows < child.out_features:
+                counts[k].add(rows // (k * d) if rows % (k * d) == 0 else -1)
+        for k in (3, 2, 1):
+            if not counts[k]:
+                continue
+            if len(counts[k]) != 1 or -1 in counts[k]:
+                raise ValueError(
+                    f"{prefix.rstrip('.') or 'the model'}: the shrunk state's projections disagree "
+                    f"on the number of heads ({sorted(counts[k])} of {n}): cannot rebuild it"
+                )
+            kept = torch.ones(n, dtype=torch.bool)
+            kept[counts[k].pop() :] = False
+            self.cut(module, kept, kept)
+            return
 
 
 _HEADS: dict[type, HeadsRule] = {}

@@ -337,7 +337,11 @@ def reshaped(w: Walker, node: fx.Node, x: object, free: list[bool], site=None):
     result = cm.reshape(cmap, node_shape(x), shape_out, free, w.batched[x])
     if result is None:
         why = " (a reshape to a fixed channel count, or across the batch axis"
-        if _splits_heads(cmap, node_shape(x), shape_out):
+        if _splits_heads(cmap, node_shape(x), shape_out) and heads.has_heads(w, node):
+            why += "; whole heads are pruned where the reshape writes the head count and width "
+            why += "as the module's own `num_heads` and `head_dim` (not `-1` or computed), and "
+            why += "no other int attribute of the module has the same value"
+        elif _splits_heads(cmap, node_shape(x), shape_out):
             why += "; whole attention heads are pruned only in a module that keeps int "
             why += "attributes `num_heads` and `head_dim`"
         return w.unknown(node, why + ")")
