@@ -241,6 +241,7 @@ OPS = {
     "droppath": _residual("droppath"),
     "cat": _cat,
     "scale": lambda draw, widths, src: (("scale", src), widths[src]),
+    "posbias": lambda draw, widths, src: (("posbias", src), widths[src]),
     "chunk": _even("chunk", lambda draw, width: ()),
     "split": _even("split", _split_size),
     "shuffle": _even("shuffle", _shuffle_groups),
@@ -251,7 +252,7 @@ OPS = {
         widths[src],
     ),
 }
-PLAIN = ["conv", "dw", "group", "deconv", "se", "cat", "scale", "chunk", "split", "shuffle"]
+PLAIN = "conv dw group deconv se cat scale posbias chunk split shuffle".split()
 
 
 @st.composite
@@ -356,6 +357,12 @@ FIXED_NETS = {
     ],
     "split": [("conv", 0, 12, 1, None, "relu"), ("split", 1, 8), ("conv", 2, 6, 3, "bn", None)],
     "tail_slice": [("conv", 0, 10, 3, None, "relu"), ("tail", 1, 3), ("conv", 2, 5, 1, None, None)],
+    "position_bias": [
+        ("conv", 0, 8, 3, "bn", "relu"),
+        ("posbias", 1),
+        ("add", 1, 2),
+        ("conv", 3, 6, 1, None, "gelu"),
+    ],
     "attention": [
         ("conv", 0, 8, 3, "bn", "relu"),
         ("attn", 1, 4, 3, True),

@@ -738,6 +738,27 @@ class TinyViT(nn.Module):
         return self.head(t.mean(1))
 
 
+class PositionEmbedding(nn.Module):
+    """ViT's token stream: patch conv, a class token concatenated (``(1, 1, C)``), a position
+    embedding added (``(1, N, C)``: channels on the last axis, tokens on the other), a
+    residual token MLP without a norm, the class token's Linear head. The stream is pruned and
+    both tensors are cut with it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 4, stride=4)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, 16))
+        self.pos_embed = nn.Parameter(torch.randn(1, 17, 16))
+        self.fc1, self.fc2 = nn.Linear(16, 24), nn.Linear(24, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], dim=1) + self.pos_embed
+        t = t + self.fc2(F.gelu(self.fc1(t)))
+        return self.head(t[:, 0])
+
+
 class ShapeBranches(nn.Module):
     """Code ``torch.fx.symbolic_trace`` cannot trace: branches on shapes (smp's divisibility
     check, diffusers' ``assert len(t.shape) == 1``, MobileViT's ``if new_h != h``)."""
@@ -862,6 +883,7 @@ ZOO: dict[str, ZooEntry] = {
     "attention_heads_manual": ZooEntry(
         lambda: TinyViT(fused=False), (2, 3, 16, 16), ("attn.qkv", "fc1")
     ),
+    "position_embedding": ZooEntry(PositionEmbedding, (2, 3, 16, 16), ("patch", "fc1")),
     "shape_branches": ZooEntry(ShapeBranches, (2, 3, 16, 16), ("conv1", "conv2")),
     "subclass_head": ZooEntry(SubclassHead, (2, 3, 16, 16), ("conv", "head", "hidden")),
     "signal_1d": ZooEntry(Signal1d, (2, 2, 32), ("conv1", "conv2", "up")),
@@ -887,6 +909,18 @@ class ScaleOp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.gamma
+
+
+class PositionBiasOp(nn.Module):
+    """A learned position embedding on the map: ``x + pos`` with ``pos`` of shape
+    ``(1, C, H, W)`` (channels on one axis, positions on the others)."""
+
+    def __init__(self, c: int, size: int = 8) -> None:
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, c, size, size) * 0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.pos
 
 
 class ChunkOp(nn.Module):
@@ -973,6 +1007,8 @@ class RandomNet(nn.Module):
     - ``("add", a, b)``: ``t[a] + t[b]`` (same width);
     - ``("cat", a, b)``: ``torch.cat([t[a], t[b]], 1)``;
     - ``("scale", src)``: LayerScale ``t * gamma``;
+    - ``("posbias", src)``: a position embedding ``t + pos`` (``pos`` of shape
+      ``(1, C, 8, 8)``: the random graphs' input is 8×8 and no op resizes);
     - ``("chunk", src)``: ``chunk(2)``, one half convolved, ``cat`` (even width);
     - ``("split", src, k)``: ``split(k)``, the first piece convolved, ``cat``;
     - ``("shuffle", src, g)``: ShuffleNet's channel shuffle in ``g`` groups;
@@ -1032,6 +1068,7 @@ class RandomNet(nn.Module):
             "droppath": lambda: ([], w),
             "cat": lambda: ([], w + widths[op[2]]),
             "scale": lambda: ([ScaleOp(w)], w),
+            "posbias": lambda: ([PositionBiasOp(w)], w),
             "chunk": lambda: ([ChunkOp(w)], w),
             "split": lambda: ([SplitOp(w, op[2])], w),
             "shuffle": lambda: ([ShuffleOp(op[2])], w),

@@ -440,3 +440,11 @@ def _shape_of(value: Any):
     if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
         return [_shape_of(v) for v in value]
     return None
+
+
+def describe(node: fx.Node) -> str:
+    """How the plan names a graph node: ``layer 'blocks.0.fc1'`` or ``'add' (node add_3)``."""
+    if node.op == "call_module":
+        return f"layer '{node.target}'"
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "?")
+    return f"'{target}' (node {node.name})"

@@ -32,7 +32,7 @@ from alphaprune.core.layer_rules import (
     ParamRule,
     rule_for,
 )
-from alphaprune.core.trace import GUARD, node_shape, size_reads
+from alphaprune.core.trace import GUARD, describe, node_shape, size_reads
 
 __all__ = ["LayerChannels", "UnionFind", "Walker", "describe"]
 
@@ -135,13 +135,6 @@ def _size_math(node: fx.Node) -> bool:
     return node.op == "call_function" and (
         node.target is getattr or getattr(node.target, "__module__", None) in ("_operator", "math")
     )
-
-
-def describe(node: fx.Node) -> str:
-    if node.op == "call_module":
-        return f"layer '{node.target}'"
-    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "?")
-    return f"'{target}' (node {node.name})"
 
 
 @dataclass
@@ -304,6 +297,27 @@ class Walker:
         vars_ = self.uf.new(shape[wide[0]])
         self.params[node.target] = _Param(owner_name, owner, attr, wide[0], vars_)
         return cm.along(vars_, wide[0], len(shape))
+
+    def param_along(self, node: object, axis: int) -> Tensor | None:
+        """A parameter or buffer wide along several axes (a position embedding ``(1, N, C)``)
+        that meets tracked channels on its axis ``axis``: channel variables of its own along
+        that axis (cut with those channels; the other axes stay). None where ``node`` is not
+        such a tensor (a layer with a rule cuts its own tensors)."""
+        if not isinstance(node, fx.Node) or node.op != "get_attr" or node.target in self.params:
+            return None
+        shape = node_shape(node)
+        owner_name, _, attr = node.target.rpartition(".")
+        try:
+            owner = self.model.get_submodule(owner_name)
+        except AttributeError:
+            return None
+        stored = attr in owner._parameters or attr in owner._buffers
+        if not isinstance(shape, tuple) or not stored or rule_for(owner) is not None:
+            return None
+        vars_ = self.uf.new(shape[axis])
+        self.params[node.target] = _Param(owner_name, owner, attr, axis, vars_)
+        self.ids[node] = cm.along(vars_, axis, len(shape))
+        return self.ids[node]
 
     def call_module(self, node: fx.Node):
         module = self.model.get_submodule(node.target)
