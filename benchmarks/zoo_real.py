@@ -13,8 +13,11 @@ output. Each model is run twice, each time in a fresh subprocess with a time lim
   ``UserError``), ``wrong: …`` or ``raw error (stage): type``. ``ap_pinned`` sums up the groups
   it leaves whole and why (every group: ``zoo_real_pinned.csv``).
 - **Torch-Pruning**: ``BasePruner`` + ``MagnitudeImportance(p=1)``, ``pruning_ratio=0.5``, the
-  output layer (the last Conv/Linear the forward calls) ignored, ``step()``, then a forward pass
-  that must keep the output shape. Status ``pruned``, ``nothing pruned``, ``broken forward: …``,
+  output layer (the last Conv/Linear the forward calls) ignored, and for timm's attention its
+  recipe for heads (``num_heads`` of each ``qkv``, whole heads at the same ratio, the counts
+  written back after ``step()``), ``step()``, then a forward pass that must keep the output
+  shape. Attributes other code reads (torchvision ViT's ``hidden_dim``, PoolFormer's
+  ``Scale.shape``) are not patched: a stale one is a ``broken forward``. Status ``pruned``, ``nothing pruned``, ``broken forward: …``,
   ``raw error: …`` or ``timeout``.
 
 Columns: params and FLOPs ratios (``torch.utils.flop_counter``, via ``ap.count`` for one input),
@@ -384,6 +387,27 @@ def tp_forward_status(model: nn.Module, example: tuple[Tensor, ...], shape: torc
     return "pruned"
 
 
+def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
+    """Torch-Pruning's recipe for timm's attention: each ``qkv`` projection with its head count."""
+    return {
+        m.qkv: m.num_heads
+        for m in model.modules()
+        if isinstance(getattr(m, "qkv", None), nn.Linear)
+        and isinstance(getattr(m, "num_heads", None), int)
+    }
+
+
+def write_back_heads(model: nn.Module, num_heads: dict[nn.Module, int]) -> None:
+    """After ``step()``: each attention's head count (and ``attn_dim``) to what is left, as
+    Torch-Pruning's ViT example does by hand."""
+    for m in model.modules():
+        qkv = getattr(m, "qkv", None)
+        if isinstance(qkv, nn.Linear) and qkv in num_heads:
+            m.num_heads = num_heads[qkv]
+            if hasattr(m, "attn_dim"):
+                m.attn_dim = m.num_heads * m.head_dim
+
+
 def run_torch_pruning(spec: Spec, onnx: bool = True, save: Callable[[dict], None] = print) -> dict:
     """One model through Torch-Pruning's own pass: the ``tp_*`` columns."""
     model = build(spec)
@@ -395,11 +419,13 @@ def run_torch_pruning(spec: Spec, onnx: bool = True, save: Callable[[dict], None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ignored = [output_layer(model, example)]
+            heads = attention_heads(model)
             pruner, row["tp_build_s"] = timed(
-                lambda: torch_pruning_pruner(model, example, 0.5, ignored)
+                lambda: torch_pruning_pruner(model, example, 0.5, ignored, heads)
             )
             row["stage"] = "step"
             _, row["tp_step_s"] = timed(pruner.step)
+            write_back_heads(model, pruner.num_heads)
     except Exception as exc:  # noqa: BLE001
         return row | {"tp_status": f"raw error ({row['stage']}): {error(exc, 80)}"}
     row["tp_params_ratio"] = round(n_params(model) / row["params"], 4)

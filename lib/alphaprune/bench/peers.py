@@ -45,18 +45,28 @@ def torch_pruning_pruner(
     example_inputs: Tensor | Sequence[Tensor],
     pruning_ratio: float = 0.5,
     ignored_layers: Sequence[nn.Module] = (),
+    num_heads: Mapping[nn.Module, int] | None = None,
 ):
     """``torch_pruning``'s own pruner on ``model`` (which ``step()`` prunes in place): L1
     magnitude importance (``MagnitudeImportance(p=1)``), the same ``pruning_ratio`` in every
     group, ``ignored_layers`` (e.g. the classifier) left whole. Building it traces the model
     (``DependencyGraph``). Raises ``ImportError`` if ``torch_pruning`` is not installed.
+
+    ``num_heads`` (each attention's qkv projection → its head count) is Torch-Pruning's recipe
+    for attention: whole heads go at the same ratio, head widths stay. After ``step()`` the
+    pruner's ``num_heads`` holds the counts left, which the caller writes back into its modules.
     """
     import torch_pruning as tp
 
+    heads = dict(num_heads or {})
     return tp.pruner.BasePruner(
         model,
         example_inputs,
         importance=tp.importance.MagnitudeImportance(p=1),
         pruning_ratio=pruning_ratio,
         ignored_layers=list(ignored_layers),
+        num_heads=heads,
+        prune_num_heads=bool(heads),
+        prune_head_dims=not heads,
+        head_pruning_ratio=pruning_ratio if heads else 0.0,
     )
