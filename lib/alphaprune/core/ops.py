@@ -127,7 +127,7 @@ def binary(w: Walker, node: fx.Node):
     for a in args:
         shape = (1,) * (rank - len(node_shape(a))) + node_shape(a)
         if not cm.tracked(_map_or_empty(w, a, rank)) and any(shape[d] > 1 for d in axes):
-            adopted = _param_operand(w, a, axes, rank)
+            adopted = _param_operand(w, node, a, axes, rank)
             if adopted is None:
                 why = f" (an operand with a per-channel shape not tracked: {describe(a)})"
                 return w.unknown(node, why)
@@ -136,14 +136,16 @@ def binary(w: Walker, node: fx.Node):
     return wide[0]
 
 
-def _param_operand(w: Walker, a: fx.Node, axes: set[int], rank: int) -> Tensor | None:
+def _param_operand(
+    w: Walker, node: fx.Node, a: fx.Node, axes: set[int], rank: int
+) -> Tensor | None:
     """A parameter added to or multiplied with tracked channels along its one channel axis
     (timm's ``x + pos_embed`` with ``pos_embed (1, N, C)``): channels of its own, joined."""
     if w.cmap(a) is not None or len(axes) != 1:
         return None
     (axis,) = axes
     own = axis - (rank - len(node_shape(a)))
-    return w.param_along(a, own) if own >= 0 else None
+    return w.param_along(a, own, node) if own >= 0 else None
 
 
 def _map_or_empty(w: Walker, node: fx.Node, rank: int) -> Tensor:

@@ -15,6 +15,7 @@ The handlers of functions and tensor methods are in :mod:`alphaprune.core.ops`.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -174,6 +175,7 @@ class Walker:
         self.nonempty: list[list[int]] = []  # channel sets of which one must stay (a split's tail)
         self.followed: set[fx.Node] = set()  # sizes a reshape follows as channels shrink
         self._fresh: list[int] | None = None
+        self._holders: collections.Counter[int] | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def cmap(self, node: object) -> Tensor | None:
@@ -291,19 +293,38 @@ class Walker:
         except AttributeError:
             return None
         wide = [d for d, size in enumerate(shape or ()) if size > 1]
-        stored = attr in owner._parameters or attr in owner._buffers
+        stored = self._owned_once(owner, attr)
         if len(wide) != 1 or not stored or rule_for(owner) is not None:
             return None  # a layer with a rule cuts its own tensors
         vars_ = self.uf.new(shape[wide[0]])
         self.params[node.target] = _Param(owner_name, owner, attr, wide[0], vars_)
         return cm.along(vars_, wide[0], len(shape))
 
-    def param_along(self, node: object, axis: int) -> Tensor | None:
+    def _owned_once(self, owner: nn.Module, attr: str) -> bool:
+        """``owner.<attr>`` is a parameter or buffer no other module attribute holds (a tied
+        one would be cut in one place and stay whole in the other)."""
+        tensor = owner._parameters.get(attr, owner._buffers.get(attr))
+        if tensor is None:
+            return False
+        if self._holders is None:  # how many names hold each tensor, counted once per walk
+            self._holders = collections.Counter(
+                id(t)
+                for named in (self.model.named_parameters, self.model.named_buffers)
+                for _, t in named(remove_duplicate=False)
+            )
+        return self._holders[id(tensor)] == 1
+
+    def param_along(self, node: object, axis: int, user: fx.Node) -> Tensor | None:
         """A parameter or buffer wide along several axes (a position embedding ``(1, N, C)``)
-        that meets tracked channels on its axis ``axis``: channel variables of its own along
-        that axis (cut with those channels; the other axes stay). None where ``node`` is not
-        such a tensor (a layer with a rule cuts its own tensors)."""
+        that meets tracked channels on its axis ``axis`` in ``user``: channel variables of its
+        own along that axis (cut with those channels; the other axes stay). None where ``node``
+        is not such a tensor (a layer with a rule cuts its own tensors), or where the walk has
+        already passed an operation reading it (``pos.mean()``, ``pos.shape`` before the add):
+        that one took it for a constant, which a cut would change."""
         if not isinstance(node, fx.Node) or node.op != "get_attr" or node.target in self.params:
+            return None
+        reads = [n for n in node.graph.nodes if n.op == "get_attr" and n.target == node.target]
+        if any(u is not user and u in self.batched for n in reads for u in n.users):
             return None
         shape = node_shape(node)
         owner_name, _, attr = node.target.rpartition(".")
@@ -311,7 +332,7 @@ class Walker:
             owner = self.model.get_submodule(owner_name)
         except AttributeError:
             return None
-        stored = attr in owner._parameters or attr in owner._buffers
+        stored = self._owned_once(owner, attr)
         if not isinstance(shape, tuple) or not stored or rule_for(owner) is not None:
             return None
         vars_ = self.uf.new(shape[axis])

@@ -28,7 +28,7 @@ from alphaprune.core.gates import (
     restore_gates,
     set_alpha,
 )
-from alphaprune.core.layer_rules import heads_rule_for, rule_for
+from alphaprune.core.layer_rules import ParamRule, heads_rule_for, rule_for
 from alphaprune.engine.factories import require_trusted
 from alphaprune.engine.models import build_model, example_input
 from alphaprune.errors import CheckpointError, UserError
@@ -151,6 +151,21 @@ def _resize_to_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
         for rule in (heads_rule_for(module), rule_for(module)):
             if rule is not None:
                 rule.resize_to(module, state, f"{name}." if name else "")
+        if rule_for(module) is None:
+            _resize_params_to_state(module, state, f"{name}." if name else "")
+
+
+def _resize_params_to_state(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: str):
+    """A parameter or buffer the forward reads itself, cut by the graph along one axis
+    (:class:`ParamRule`: LayerScale ``gamma``, a position embedding ``(1, N, C)``): its shape
+    from ``state`` where that is smaller along exactly that one axis."""
+    for attr, tensor in [*module._parameters.items(), *module._buffers.items()]:
+        saved = state.get(prefix + attr)
+        if tensor is None or not isinstance(saved, torch.Tensor) or saved.dim() != tensor.dim():
+            continue
+        axes = [d for d in range(tensor.dim()) if saved.shape[d] != tensor.shape[d]]
+        if len(axes) == 1 and saved.shape[axes[0]] < tensor.shape[axes[0]]:
+            ParamRule(attr, axes[0]).resize_to(module, state, prefix)
 
 
 def model_from_state(
