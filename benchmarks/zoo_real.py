@@ -17,8 +17,8 @@ output. Each model is run twice, each time in a fresh subprocess with a time lim
   recipe for heads (``num_heads`` of each ``qkv``, whole heads at the same ratio, the counts
   written back after ``step()``), ``step()``, then a forward pass that must keep the output
   shape. Attributes other code reads (torchvision ViT's ``hidden_dim``, PoolFormer's
-  ``Scale.shape``) are not patched: a stale one is a ``broken forward``. Status ``pruned``, ``nothing pruned``, ``broken forward: …``,
-  ``raw error: …`` or ``timeout``.
+  ``Scale.shape``) are not patched: a stale one is a ``broken forward``. Status ``pruned``,
+  ``nothing pruned``, ``broken forward: …``, ``raw error: …`` or ``timeout``.
 
 Columns: params and FLOPs ratios (``torch.utils.flop_counter``, via ``ap.count`` for one input),
 ``ap_attach_s`` / ``ap_shrink_s`` (trace + gate; shrink with its own verification pass),

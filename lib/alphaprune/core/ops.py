@@ -353,13 +353,8 @@ def reshaped(w: Walker, node: fx.Node, x: object, free: list[bool], site=None):
     result = cm.reshape(cmap, node_shape(x), shape_out, free, w.batched[x])
     if result is None:
         why = " (a reshape to a fixed channel count, or across the batch axis"
-        if _splits_heads(cmap, node_shape(x), shape_out) and heads.has_heads(w, node):
-            why += "; whole heads are pruned where the reshape writes the head count and width "
-            why += "as the module's own `num_heads` and `head_dim` (not `-1` or computed), and "
-            why += "no other int attribute of the module has the same value"
-        elif _splits_heads(cmap, node_shape(x), shape_out):
-            why += "; whole attention heads are pruned only in a module that keeps int "
-            why += "attributes `num_heads` and `head_dim`"
+        if _splits_heads(cmap, node_shape(x), shape_out):
+            why += _HEADS_WRITTEN if heads.has_heads(w, node) else _HEADS_KEPT
         return w.unknown(node, why + ")")
     new, rows = result
     if rows is not None:
@@ -367,6 +362,17 @@ def reshaped(w: Walker, node: fx.Node, x: object, free: list[bool], site=None):
     if site is not None:
         heads.record_heads(w, site, cmap, new)
     return new
+
+
+_HEADS_WRITTEN = (
+    "; whole heads are pruned where the reshape writes the head count and width as the "
+    "module's own `num_heads` and `head_dim` (not `-1` or computed), and no other int "
+    "attribute of the module has the same value"
+)
+_HEADS_KEPT = (
+    "; whole attention heads are pruned only in a module that keeps int attributes "
+    "`num_heads` and `head_dim`"
+)
 
 
 def _splits_heads(cmap: Tensor, shape_in: tuple, shape_out: tuple) -> bool:

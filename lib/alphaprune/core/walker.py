@@ -287,18 +287,43 @@ class Walker:
         if node.target in self.params:
             found = self.params[node.target]
             return cm.along(found.vars_, found.axis, len(shape))
+        wide = [d for d, size in enumerate(shape or ()) if size > 1]
+        return self._own_channels(node, wide[0]) if len(wide) == 1 else None
+
+    def param_along(self, node: object, axis: int, user: fx.Node) -> Tensor | None:
+        """A parameter or buffer wide along several axes (a position embedding ``(1, N, C)``)
+        that meets tracked channels on its axis ``axis`` in ``user``: channel variables of its
+        own along that axis (cut with those channels; the other axes stay). None where ``node``
+        is not such a tensor (a layer with a rule cuts its own tensors), or where the walk has
+        already passed an operation reading it (``pos.mean()``, ``pos.shape`` before the add):
+        that one took it for a constant, which a cut would change."""
+        if not isinstance(node, fx.Node) or node.op != "get_attr" or node.target in self.params:
+            return None
+        reads = [n for n in node.graph.nodes if n.op == "get_attr" and n.target == node.target]
+        if any(u is not user and u in self.batched for n in reads for u in n.users):
+            return None
+        found = self._own_channels(node, axis)
+        if found is not None:
+            self.ids[node] = found
+        return found
+
+    def _own_channels(self, node: fx.Node, axis: int) -> Tensor | None:
+        """Channel variables along ``axis`` for the tensor a ``get_attr`` reads, registered to
+        be cut with them; None unless it is a parameter or buffer only its module holds, of a
+        module without a rule (a layer with a rule cuts its own tensors)."""
+        shape = node_shape(node)
         owner_name, _, attr = node.target.rpartition(".")
         try:
             owner = self.model.get_submodule(owner_name)
         except AttributeError:
             return None
-        wide = [d for d, size in enumerate(shape or ()) if size > 1]
-        stored = self._owned_once(owner, attr)
-        if len(wide) != 1 or not stored or rule_for(owner) is not None:
-            return None  # a layer with a rule cuts its own tensors
-        vars_ = self.uf.new(shape[wide[0]])
-        self.params[node.target] = _Param(owner_name, owner, attr, wide[0], vars_)
-        return cm.along(vars_, wide[0], len(shape))
+        if not isinstance(shape, tuple) or not self._owned_once(owner, attr):
+            return None
+        if rule_for(owner) is not None:
+            return None
+        vars_ = self.uf.new(shape[axis])
+        self.params[node.target] = _Param(owner_name, owner, attr, axis, vars_)
+        return cm.along(vars_, axis, len(shape))
 
     def _owned_once(self, owner: nn.Module, attr: str) -> bool:
         """``owner.<attr>`` is a parameter or buffer no other module attribute holds (a tied
@@ -313,32 +338,6 @@ class Walker:
                 for _, t in named(remove_duplicate=False)
             )
         return self._holders[id(tensor)] == 1
-
-    def param_along(self, node: object, axis: int, user: fx.Node) -> Tensor | None:
-        """A parameter or buffer wide along several axes (a position embedding ``(1, N, C)``)
-        that meets tracked channels on its axis ``axis`` in ``user``: channel variables of its
-        own along that axis (cut with those channels; the other axes stay). None where ``node``
-        is not such a tensor (a layer with a rule cuts its own tensors), or where the walk has
-        already passed an operation reading it (``pos.mean()``, ``pos.shape`` before the add):
-        that one took it for a constant, which a cut would change."""
-        if not isinstance(node, fx.Node) or node.op != "get_attr" or node.target in self.params:
-            return None
-        reads = [n for n in node.graph.nodes if n.op == "get_attr" and n.target == node.target]
-        if any(u is not user and u in self.batched for n in reads for u in n.users):
-            return None
-        shape = node_shape(node)
-        owner_name, _, attr = node.target.rpartition(".")
-        try:
-            owner = self.model.get_submodule(owner_name)
-        except AttributeError:
-            return None
-        stored = self._owned_once(owner, attr)
-        if not isinstance(shape, tuple) or not stored or rule_for(owner) is not None:
-            return None
-        vars_ = self.uf.new(shape[axis])
-        self.params[node.target] = _Param(owner_name, owner, attr, axis, vars_)
-        self.ids[node] = cm.along(vars_, axis, len(shape))
-        return self.ids[node]
 
     def call_module(self, node: fx.Node):
         module = self.model.get_submodule(node.target)
